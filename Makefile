@@ -1,0 +1,51 @@
+# The front door. `make run` and `make test` set everything up on a fresh Debian 12 machine.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CONF       ?= conf.d
+SOURCES     = $(shell find sdk host plugins tests tools bench docs -name '*.[ch]' 2>/dev/null)
+
+.PHONY: all deps build build-asan run check-config test test-debug test-asan format \
+        format-check clean
+
+all: build
+
+deps:
+	@packaging/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Debug
+
+$(ASAN_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DARQ_SANITIZE=ON
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# Runs the host in the foreground on the in-tree configuration (memory storage).
+run: build
+	ARQONBUS_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(BUILD)/arqonbusd -c $(CONF)
+
+check-config: build
+	ARQONBUS_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(BUILD)/arqonbusd -c $(CONF) --check-config
+
+# Every test: formatting, unit and integration tests, then all of them again under ASan+UBSan.
+test: deps format-check test-debug test-asan
+
+test-debug: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check: deps
+	@clang-format --dry-run -Werror $(SOURCES) && echo "format-check: $(words $(SOURCES)) files OK"
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,282 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "options.h"
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"logfmt", "json", NULL};
+
+const struct arq_option config_host_options[] = {
+    ARQ_OPT_CHOICE("log_level", log_levels, "info", ARQ_OPT_RELOADABLE,
+                   "least severe level written: debug, info, warn, error"),
+    ARQ_OPT_CHOICE("log_format", log_formats, "logfmt", ARQ_OPT_RELOADABLE,
+                   "logfmt (key=value) or json, one line per event"),
+    ARQ_OPT("log_file", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
+            "append logs to this file instead of stderr; SIGUSR1 reopens it"),
+    ARQ_OPT("node", ARQ_OPT_STRING, NULL, 0, "this node's name; default: the host name"),
+    ARQ_OPT("plugin_dir", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
+            "where modules named without a '/' are found; default: $ARQONBUS_PLUGIN_DIR, "
+            "else the installed plugin directory"),
+    ARQ_OPT_RANGE("drain_timeout", ARQ_OPT_DURATION, "10s", 0, 600000, ARQ_OPT_RELOADABLE,
+                  "how long a graceful stop waits for in-flight work"),
+    ARQ_OPT_RANGE("telemetry_queue_size", ARQ_OPT_INT, "8192", 16, 1048576, ARQ_OPT_RELOADABLE,
+                  "telemetry events queued for the sinks before new ones are dropped"),
+    ARQ_OPT_RANGE("telemetry_batch_size", ARQ_OPT_INT, "256", 1, 65536, ARQ_OPT_RELOADABLE,
+                  "most telemetry events handed to a sink at once"),
+    ARQ_OPT_END};
+
+static const struct arq_option instance_options[] = {
+    ARQ_OPT("module", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED,
+            "module name (found in plugin_dir) or path to a .so"),
+    ARQ_OPT("enabled", ARQ_OPT_BOOL, "true", 0, "false: declared but not loaded"),
+    ARQ_OPT("config", ARQ_OPT_JSON, NULL, 0, "the module's options"),
+    ARQ_OPT_END};
+
+static const char *const top_level_keys[] = {"host", "plugins", NULL};
+
+static int instance_name_is_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
+            return 0;
+    return 1;
+}
+
+/* `rel` relative to the directory of `file` (when rel is not absolute). */
+static char *path_beside(const char *file, const char *rel)
+{
+    if (rel[0] == '/' || !file)
+        return strdup(rel);
+    const char *slash = strrchr(file, '/');
+    size_t dlen = slash ? (size_t)(slash - file) : 1;
+    const char *dir = slash ? file : ".";
+    size_t len = dlen + 1 + strlen(rel) + 1;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%.*s/%s", (int)dlen, dir, rel);
+    return out;
+}
+
+static char *join_path(const char *dir, const char *name, const char *suffix)
+{
+    size_t len = strlen(dir) + 1 + strlen(name) + strlen(suffix) + 1;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%s/%s%s", dir, name, suffix);
+    return out;
+}
+
+/* Adds `src`'s members to `dst`, refusing keys already present (first wins). */
+static void merge_unique(json_t *dst, const json_t *src, const struct cfg_doc *doc,
+                         const char *what, struct diag_list *diags)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)src, key, v)
+    {
+        json_t *prev = json_object_get(dst, key);
+        if (prev) {
+            const struct cfg_pos *p = cfg_key_pos_of(doc, prev);
+            diag_add(diags, cfg_key_pos_of(doc, v), "%s \"%s\" is already declared at %s:%d:%d",
+                     what, key, p ? p->file : "?", p ? p->line : 0, p ? p->col : 0);
+            continue;
+        }
+        if (json_object_set(dst, key, v) != 0)
+            diag_add(diags, NULL, "out of memory");
+    }
+}
+
+static void read_file(struct config *conf, json_t *root, json_t *host_merged,
+                      json_t *plugins_merged, struct diag_list *diags)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        const struct cfg_pos *kp = cfg_key_pos_of(conf->doc, v);
+        json_t *target = !strcmp(key, "host") ? host_merged
+                         : !strcmp(key, "plugins") ? plugins_merged
+                                                   : NULL;
+        if (!target) {
+            char allowed[64];
+            const char *hint = diag_suggest(key, top_level_keys);
+            diag_join(allowed, sizeof allowed, top_level_keys);
+            diag_add(diags, kp, "unknown top-level key \"%s\"; allowed: %s%s%s%s", key, allowed,
+                     hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+            continue;
+        }
+        if (json_is_string(v) && json_string_value(v)[0] == '\0')
+            continue; /* `plugins:` with nothing under it */
+        if (!json_is_object(v)) {
+            diag_add(diags, cfg_pos_of(conf->doc, v), "\"%s\" must be a mapping", key);
+            continue;
+        }
+        merge_unique(target, v, conf->doc,
+                     target == host_merged ? "host option" : "plugin instance", diags);
+    }
+}
+
+static void apply_host(struct config *conf, const json_t *host_merged, struct diag_list *diags)
+{
+    const json_t *first = NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)host_merged, k, v)
+    {
+        first = v;
+        break;
+    }
+    struct cfg_pos where = {conf->dir, 0, 0};
+    const struct cfg_pos *wp = first ? cfg_key_pos_of(conf->doc, first) : &where;
+    conf->host_values = opt_validate(config_host_options, host_merged, conf->doc, wp,
+                                     "host section", diags);
+    if (!conf->host_values)
+        return;
+
+    struct host_settings *h = &conf->host;
+    const json_t *hv = conf->host_values;
+    log_level_parse(opt_get_str(hv, "log_level", "info"), &h->log_level);
+    h->log_format =
+        !strcmp(opt_get_str(hv, "log_format", "logfmt"), "json") ? LOG_FORMAT_JSON
+                                                                   : LOG_FORMAT_LOGFMT;
+    h->log_file = opt_get_str(hv, "log_file", NULL);
+    h->node = opt_get_str(hv, "node", NULL);
+    h->drain_timeout_ms = (uint64_t)opt_get_int(hv, "drain_timeout", 10000);
+    h->telemetry_queue_size = (size_t)opt_get_int(hv, "telemetry_queue_size", 8192);
+    h->telemetry_batch_size = (size_t)opt_get_int(hv, "telemetry_batch_size", 256);
+
+    const char *dir = opt_get_str(hv, "plugin_dir", NULL);
+    if (dir) {
+        const json_t *node = json_object_get(host_merged, "plugin_dir");
+        const struct cfg_pos *p = cfg_pos_of(conf->doc, node);
+        h->plugin_dir = path_beside(p ? p->file : NULL, dir);
+    } else {
+        const char *env = getenv("ARQONBUS_PLUGIN_DIR");
+        h->plugin_dir = strdup(env && *env ? env : ARQ_DEFAULT_PLUGIN_DIR);
+    }
+    if (!h->plugin_dir)
+        diag_add(diags, NULL, "out of memory");
+}
+
+static void read_plugins(struct config *conf, const json_t *plugins_merged,
+                         struct diag_list *diags)
+{
+    size_t n = json_object_size(plugins_merged);
+    conf->plugins = calloc(n ? n : 1, sizeof *conf->plugins);
+    if (!conf->plugins) {
+        diag_add(diags, NULL, "out of memory");
+        return;
+    }
+    const char *name;
+    json_t *node;
+    json_object_foreach((json_t *)plugins_merged, name, node)
+    {
+        const struct cfg_pos *kp = cfg_key_pos_of(conf->doc, node);
+        char who[160];
+        snprintf(who, sizeof who, "plugin \"%s\"", name);
+        if (!instance_name_is_valid(name)) {
+            diag_add(diags, kp,
+                     "%s: instance names are 1 to 64 characters of letters, digits, '_', '.' "
+                     "and '-'",
+                     who);
+            continue;
+        }
+        json_t *vals = opt_validate(instance_options, node, conf->doc, kp, who, diags);
+        if (!vals)
+            continue;
+        struct plugin_decl *d = &conf->plugins[conf->nplugins++];
+        d->name = strdup(name);
+        d->pos = *kp;
+        d->module = json_string_value(json_object_get(node, "module"));
+        d->enabled = opt_get_bool(vals, "enabled", 1);
+        d->config_node = json_object_get(node, "config");
+        const struct cfg_pos *cp =
+            d->config_node ? cfg_key_pos_of(conf->doc, d->config_node) : NULL;
+        d->config_pos = cp ? *cp : *kp;
+        json_decref(vals);
+
+        if (strchr(d->module, '/'))
+            d->module_path = path_beside(d->pos.file, d->module);
+        else
+            d->module_path = join_path(conf->host.plugin_dir ? conf->host.plugin_dir : ".",
+                                       d->module,
+                                       strstr(d->module, ".so") ? "" : ".so");
+        if (!d->name || !d->module_path)
+            diag_add(diags, kp, "%s: out of memory", who);
+    }
+}
+
+struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *getenv_arg,
+                           struct diag_list *diags)
+{
+    size_t before = diags->n;
+    struct config *conf = calloc(1, sizeof *conf);
+    json_t *host_merged = json_object();
+    json_t *plugins_merged = json_object();
+    char **files = NULL;
+    if (!conf || !host_merged || !plugins_merged || !(conf->dir = strdup(dir)) ||
+        !(conf->doc = cfg_doc_new(getenv_fn, getenv_arg))) {
+        diag_add(diags, NULL, "out of memory");
+        goto fail;
+    }
+    files = cfg_list_dir(dir, diags);
+    if (!files)
+        goto fail;
+    if (!files[0])
+        diag_add(diags, NULL, "no configuration files (*.yaml, *.yml) in \"%s\"", dir);
+    for (char **f = files; *f; f++) {
+        json_t *root = cfg_doc_parse_file(conf->doc, *f, diags);
+        if (root)
+            read_file(conf, root, host_merged, plugins_merged, diags);
+    }
+    if (diags->n != before)
+        goto fail;
+    apply_host(conf, host_merged, diags);
+    if (diags->n != before)
+        goto fail;
+    read_plugins(conf, plugins_merged, diags);
+    if (diags->n != before)
+        goto fail;
+    cfg_free_list(files);
+    json_decref(host_merged);
+    json_decref(plugins_merged);
+    return conf;
+fail:
+    cfg_free_list(files);
+    json_decref(host_merged);
+    json_decref(plugins_merged);
+    config_free(conf);
+    return NULL;
+}
+
+void config_free(struct config *conf)
+{
+    if (!conf)
+        return;
+    for (size_t i = 0; i < conf->nplugins; i++) {
+        free(conf->plugins[i].name);
+        free(conf->plugins[i].module_path);
+    }
+    free(conf->plugins);
+    free(conf->host.plugin_dir);
+    json_decref(conf->host_values);
+    cfg_doc_free(conf->doc);
+    free(conf->dir);
+    free(conf);
+}
+
+const struct plugin_decl *config_find(const struct config *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->nplugins; i++)
+        if (!strcmp(conf->plugins[i].name, name))
+            return &conf->plugins[i];
+    return NULL;
+}

@@ -1,0 +1,359 @@
+#include "host.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "generation.h"
+#include "instance.h"
+#include "log.h"
+
+/* --- telemetry delivery ------------------------------------------------------------------- */
+
+static void deliver_to_sinks(void *arg, const struct arq_event *const *events, size_t n)
+{
+    struct host *h = arg;
+    struct generation *g = h->current;
+    for (size_t i = 0; g && i < g->n; i++) {
+        struct arq_ctx *ctx = g->inst[i];
+        if (ctx->started && ctx->mod->desc->kind == ARQ_KIND_TELEMETRY) {
+            const struct arq_telemetry_ops *ops = ctx->mod->desc->ops;
+            ops->emit_batch(ctx->self, events, n);
+        }
+    }
+}
+
+static void on_check(uv_check_t *handle)
+{
+    struct host *h = handle->data;
+    if (telemetry_queued(h->telemetry))
+        telemetry_drain(h->telemetry);
+    uint64_t dropped = telemetry_dropped(h->telemetry);
+    if (dropped != h->tel_dropped_reported) {
+        metrics_add(h->m_tel_dropped, (double)(dropped - h->tel_dropped_reported));
+        h->tel_dropped_reported = dropped;
+    }
+}
+
+static void host_event(struct host *h, const char *type, json_t *data_take)
+{
+    struct arq_event ev = {.struct_size = sizeof ev, .event_type = type, .data = data_take};
+    telemetry_push(h->telemetry, &ev, h->node, "host");
+    json_decref(data_take);
+}
+
+/* --- signals and posts -------------------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+    struct host *h = handle->data;
+    switch (signum) {
+    case SIGHUP:
+        host_request_reload(h);
+        break;
+    case SIGUSR1:
+        if (log_reopen() != 0)
+            LOG_ERROR("cannot reopen the log file");
+        else
+            LOG_INFO("log file reopened");
+        break;
+    default:
+        LOG_INFO("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        host_stop(h);
+        break;
+    }
+}
+
+static void on_post(uv_async_t *handle)
+{
+    host_run_posts(handle->data);
+}
+
+static void on_reload_timer(uv_timer_t *handle)
+{
+    struct host *h = handle->data;
+    h->reload_pending = 0;
+    if (!h->stopping)
+        host_reload(h);
+}
+
+void host_request_reload(struct host *h)
+{
+    /* Reloads are coalesced: signals that arrive before the pending one runs join it. */
+    if (h->reload_pending || h->stopping)
+        return;
+    h->reload_pending = 1;
+    uv_timer_start(&h->reload_timer, on_reload_timer, 0, 0);
+}
+
+/* --- set-up ------------------------------------------------------------------------------- */
+
+static arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,
+                               const char *help, const char *label, const char *value)
+{
+    const char *names[] = {label, NULL};
+    const char *values[] = {value, NULL};
+    arq_metric *m = host_api.metric_register(h->self_ctx, type, name, help,
+                                             label ? names : NULL, NULL, 0);
+    return m ? metrics_series(m, label ? values : NULL) : NULL;
+}
+
+int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
+{
+    memset(h, 0, sizeof *h);
+    uv_mutex_init(&h->post_lock);
+    h->log_level_override = -1;
+    h->loop = loop;
+    h->started_us = telemetry_now_us();
+    h->next_generation = 1;
+    h->reloads.last_ok = 1;
+    if (gethostname(h->node, sizeof h->node - 1) != 0)
+        snprintf(h->node, sizeof h->node, "arqonbus");
+    if (!(h->conf_dir = strdup(conf_dir)) || !(h->metrics = metrics_new()) ||
+        !(h->telemetry = telemetry_new(8192, 256, deliver_to_sinks, h)) ||
+        !(h->self_ctx = instance_new(h, "host", "host", NULL, NULL, NULL))) {
+        LOG_ERROR("out of memory while starting");
+        return -1;
+    }
+    h->m_reload_ok = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_reloads_total",
+                                 "Configuration reloads by result.", "result", "success");
+    h->m_reload_failed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_reloads_total",
+                                     "Configuration reloads by result.", "result", "failure");
+    h->m_generation = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_config_generation",
+                                  "Number of the configuration generation in force.", NULL, NULL);
+    h->m_instances = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_plugin_instances",
+                                 "Plugin instances running.", NULL, NULL);
+    h->m_tel_dropped = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_telemetry_dropped_total",
+                                   "Telemetry events dropped because the queue was full.", NULL,
+                                   NULL);
+    if (!h->m_reload_ok || !h->m_reload_failed || !h->m_generation || !h->m_instances ||
+        !h->m_tel_dropped) {
+        LOG_ERROR("cannot register the host's metrics");
+        return -1;
+    }
+
+    uv_signal_t *sigs[] = {&h->sig_hup, &h->sig_term, &h->sig_int, &h->sig_usr1};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    for (size_t i = 0; i < 4; i++) {
+        uv_signal_init(loop, sigs[i]);
+        sigs[i]->data = h;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+    /* A dead peer must never kill the process; sockets report EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
+    uv_timer_init(loop, &h->reload_timer);
+    h->reload_timer.data = h;
+    uv_check_init(loop, &h->telemetry_check);
+    h->telemetry_check.data = h;
+    uv_check_start(&h->telemetry_check, on_check);
+    uv_async_init(loop, &h->post_async, on_post);
+    h->post_async.data = h;
+    h->handles_open = 1;
+    return 0;
+}
+
+/* --- generations -------------------------------------------------------------------------- */
+
+static void apply_host_settings(struct host *h, const struct host_settings *s)
+{
+    log_configure(h->log_level_override >= 0 ? (enum arq_log_level)h->log_level_override
+                                             : s->log_level,
+                  s->log_format);
+    if (s->log_file) {
+        int rc = log_open_file(s->log_file);
+        if (rc != 0)
+            LOG_ERROR("cannot open the log file; logging to stderr", "path", s->log_file,
+                      "error", strerror(-rc));
+    } else {
+        log_open_file(NULL);
+    }
+    if (s->node)
+        snprintf(h->node, sizeof h->node, "%s", s->node);
+    else if (gethostname(h->node, sizeof h->node - 1) != 0)
+        snprintf(h->node, sizeof h->node, "arqonbus");
+    telemetry_set_limits(h->telemetry, s->telemetry_queue_size, s->telemetry_batch_size);
+}
+
+static void log_diags(const struct diag_list *dl)
+{
+    for (size_t i = 0; i < dl->n; i++)
+        LOG_ERROR("configuration error", "error", dl->items[i]);
+}
+
+/* Build and commit the next generation from conf_dir. */
+static int swap_generation(struct host *h, struct diag_list *diags, struct plan *plan)
+{
+    struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
+    if (!conf)
+        return -1;
+    if (generation_prepare(h, conf, h->current, plan, diags) != 0)
+        return -1;
+    size_t counts[4];
+    memcpy(counts, plan->counts, sizeof counts);
+    size_t removed = plan->nremoved;
+    /* Host settings first, so that what the new instances log goes where it should. */
+    apply_host_settings(h, &conf->host);
+    if (generation_commit(plan, &h->current, diags) != 0) {
+        if (h->current)
+            apply_host_settings(h, &h->current->conf->host);
+        return -1;
+    }
+    memcpy(plan->counts, counts, sizeof counts);
+    plan->nremoved = removed;
+    h->next_generation++;
+    return 0;
+}
+
+static void record_reload(struct host *h, int ok, const struct diag_list *diags)
+{
+    h->reloads.last_us = telemetry_now_us();
+    h->reloads.last_ok = ok;
+    free(h->reloads.last_error);
+    h->reloads.last_error = NULL;
+    if (ok) {
+        h->reloads.ok++;
+        metrics_add(h->m_reload_ok, 1);
+    } else {
+        h->reloads.failed++;
+        metrics_add(h->m_reload_failed, 1);
+        if (diags->n)
+            h->reloads.last_error = strdup(diags->items[0]);
+    }
+    metrics_set(h->m_generation, h->current ? h->current->id : 0);
+    metrics_set(h->m_instances, h->current ? (double)h->current->n : 0);
+}
+
+int host_start(struct host *h)
+{
+    struct diag_list diags = {0};
+    struct plan plan;
+    if (swap_generation(h, &diags, &plan) != 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", diags.n);
+        log_diags(&diags);
+        LOG_ERROR("cannot start: the configuration has errors", "config", h->conf_dir, "errors",
+                  n);
+        diag_clear(&diags);
+        return -1;
+    }
+    metrics_set(h->m_generation, h->current->id);
+    metrics_set(h->m_instances, (double)h->current->n);
+    char gen[16], n[16];
+    snprintf(gen, sizeof gen, "%u", h->current->id);
+    snprintf(n, sizeof n, "%zu", h->current->n);
+    LOG_INFO("started", "version", ARQ_VERSION, "node", h->node, "config", h->conf_dir,
+             "generation", gen, "instances", n);
+    host_event(h, "system_started",
+               json_pack("{s:s, s:I}", "version", ARQ_VERSION, "generation",
+                         (json_int_t)h->current->id));
+    return 0;
+}
+
+int host_reload(struct host *h)
+{
+    struct diag_list diags = {0};
+    struct plan plan;
+    unsigned running = h->current ? h->current->id : 0;
+    uint64_t t0 = uv_hrtime();
+    LOG_INFO("reloading", "config", h->conf_dir);
+    if (swap_generation(h, &diags, &plan) != 0) {
+        char gen[16], n[24];
+        snprintf(gen, sizeof gen, "%u", running);
+        snprintf(n, sizeof n, "%zu", diags.n);
+        log_diags(&diags);
+        LOG_ERROR("reload failed; the running configuration stays in force", "generation", gen,
+                  "errors", n);
+        record_reload(h, 0, &diags);
+        json_t *errors = json_array();
+        for (size_t i = 0; errors && i < diags.n; i++)
+            json_array_append_new(errors, json_string(diags.items[i]));
+        host_event(h, "reload_failed",
+                   json_pack("{s:I, s:o*}", "generation", (json_int_t)running, "errors", errors));
+        diag_clear(&diags);
+        return -1;
+    }
+    record_reload(h, 1, &diags);
+    char f[6][24];
+    snprintf(f[0], sizeof f[0], "%u", h->current->id);
+    for (int a = 0; a < 4; a++)
+        snprintf(f[1 + a], sizeof f[1 + a], "%zu", plan.counts[a]);
+    snprintf(f[5], sizeof f[5], "%zu", plan.nremoved);
+    char ms[24];
+    snprintf(ms, sizeof ms, "%.3f", (double)(uv_hrtime() - t0) / 1e6);
+    LOG_INFO("reload ok", "generation", f[0], "carried", f[1], "reconfigured", f[2],
+             "replaced", f[3], "added", f[4], "removed", f[5], "duration_ms", ms);
+    host_event(h, "reload_ok",
+               json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "generation",
+                         (json_int_t)h->current->id, "carried", (json_int_t)plan.counts[0],
+                         "reconfigured", (json_int_t)plan.counts[1], "replaced",
+                         (json_int_t)plan.counts[2], "added", (json_int_t)plan.counts[3],
+                         "removed", (json_int_t)plan.nremoved));
+    return 0;
+}
+
+int host_check_config(struct host *h, struct diag_list *diags)
+{
+    struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
+    if (!conf)
+        return -1;
+    struct plan plan;
+    if (generation_prepare(h, conf, NULL, &plan, diags) != 0)
+        return -1;
+    generation_abort(&plan);
+    return 0;
+}
+
+static void close_handle(uv_handle_t *handle)
+{
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
+void host_stop(struct host *h)
+{
+    if (h->stopping)
+        return;
+    h->stopping = 1;
+    host_event(h, "system_stopping", NULL);
+    /* Let the sinks see everything up to now while they still run. */
+    telemetry_drain(h->telemetry);
+    generation_retire_all(h->current);
+    h->current = NULL;
+    telemetry_drain(h->telemetry);
+
+    uv_mutex_lock(&h->post_lock);
+    h->post_closed = 1;
+    uv_mutex_unlock(&h->post_lock);
+    host_run_posts(h); /* every instance is gone: these run cancelled */
+
+    if (h->handles_open) {
+        h->handles_open = 0;
+        uv_signal_stop(&h->sig_hup);
+        close_handle((uv_handle_t *)&h->sig_hup);
+        close_handle((uv_handle_t *)&h->sig_term);
+        close_handle((uv_handle_t *)&h->sig_int);
+        close_handle((uv_handle_t *)&h->sig_usr1);
+        close_handle((uv_handle_t *)&h->reload_timer);
+        close_handle((uv_handle_t *)&h->telemetry_check);
+        close_handle((uv_handle_t *)&h->post_async);
+    }
+}
+
+void host_cleanup(struct host *h)
+{
+    generation_retire_all(h->current);
+    h->current = NULL;
+    if (h->self_ctx)
+        instance_destroy(h->self_ctx);
+    h->self_ctx = NULL;
+    telemetry_free(h->telemetry);
+    metrics_free(h->metrics);
+    loader_free(&h->loader);
+    uv_mutex_destroy(&h->post_lock);
+    free(h->reloads.last_error);
+    free(h->conf_dir);
+    log_close();
+    memset(h, 0, sizeof *h);
+}

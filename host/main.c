@@ -1,0 +1,143 @@
+/* arqonbusd: the ArqonBus host process. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "host.h"
+#include "log.h"
+
+enum { EXIT_CONFIG = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: arqonbusd [OPTIONS]\n"
+            "\n"
+            "The ArqonBus message bus host: loads the plugins declared in DIR/*.yaml and runs\n"
+            "them on one event loop. SIGHUP reloads the configuration, SIGTERM/SIGINT stop\n"
+            "gracefully (exit 0), SIGUSR1 reopens the log file.\n"
+            "\n"
+            "  -c, --config DIR     configuration directory (default: %s)\n"
+            "      --check-config   validate everything without opening sockets; print every\n"
+            "                       error as file:line:col and exit non-zero on any\n"
+            "      --log-level L    debug, info, warn or error (overrides host.log_level)\n"
+            "  -f, --foreground     run in the foreground (the only mode; for init scripts)\n"
+            "  -V, --version        print the version and plugin ABI, then exit\n"
+            "  -h, --help           print this help, then exit\n"
+            "\n"
+            "Exit status: 0 on success or after a graceful stop, 1 when the configuration or a\n"
+            "plugin is invalid or cannot start, 2 on a command-line error.\n",
+            ARQ_DEFAULT_CONF_DIR);
+}
+
+/* Close whatever plugins left open so that the loop can finish, and say so. */
+static void close_stray(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(handle)) {
+        LOG_WARN("closing a handle left open at shutdown", "type",
+                 uv_handle_type_name(uv_handle_get_type(handle)));
+        uv_close(handle, NULL);
+    }
+}
+
+static void finish_loop(uv_loop_t *loop)
+{
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(loop) == UV_EBUSY) {
+        uv_walk(loop, close_stray, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        uv_loop_close(loop);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'}, {"foreground", no_argument, NULL, 'f'},
+        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *conf_dir = ARQ_DEFAULT_CONF_DIR;
+    int check_only = 0;
+    int level_override = -1;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:fVh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            conf_dir = optarg;
+            break;
+        case 'k':
+            check_only = 1;
+            break;
+        case 'l': {
+            enum arq_log_level level;
+            if (log_level_parse(optarg, &level) != 0) {
+                fprintf(stderr, "arqonbusd: --log-level: \"%s\" is not one of: debug, info, "
+                                "warn, error\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            level_override = (int)level;
+            break;
+        }
+        case 'f':
+            break;
+        case 'V':
+            printf("arqonbusd %s (plugin ABI %d.%d)\n", ARQ_VERSION, ARQ_ABI_MAJOR, ARQ_ABI_MINOR);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "arqonbusd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (level_override >= 0)
+        log_configure((enum arq_log_level)level_override, LOG_FORMAT_LOGFMT);
+
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        fprintf(stderr, "arqonbusd: cannot create the event loop\n");
+        return EXIT_CONFIG;
+    }
+    struct host h;
+    int rc = 0;
+    if (host_init(&h, &loop, conf_dir) != 0) {
+        rc = EXIT_CONFIG;
+    } else if (check_only) {
+        struct diag_list diags = {0};
+        h.log_level_override = level_override;
+        if (host_check_config(&h, &diags) != 0) {
+            for (size_t i = 0; i < diags.n; i++)
+                fprintf(stderr, "%s\n", diags.items[i]);
+            fprintf(stderr, "arqonbusd: %zu error%s in %s\n", diags.n, diags.n == 1 ? "" : "s",
+                    conf_dir);
+            rc = EXIT_CONFIG;
+        } else {
+            printf("arqonbusd: configuration OK: %s\n", conf_dir);
+        }
+        diag_clear(&diags);
+    } else {
+        h.log_level_override = level_override;
+        if (host_start(&h) != 0)
+            rc = EXIT_CONFIG;
+        else
+            uv_run(&loop, UV_RUN_DEFAULT);
+        if (rc == 0)
+            LOG_INFO("stopped");
+    }
+    host_stop(&h);
+    finish_loop(&loop);
+    host_cleanup(&h);
+    return rc;
+}

@@ -1,0 +1,166 @@
+/* probe: a test plugin that makes its life cycle visible. It logs every step with a serial
+ * number unique to the instance, ticks a counter on a timer (so a test can see that state
+ * survives a reload), emits a telemetry event per tick, and can be told to fail at each step.
+ * It is a telemetry sink, so it also records how many events it was given. */
+#include <arqonbus/plugin.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *const modes[] = {"normal", "loud", NULL};
+
+static const struct arq_option options[] = {
+    ARQ_OPT("label", ARQ_OPT_STRING, "probe", ARQ_OPT_RELOADABLE, "shown in every log line"),
+    ARQ_OPT_RANGE("interval", ARQ_OPT_DURATION, "50ms", 1, 60000, ARQ_OPT_RELOADABLE,
+                  "tick period"),
+    ARQ_OPT("tag", ARQ_OPT_STRING, "a", 0, "a non-reloadable option: changing it replaces"),
+    ARQ_OPT_RANGE("port", ARQ_OPT_INT, "9100", 0, 65535, 0, "an integer with a range"),
+    ARQ_OPT_CHOICE("mode", modes, "normal", 0, "an enum"),
+    ARQ_OPT("limit", ARQ_OPT_SIZE, "1MiB", 0, "a size"),
+    ARQ_OPT("ratio", ARQ_OPT_DOUBLE, "0.5", 0, "a number"),
+    ARQ_OPT("verbose", ARQ_OPT_BOOL, "false", 0, "a bool"),
+    ARQ_OPT("names", ARQ_OPT_STRING_LIST, NULL, 0, "a list"),
+    ARQ_OPT("extra", ARQ_OPT_JSON, NULL, 0, "any value"),
+    ARQ_OPT("password", ARQ_OPT_STRING, NULL, ARQ_OPT_SECRET, "a secret"),
+    ARQ_OPT("fail_create", ARQ_OPT_BOOL, "false", 0, "make create fail"),
+    ARQ_OPT("fail_start", ARQ_OPT_BOOL, "false", 0, "make start fail"),
+    ARQ_OPT("fail_reconfigure", ARQ_OPT_BOOL, "false", ARQ_OPT_RELOADABLE,
+            "make reconfigure fail"),
+    ARQ_OPT_END};
+
+struct probe {
+    const struct arq_host *host;
+    arq_ctx *ctx;
+    unsigned serial;
+    unsigned long ticks;
+    unsigned long events_seen;
+    char label[64];
+    uint64_t interval;
+    int fail_start;
+    arq_timer *timer;
+};
+
+static unsigned next_serial(void)
+{
+    /* Unique per process for the life of the module (which is never unloaded). */
+    static unsigned serial;
+    return ++serial;
+}
+
+static void plog(struct probe *p, const char *msg)
+{
+    char serial[16], ticks[24];
+    snprintf(serial, sizeof serial, "%u", p->serial);
+    snprintf(ticks, sizeof ticks, "%lu", p->ticks);
+    ARQ_LOG(p->host, p->ctx, ARQ_LOG_INFO, msg, "serial", serial, "label", p->label, "ticks",
+            ticks);
+}
+
+static void tick(void *arg)
+{
+    struct probe *p = arg;
+    p->ticks++;
+    if (p->ticks % 10 == 0)
+        plog(p, "probe tick");
+    struct arq_event ev = {.struct_size = sizeof ev, .event_type = "probe_tick"};
+    p->host->emit(p->ctx, &ev);
+}
+
+static void apply(struct probe *p, const json_t *cfg)
+{
+    snprintf(p->label, sizeof p->label, "%s", p->host->opt_str(cfg, "label", "probe"));
+    p->interval = (uint64_t)p->host->opt_int(cfg, "interval", 50);
+    p->fail_start = p->host->opt_bool(cfg, "fail_start", 0);
+}
+
+static int probe_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg,
+                        void **self, struct arq_error *err)
+{
+    if (host->opt_bool(cfg, "fail_create", 0))
+        return arq_error_set(err, ARQ_EIO, "the probe was told to fail (fail_create: true)");
+    struct probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return arq_error_set(err, ARQ_ENOMEM, "out of memory");
+    p->host = host;
+    p->ctx = ctx;
+    p->serial = next_serial();
+    apply(p, cfg);
+    plog(p, "probe created");
+    *self = p;
+    return 0;
+}
+
+static int probe_start(void *self, void *predecessor, struct arq_error *err)
+{
+    struct probe *p = self;
+    if (p->fail_start)
+        return arq_error_set(err, ARQ_EIO, "the probe was told to fail (fail_start: true)");
+    if (predecessor) {
+        char pred[16];
+        snprintf(pred, sizeof pred, "%u", ((struct probe *)predecessor)->serial);
+        ARQ_LOG(p->host, p->ctx, ARQ_LOG_INFO, "probe takes over", "predecessor", pred);
+    }
+    p->timer = p->host->timer_start(p->ctx, p->interval, p->interval, tick, p);
+    if (!p->timer)
+        return arq_error_set(err, ARQ_ENOMEM, "no timer");
+    plog(p, "probe started");
+    return 0;
+}
+
+static int probe_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
+{
+    struct probe *p = self;
+    if (p->host->opt_bool(cfg, "fail_reconfigure", 0))
+        return arq_error_set(err, ARQ_EINVAL, "the probe was told to refuse (fail_reconfigure)");
+    uint64_t old_interval = p->interval;
+    apply(p, cfg);
+    if (p->timer && p->interval != old_interval) {
+        p->host->timer_stop(p->timer);
+        p->timer = p->host->timer_start(p->ctx, p->interval, p->interval, tick, p);
+    }
+    plog(p, "probe reconfigured");
+    return 0;
+}
+
+static void probe_stop(void *self)
+{
+    struct probe *p = self;
+    p->host->timer_stop(p->timer);
+    p->timer = NULL;
+    plog(p, "probe stopped");
+}
+
+static void probe_destroy(void *self)
+{
+    struct probe *p = self;
+    plog(p, "probe destroyed");
+    free(p);
+}
+
+static void probe_emit_batch(void *self, const struct arq_event *const *events, size_t n)
+{
+    struct probe *p = self;
+    (void)events;
+    p->events_seen += n;
+}
+
+static const struct arq_telemetry_ops ops = {
+    .struct_size = sizeof ops,
+    .emit_batch = probe_emit_batch,
+};
+
+static const struct arq_plugin descriptor = {
+    ARQ_PLUGIN_HEAD,
+    .name = "probe",
+    .version = "1.0.0",
+    .summary = "test plugin that logs its life cycle",
+    .kind = ARQ_KIND_TELEMETRY,
+    .options = options,
+    .create = probe_create,
+    .start = probe_start,
+    .reconfigure = probe_reconfigure,
+    .stop = probe_stop,
+    .destroy = probe_destroy,
+    .ops = &ops,
+};
+
+ARQ_PLUGIN(descriptor)
