@@ -105,6 +105,7 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     memset(h, 0, sizeof *h);
     uv_mutex_init(&h->post_lock);
     h->log_level_override = -1;
+    h->drain_timeout_ms = 10000;
     h->loop = loop;
     h->started_us = telemetry_now_us();
     h->next_generation = 1;
@@ -145,6 +146,7 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     signal(SIGPIPE, SIG_IGN);
     uv_timer_init(loop, &h->reload_timer);
     h->reload_timer.data = h;
+    uv_timer_init(loop, &h->drain_timer);
     uv_check_init(loop, &h->telemetry_check);
     h->telemetry_check.data = h;
     uv_check_start(&h->telemetry_check, on_check);
@@ -174,6 +176,7 @@ static void apply_host_settings(struct host *h, const struct host_settings *s)
     else if (gethostname(h->node, sizeof h->node - 1) != 0)
         snprintf(h->node, sizeof h->node, "arqonbus");
     telemetry_set_limits(h->telemetry, s->telemetry_queue_size, s->telemetry_batch_size);
+    h->drain_timeout_ms = s->drain_timeout_ms;
 }
 
 static void log_diags(const struct diag_list *dl)
@@ -305,6 +308,23 @@ int host_check_config(struct host *h, struct diag_list *diags)
     return 0;
 }
 
+void host_close_stray(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (uv_is_closing(handle))
+        return;
+    if (uv_has_ref(handle))
+        LOG_WARN("closing a handle left open at shutdown", "type",
+                 uv_handle_type_name(uv_handle_get_type(handle)));
+    uv_close(handle, NULL);
+}
+
+static void on_drain_timeout(uv_timer_t *timer)
+{
+    LOG_WARN("work still pending when drain_timeout expired; closing it");
+    uv_walk(timer->loop, host_close_stray, NULL);
+}
+
 static void close_handle(uv_handle_t *handle)
 {
     if (!uv_is_closing(handle))
@@ -338,6 +358,11 @@ void host_stop(struct host *h)
         close_handle((uv_handle_t *)&h->reload_timer);
         close_handle((uv_handle_t *)&h->telemetry_check);
         close_handle((uv_handle_t *)&h->post_async);
+        /* Plugins close their own handles; if one does not within drain_timeout, the
+         * deadline closes it, so that a forgotten handle cannot keep the process alive. It
+         * holds no reference itself: a clean stop does not wait for it. */
+        uv_timer_start(&h->drain_timer, on_drain_timeout, h->drain_timeout_ms, 0);
+        uv_unref((uv_handle_t *)&h->drain_timer);
     }
 }
 

@@ -31,6 +31,7 @@ struct host {
     char node[256];
     int64_t started_us;
     int log_level_override; /* -1, or the --log-level given on the command line           */
+    uint64_t drain_timeout_ms; /* host.drain_timeout in force                               */
 
     struct loader loader;
     struct metrics *metrics;
@@ -43,6 +44,7 @@ struct host {
     /* signals and scheduled work */
     uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
     uv_timer_t reload_timer;
+    uv_timer_t drain_timer; /* bounds a graceful stop by drain_timeout                    */
     uv_check_t telemetry_check;
     int reload_pending;
     int stopping;
@@ -73,6 +75,9 @@ int host_reload(struct host *h);
 void host_request_reload(struct host *h);
 /* Stop every instance (transports first), then close the host's handles so uv_run returns. */
 void host_stop(struct host *h);
+/* uv_walk callback: close a handle that is still open at shutdown (logged when it was still
+ * keeping the loop alive). */
+void host_close_stray(uv_handle_t *handle, void *arg);
 /* Release everything after the loop has finished. */
 void host_cleanup(struct host *h);
 

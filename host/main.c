@@ -32,22 +32,11 @@ static void usage(FILE *out)
             ARQ_DEFAULT_CONF_DIR);
 }
 
-/* Close whatever plugins left open so that the loop can finish, and say so. */
-static void close_stray(uv_handle_t *handle, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(handle)) {
-        LOG_WARN("closing a handle left open at shutdown", "type",
-                 uv_handle_type_name(uv_handle_get_type(handle)));
-        uv_close(handle, NULL);
-    }
-}
-
 static void finish_loop(uv_loop_t *loop)
 {
     uv_run(loop, UV_RUN_DEFAULT);
     if (uv_loop_close(loop) == UV_EBUSY) {
-        uv_walk(loop, close_stray, NULL);
+        uv_walk(loop, host_close_stray, NULL);
         uv_run(loop, UV_RUN_DEFAULT);
         uv_loop_close(loop);
     }

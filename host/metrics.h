@@ -34,8 +34,9 @@ double metrics_value(const arq_series *s);
 
 /* Families sorted by name; series in creation order; label values escaped (\\, \", \n);
  * HELP escaped (\\, \n); histograms as _bucket{le=...} (cumulative, with +Inf), _sum,
- * _count. Numbers: integers without a fraction, others with %.17g; +Inf/-Inf/NaN spelled
- * as Prometheus does. Returns malloc'd text or NULL. */
+ * _count. Numbers: integers without a fraction, others in the shortest form that reads back
+ * as the same double; +Inf/-Inf/NaN spelled as Prometheus does. Returns malloc'd text or
+ * NULL. */
 char *metrics_render(const struct metrics *reg);
 
 #endif

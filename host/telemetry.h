@@ -19,7 +19,8 @@ struct telemetry *telemetry_new(size_t capacity, size_t batch, telemetry_deliver
                                 void *arg);
 void telemetry_free(struct telemetry *t);
 /* Copy `ev` into the queue (strings duplicated, data increfed; timestamp filled when 0,
- * node and source set from the arguments). Returns 0, or ARQ_ELIMIT when dropped. */
+ * node and source set from the arguments when not NULL). Returns 0; ARQ_ELIMIT (queue full)
+ * or ARQ_ENOMEM when dropped, both counted; ARQ_EINVAL without an event type (not counted). */
 int telemetry_push(struct telemetry *t, const struct arq_event *ev, const char *node,
                    const char *source);
 /* Deliver everything queued, in batches, in order. */

@@ -8,7 +8,7 @@
 
 static const struct arq_option options[] = {
     ARQ_OPT("path", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
-            "append events to this file (created 0640 if missing); default: stderr"),
+            "append events to this file (created if missing); default: stderr"),
     ARQ_OPT("events", ARQ_OPT_STRING_LIST, NULL, ARQ_OPT_RELOADABLE,
             "event types to write, e.g. [reload_ok, reload_failed]; default: all"),
     ARQ_OPT_END};
@@ -16,7 +16,7 @@ static const struct arq_option options[] = {
 struct tlog {
     const struct arq_host *host;
     arq_ctx *ctx;
-    FILE *out;  /* stderr or owned file */
+    FILE *out;      /* stderr or owned file */
     json_t *events; /* array of wanted event types, or NULL for all */
     arq_series *written;
 };
@@ -41,8 +41,8 @@ static void close_output(FILE *out)
         fclose(out);
 }
 
-static int tlog_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg,
-                       void **self, struct arq_error *err)
+static int tlog_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
+                       struct arq_error *err)
 {
     struct tlog *t = calloc(1, sizeof *t);
     if (!t)
@@ -57,10 +57,9 @@ static int tlog_create(const struct arq_host *host, arq_ctx *ctx, const json_t *
     t->events = events && json_array_size(events) ? json_incref((json_t *)events) : NULL;
     const char *labels[] = {"instance", NULL};
     const char *values[] = {host->instance_name(ctx), NULL};
-    arq_metric *m = host->metric_register(ctx, ARQ_METRIC_COUNTER,
-                                          "arqonbus_telemetry_log_events_total",
-                                          "Telemetry events written by telemetry-log.", labels,
-                                          NULL, 0);
+    arq_metric *m =
+        host->metric_register(ctx, ARQ_METRIC_COUNTER, "arqonbus_telemetry_log_events_total",
+                              "Telemetry events written by telemetry-log.", labels, NULL, 0);
     t->written = m ? host->metric_series(m, values) : NULL;
     *self = t;
     return 0;

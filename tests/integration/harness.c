@@ -175,8 +175,8 @@ int h_wait_count(const struct proc *p, const char *needle, int n, int timeout_ms
         sleep_ms(10);
     }
     char *text = h_slurp(p->out);
-    fprintf(stderr, "harness: waited %d ms for %d x \"%s\"; output so far:\n%s\n",
-            h_ms(timeout_ms), n, needle, text);
+    fprintf(stderr, "harness: waited %d ms for %d x \"%s\"; output so far:\n%s\n", h_ms(timeout_ms),
+            n, needle, text);
     free(text);
     return -1;
 }

@@ -9,7 +9,7 @@
 struct proc {
     pid_t pid;
     char out[1024]; /* stdout + stderr of the process */
-    int status;    /* exit code once reaped, or -1 */
+    int status;     /* exit code once reaped, or -1 */
 };
 
 /* A fresh directory under $TMPDIR (or /tmp); the path is written into dir. */

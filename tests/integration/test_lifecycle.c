@@ -55,8 +55,7 @@ static void stops_cleanly_on(void **state, int sig)
     const char *env[] = {"ARQ_TEST_LABEL=from-env", NULL};
     h_spawn(&f->p, f->dir, f->logs, NULL, env);
     assert_int_equal(h_wait_count(&f->p, "msg=started", 1, 10000), 0);
-    assert_int_equal(h_wait_count(&f->p, "msg=\"probe started\" serial=1 label=from-env", 1,
-                                  10000),
+    assert_int_equal(h_wait_count(&f->p, "msg=\"probe started\" serial=1 label=from-env", 1, 10000),
                      0);
     h_kill(&f->p, sig);
     assert_int_equal(h_wait_exit(&f->p, 10000), 0);
@@ -168,23 +167,47 @@ static void test_sigusr1_reopens_the_log_file(void **state)
     char *before = h_slurp(rotated);
     char *after = h_slurp(log);
     assert_non_null(strstr(before, "{\"ts\":\""));
-    assert_non_null(strstr(before, "\"level\":\"info\",\"component\":\"host\",\"msg\":\"started\""));
+    assert_non_null(
+        strstr(before, "\"level\":\"info\",\"component\":\"host\",\"msg\":\"started\""));
     assert_null(strstr(before, "log file reopened"));
     assert_non_null(strstr(after, "\"msg\":\"stopped\""));
     free(before);
     free(after);
 }
 
+static void test_a_forgotten_handle_cannot_hold_up_shutdown(void **state)
+{
+    struct fixture *f = *state;
+    h_write(f->dir, "10-p.yaml",
+            "host:\n  plugin_dir: %s\n  drain_timeout: 300ms\n"
+            "plugins:\n  p1:\n    module: probe\n    config:\n      forget_handle: true\n",
+            ARQ_TEST_PLUGIN_DIR);
+    h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
+    assert_int_equal(h_wait_count(&f->p, "msg=\"probe started\"", 1, 10000), 0);
+    h_kill(&f->p, SIGTERM);
+    assert_int_equal(h_wait_exit(&f->p, 5000), 0);
+    char *out = h_slurp(f->p.out);
+    const char *destroyed = strstr(out, "msg=\"probe destroyed\"");
+    const char *expired = strstr(out, "msg=\"work still pending when drain_timeout expired; "
+                                      "closing it\"");
+    const char *closed = strstr(out, "msg=\"closing a handle left open at shutdown\" type=timer");
+    assert_non_null(destroyed);
+    assert_non_null(expired);
+    assert_non_null(closed);
+    assert_true(destroyed < expired && expired < closed);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sigterm_stops_gracefully_with_exit_0, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_sigint_stops_gracefully_with_exit_0, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_stops_gracefully_with_exit_0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_stops_gracefully_with_exit_0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_telemetry_log_writes_filtered_json_lines, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sigusr1_reopens_the_log_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_forgotten_handle_cannot_hold_up_shutdown, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,8 +188,7 @@ static void test_failing_create_is_reported_with_the_plugins_reason(void **state
 static void test_duplicate_instance_name_across_files_is_refused(void **state)
 {
     struct fixture *f = *state;
-    h_write(f->dir, "10-a.yaml",
-            "host:\n  plugin_dir: %s\nplugins:\n  dup:\n    module: probe\n",
+    h_write(f->dir, "10-a.yaml", "host:\n  plugin_dir: %s\nplugins:\n  dup:\n    module: probe\n",
             ARQ_TEST_PLUGIN_DIR);
     h_write(f->dir, "20-b.yaml", "plugins:\n  dup:\n    module: probe\n");
     char expected[2048];
@@ -390,20 +389,20 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_library_without_entry_symbol_is_refused, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_abi_major_is_refused_naming_both_versions,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_abi_minor_is_refused_naming_both_versions,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_abi_major_is_refused_naming_both_versions, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_newer_abi_minor_is_refused_naming_both_versions, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_short_struct_size_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_null_create_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_null_mandatory_vtable_entry_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failing_create_is_reported_with_the_plugins_reason,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_duplicate_instance_name_across_files_is_refused,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_option_names_allowed_keys_and_suggests,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_instance_name_across_files_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_option_names_allowed_keys_and_suggests, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_every_error_is_reported_not_only_the_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_yaml_syntax_error_is_located, setup, teardown),

@@ -25,7 +25,8 @@ static void bad_destroy(void *self)
     (void)self;
 }
 
-__attribute__((unused)) static void bad_emit(void *self, const struct arq_event *const *events, size_t n)
+__attribute__((unused)) static void bad_emit(void *self, const struct arq_event *const *events,
+                                             size_t n)
 {
     (void)self, (void)events, (void)n;
 }

@@ -5,6 +5,7 @@
 #include <arqonbus/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <uv.h>
 
 static const char *const modes[] = {"normal", "loud", NULL};
 
@@ -23,8 +24,9 @@ static const struct arq_option options[] = {
     ARQ_OPT("password", ARQ_OPT_STRING, NULL, ARQ_OPT_SECRET, "a secret"),
     ARQ_OPT("fail_create", ARQ_OPT_BOOL, "false", 0, "make create fail"),
     ARQ_OPT("fail_start", ARQ_OPT_BOOL, "false", 0, "make start fail"),
-    ARQ_OPT("fail_reconfigure", ARQ_OPT_BOOL, "false", ARQ_OPT_RELOADABLE,
-            "make reconfigure fail"),
+    ARQ_OPT("fail_reconfigure", ARQ_OPT_BOOL, "false", ARQ_OPT_RELOADABLE, "make reconfigure fail"),
+    ARQ_OPT("forget_handle", ARQ_OPT_BOOL, "false", 0,
+            "misbehave: leave a libuv timer running after destroy"),
     ARQ_OPT_END};
 
 struct probe {
@@ -36,8 +38,17 @@ struct probe {
     char label[64];
     uint64_t interval;
     int fail_start;
+    int forget_handle;
     arq_timer *timer;
 };
+
+/* The handle a misbehaving instance forgets; static so that it outlives the instance. */
+static uv_timer_t forgotten;
+
+static void forgotten_tick(uv_timer_t *t)
+{
+    (void)t;
+}
 
 static unsigned next_serial(void)
 {
@@ -70,10 +81,11 @@ static void apply(struct probe *p, const json_t *cfg)
     snprintf(p->label, sizeof p->label, "%s", p->host->opt_str(cfg, "label", "probe"));
     p->interval = (uint64_t)p->host->opt_int(cfg, "interval", 50);
     p->fail_start = p->host->opt_bool(cfg, "fail_start", 0);
+    p->forget_handle = p->host->opt_bool(cfg, "forget_handle", 0);
 }
 
-static int probe_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg,
-                        void **self, struct arq_error *err)
+static int probe_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
+                        struct arq_error *err)
 {
     if (host->opt_bool(cfg, "fail_create", 0))
         return arq_error_set(err, ARQ_EIO, "the probe was told to fail (fail_create: true)");
@@ -102,6 +114,10 @@ static int probe_start(void *self, void *predecessor, struct arq_error *err)
     p->timer = p->host->timer_start(p->ctx, p->interval, p->interval, tick, p);
     if (!p->timer)
         return arq_error_set(err, ARQ_ENOMEM, "no timer");
+    if (p->forget_handle) {
+        uv_timer_init(p->host->uv_loop(p->ctx), &forgotten);
+        uv_timer_start(&forgotten, forgotten_tick, 1000, 1000);
+    }
     plog(p, "probe started");
     return 0;
 }

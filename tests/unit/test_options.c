@@ -20,8 +20,7 @@ static const struct arq_option spec[] = {
     ARQ_OPT("enabled", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE, "on/off"),
     ARQ_OPT_RANGE("ratio", ARQ_OPT_DOUBLE, "0.5", 0, 1, ARQ_OPT_RELOADABLE, "fraction"),
     ARQ_OPT_CHOICE("colour", colours, "red", ARQ_OPT_RELOADABLE, "enum"),
-    ARQ_OPT_RANGE("timeout", ARQ_OPT_DURATION, "20s", 100, 3600000, ARQ_OPT_RELOADABLE,
-                  "duration"),
+    ARQ_OPT_RANGE("timeout", ARQ_OPT_DURATION, "20s", 100, 3600000, ARQ_OPT_RELOADABLE, "duration"),
     ARQ_OPT_RANGE("max_bytes", ARQ_OPT_SIZE, "1MiB", 1, 1073741824, 0, "size"),
     ARQ_OPT("tags", ARQ_OPT_STRING_LIST, "a, b", 0, "list"),
     ARQ_OPT("extra", ARQ_OPT_JSON, NULL, 0, "anything"),
@@ -110,12 +109,11 @@ static void test_given_values_are_typed(void **state)
     assert_string_equal(json_string_value(json_object_get(cfg, "colour")), "blue");
     assert_int_equal(json_integer_value(json_object_get(cfg, "timeout")), 90000);
     assert_int_equal(json_integer_value(json_object_get(cfg, "max_bytes")), 65536);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "tags"), 1)),
-                        "y z");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "tags"), 1)), "y z");
     char *extra = json_dumps(json_object_get(cfg, "extra"), JSON_COMPACT);
     /* YAML 1.2 core schema: plain scalars typed, quoted ones text; `no` stays a string */
-    assert_string_equal(extra,
-                        "{\"n\":3,\"f\":2.5,\"t\":true,\"s\":\"3\",\"z\":null,\"l\":[\"no\",\"no\"]}");
+    assert_string_equal(
+        extra, "{\"n\":3,\"f\":2.5,\"t\":true,\"s\":\"3\",\"z\":null,\"l\":[\"no\",\"no\"]}");
     free(extra);
     done(&p, cfg);
 }
@@ -128,14 +126,14 @@ static void test_duration_and_size_units(void **state)
     static const struct {
         const char *text;
         long long ms;
-    } durations[] = {{"250ms", 250}, {"20s", 20000}, {"5m", 300000}, {"1h", 3600000},
-                     {"2d", 172800000}, {"3", 3000},  {"0.5s", 500},  {"10 s", 10000}};
+    } durations[] = {{"250ms", 250},    {"20s", 20000}, {"5m", 300000}, {"1h", 3600000},
+                     {"2d", 172800000}, {"3", 3000},    {"0.5s", 500},  {"10 s", 10000}};
     static const struct {
         const char *text;
         long long bytes;
-    } sizes[] = {{"512", 512},      {"1k", 1024},          {"1KiB", 1024},
-                 {"10kB", 10000},   {"1MiB", 1048576},     {"1MB", 1000000},
-                 {"2GiB", 2147483648LL}, {"1.5KiB", 1536}, {"7B", 7}};
+    } sizes[] = {{"512", 512},           {"1k", 1024},      {"1KiB", 1024},
+                 {"10kB", 10000},        {"1MiB", 1048576}, {"1MB", 1000000},
+                 {"2GiB", 2147483648LL}, {"1.5KiB", 1536},  {"7B", 7}};
     char err[256];
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         json_t *v = opt_parse(&d, durations[i].text, err, sizeof err);
@@ -312,8 +310,8 @@ static void test_spec_check_refuses_broken_specs(void **state)
                                             ARQ_OPT("a", ARQ_OPT_INT, NULL, 0, ""), ARQ_OPT_END};
     static const struct arq_option bad_default[] = {
         ARQ_OPT_RANGE("a", ARQ_OPT_INT, "10", 0, 5, 0, ""), ARQ_OPT_END};
-    static const struct arq_option no_choices[] = {
-        {"a", ARQ_OPT_ENUM, 0, NULL, 0, 0, NULL, ""}, ARQ_OPT_END};
+    static const struct arq_option no_choices[] = {{"a", ARQ_OPT_ENUM, 0, NULL, 0, 0, NULL, ""},
+                                                   ARQ_OPT_END};
     static const struct arq_option required_default[] = {
         ARQ_OPT("a", ARQ_OPT_INT, "1", ARQ_OPT_REQUIRED, ""), ARQ_OPT_END};
     static const struct arq_option bad_name[] = {ARQ_OPT("a b", ARQ_OPT_INT, NULL, 0, ""),

@@ -42,8 +42,8 @@ static void apply(struct minimal *m, const json_t *cfg)
 }
 
 /* 3. Life cycle. create() builds; start() begins work; the host frees timers we forget. */
-static int minimal_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg,
-                          void **self, struct arq_error *err)
+static int minimal_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
+                          struct arq_error *err)
 {
     struct minimal *m = calloc(1, sizeof *m);
     if (!m)
@@ -51,9 +51,9 @@ static int minimal_create(const struct arq_host *host, arq_ctx *ctx, const json_
     m->host = host;
     m->ctx = ctx;
     apply(m, cfg);
-    arq_metric *fam = host->metric_register(ctx, ARQ_METRIC_COUNTER,
-                                            "arqonbus_example_events_total",
-                                            "Events seen by example-minimal.", NULL, NULL, 0);
+    arq_metric *fam =
+        host->metric_register(ctx, ARQ_METRIC_COUNTER, "arqonbus_example_events_total",
+                              "Events seen by example-minimal.", NULL, NULL, 0);
     m->seen_total = fam ? host->metric_series(fam, NULL) : NULL;
     *self = m;
     return ARQ_OK;

@@ -65,7 +65,7 @@ extern "C" {
 #define ARQ_PLUGIN_ENTRY "arq_plugin_v1"
 
 #if defined(__GNUC__)
-#define ARQ_EXPORT __attribute__((visibility("default")))
+#define ARQ_EXPORT       __attribute__((visibility("default")))
 #define ARQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
 /* clang ignores (and warns about) sentinel on function pointers; gcc checks calls with it. */
 #if defined(__clang__)
@@ -129,19 +129,20 @@ static inline int arq_error_set(struct arq_error *err, int code, const char *fmt
  * value nor a default, which are absent) with the JSON type given below. Unknown keys are
  * refused by the host. */
 enum arq_opt_type {
-    ARQ_OPT_BOOL = 1,     /* true/false (also yes/no, on/off)         -> JSON true/false    */
-    ARQ_OPT_INT,          /* integer, optional min/max                -> JSON integer       */
-    ARQ_OPT_DOUBLE,       /* number, optional min/max                 -> JSON real          */
-    ARQ_OPT_STRING,       /* any scalar, as text                      -> JSON string        */
-    ARQ_OPT_ENUM,         /* one of `choices`                         -> JSON string        */
-    ARQ_OPT_DURATION,     /* "250ms", "20s", "5m", "1h", "2d"; a bare number is seconds
-                             (min/max in milliseconds)                -> JSON integer, ms   */
-    ARQ_OPT_SIZE,         /* "512", "64KiB", "1MiB", "2GiB", "10kB", "1MB" (min/max in
-                             bytes)                                   -> JSON integer, bytes */
-    ARQ_OPT_STRING_LIST,  /* a sequence of scalars, or one scalar     -> JSON array of strings */
-    ARQ_OPT_JSON          /* any YAML value, converted with the YAML 1.2 core schema
-                             (plain true/false/null/numbers typed, quoted text is text)
-                                                                      -> any JSON value     */
+    ARQ_OPT_BOOL = 1,    /* true/false (also yes/no, on/off)         -> JSON true/false    */
+    ARQ_OPT_INT,         /* integer, optional min/max                -> JSON integer       */
+    ARQ_OPT_DOUBLE,      /* number, optional min/max                 -> JSON real          */
+    ARQ_OPT_STRING,      /* any scalar, as text                      -> JSON string        */
+    ARQ_OPT_ENUM,        /* one of `choices`                         -> JSON string        */
+    ARQ_OPT_DURATION,    /* "250ms", "20s", "5m", "1h", "2d"; a bare number is seconds
+                            (min/max in milliseconds)                -> JSON integer, ms   */
+    ARQ_OPT_SIZE,        /* "512", "64KiB", "1MiB", "2GiB", "10kB", "1MB" (min/max in
+                            bytes)                                   -> JSON integer, bytes */
+    ARQ_OPT_STRING_LIST, /* a sequence of scalars, or one comma-separated scalar (the form
+                            a default is written in)                 -> JSON array of strings */
+    ARQ_OPT_JSON         /* any YAML value, converted with the YAML 1.2 core schema
+                            (plain true/false/null/numbers typed, quoted text is text);
+                            its default is written as JSON text      -> any JSON value     */
 };
 
 enum arq_opt_flags {
@@ -152,34 +153,43 @@ enum arq_opt_flags {
 };
 
 struct arq_option {
-    const char *name;             /* key under `config:`; NULL ends the table              */
+    const char *name; /* key under `config:`; NULL ends the table              */
     enum arq_opt_type type;
-    unsigned flags;               /* enum arq_opt_flags                                    */
-    const char *default_value;    /* written as in YAML ("9100", "20s", "true"); NULL: none */
-    double min, max;              /* inclusive bounds when ARQ_OPT_BOUNDED                 */
-    const char *const *choices;   /* ARQ_OPT_ENUM: NULL-terminated list of allowed values  */
-    const char *help;             /* one line, shown by `arqonbusd --help-plugin` and docs */
+    unsigned flags;             /* enum arq_opt_flags                                    */
+    const char *default_value;  /* written as in YAML ("9100", "20s", "true"); NULL: none */
+    double min, max;            /* inclusive bounds when ARQ_OPT_BOUNDED                 */
+    const char *const *choices; /* ARQ_OPT_ENUM: NULL-terminated list of allowed values  */
+    const char *help;           /* one line for documentation and error messages         */
 };
 
 /* Table helpers: ARQ_OPT(name, type, default, flags, help) and the bounded form. */
-#define ARQ_OPT(name_, type_, def_, flags_, help_)                                          \
-    {(name_), (type_), (unsigned)(flags_), (def_), 0, 0, NULL, (help_)}
-#define ARQ_OPT_RANGE(name_, type_, def_, min_, max_, flags_, help_)                        \
-    {(name_), (type_), (unsigned)(flags_) | ARQ_OPT_BOUNDED, (def_), (min_), (max_), NULL,   \
-     (help_)}
-#define ARQ_OPT_CHOICE(name_, choices_, def_, flags_, help_)                                \
-    {(name_), ARQ_OPT_ENUM, (unsigned)(flags_), (def_), 0, 0, (choices_), (help_)}
-#define ARQ_OPT_END {NULL, (enum arq_opt_type)0, 0, NULL, 0, 0, NULL, NULL}
+#define ARQ_OPT(name_, type_, def_, flags_, help_)                                                 \
+    {                                                                                              \
+        (name_), (type_), (unsigned)(flags_), (def_), 0, 0, NULL, (help_)                          \
+    }
+#define ARQ_OPT_RANGE(name_, type_, def_, min_, max_, flags_, help_)                               \
+    {                                                                                              \
+        (name_), (type_), (unsigned)(flags_) | ARQ_OPT_BOUNDED, (def_), (min_), (max_), NULL,      \
+            (help_)                                                                                \
+    }
+#define ARQ_OPT_CHOICE(name_, choices_, def_, flags_, help_)                                       \
+    {                                                                                              \
+        (name_), ARQ_OPT_ENUM, (unsigned)(flags_), (def_), 0, 0, (choices_), (help_)               \
+    }
+#define ARQ_OPT_END                                                                                \
+    {                                                                                              \
+        NULL, (enum arq_opt_type)0, 0, NULL, 0, 0, NULL, NULL                                      \
+    }
 
 /* ---------------------------------------------------------------------------------------- */
 /* Handles owned by the host                                                                 */
 /* ---------------------------------------------------------------------------------------- */
 
-typedef struct arq_ctx arq_ctx;       /* one plugin instance, as the host knows it           */
-typedef struct arq_timer arq_timer;   /* a timer owned by an instance                        */
-typedef struct arq_metric arq_metric; /* a metric family (name, help, type, label names)     */
-typedef struct arq_series arq_series; /* one labelled series of a family                     */
-typedef struct arq_conn arq_conn;     /* a client connection (refcounted, tombstoned)        */
+typedef struct arq_ctx arq_ctx;         /* one plugin instance, as the host knows it           */
+typedef struct arq_timer arq_timer;     /* a timer owned by an instance                        */
+typedef struct arq_metric arq_metric;   /* a metric family (name, help, type, label names)     */
+typedef struct arq_series arq_series;   /* one labelled series of a family                     */
+typedef struct arq_conn arq_conn;       /* a client connection (refcounted, tombstoned)        */
 typedef struct arq_request arq_request; /* a command being executed, awaiting its reply     */
 
 enum arq_log_level { ARQ_LOG_DEBUG = 0, ARQ_LOG_INFO, ARQ_LOG_WARN, ARQ_LOG_ERROR };
@@ -198,7 +208,7 @@ struct arq_event {
     const char *room;
     const char *channel;
     const char *command;
-    json_t *data;           /* an object with event details, or NULL                        */
+    json_t *data; /* an object with event details, or NULL                        */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -211,8 +221,8 @@ struct arq_conn_info {
     const char *transport; /* "websocket", ...                                           */
     const char *peer_addr; /* numeric address of the peer                                */
     int peer_port;
-    const char *path;      /* request path without the query                             */
-    const char *query;     /* raw query string without '?', or NULL                      */
+    const char *path;  /* request path without the query                             */
+    const char *query; /* raw query string without '?', or NULL                      */
     /* Returns the value of request header `name` (case-insensitive) or NULL. Valid only
      * during conn_open. */
     const char *(*header)(void *tconn, const char *name);
@@ -281,8 +291,8 @@ struct arq_host {
      * belongs to the instance; it is stopped and freed by `timer_stop` or when the instance
      * is destroyed, whichever comes first. A one-shot timer stays allocated until then.
      * Returns NULL on allocation failure. */
-    arq_timer *(*timer_start)(arq_ctx *ctx, uint64_t first_ms, uint64_t repeat_ms,
-                              arq_timer_cb cb, void *arg);
+    arq_timer *(*timer_start)(arq_ctx *ctx, uint64_t first_ms, uint64_t repeat_ms, arq_timer_cb cb,
+                              void *arg);
     /* Stop and free a timer. `t` may be NULL. Safe from inside its own callback. */
     void (*timer_stop)(arq_timer *t);
     /* ANY THREAD. Run `cb(arg, 0)` on the loop thread soon, in posting order. If the instance
@@ -313,7 +323,7 @@ struct arq_host {
     arq_metric *(*metric_register)(arq_ctx *ctx, enum arq_metric_type type, const char *name,
                                    const char *help, const char *const *label_names,
                                    const double *buckets, size_t nbuckets);
-    /* The series for `label_values` (same count as label_names; NULL when there are none),
+    /* The series for `label_values` (exactly as many as label_names; NULL when none),
      * created on first use. The pointer stays valid while the family is registered: look it
      * up once and keep it for the hot path. NULL on allocation failure or a wrong count. */
     arq_series *(*metric_series)(arq_metric *m, const char *const *label_values);
@@ -390,7 +400,8 @@ enum arq_kind {
  * predecessor) and closed in `stop`. */
 struct arq_transport_ops {
     size_t struct_size;
-    /* MANDATORY. Write what `arq_host.conn_pending` holds for `tconn` (after want_write). */
+    /* Write what `arq_host.conn_pending` holds for `tconn` (after want_write). Required by
+     * transports that open bus connections; NULL for those that do not (HTTP). */
     void (*flush)(void *self, void *tconn);
     /* Optional. The port actually bound (useful with port 0), or -1. */
     int (*bound_port)(void *self);
@@ -400,22 +411,22 @@ struct arq_transport_ops {
 struct arq_stored {
     size_t struct_size;
     const char *room;
-    const char *channel;      /* NULL for room-wide messages                                */
+    const char *channel; /* NULL for room-wide messages                                */
     const char *id;
     int64_t timestamp_us;
-    const char *json;         /* the serialised envelope                                    */
+    const char *json; /* the serialised envelope                                    */
     size_t json_len;
-    uint64_t offset;          /* set by storage on append                                   */
+    uint64_t offset; /* set by storage on append                                   */
 };
 
 struct arq_history_query {
     size_t struct_size;
     const char *room;
-    const char *channel;      /* NULL: room-wide                                            */
-    unsigned limit;           /* 1..1000                                                    */
+    const char *channel;        /* NULL: room-wide                                            */
+    unsigned limit;             /* 1..1000                                                    */
     int64_t since_us, until_us; /* 0: unbounded                                             */
-    uint64_t since_offset;    /* 0: none                                                    */
-    const char *epoch;        /* NULL: none                                                 */
+    uint64_t since_offset;      /* 0: none                                                    */
+    const char *epoch;          /* NULL: none                                                 */
 };
 
 /* The result of a history query. `entries[i]` is borrowed for the callback's duration. */
@@ -439,10 +450,10 @@ struct arq_storage_ops {
 /* commands: a table of commands. The host validates `args` against `params` and checks
  * `role` before calling `handler`, and guarantees one reply per request. */
 struct arq_command {
-    const char *name;            /* NULL ends the table                                       */
-    const char *summary;         /* one line for `help`                                       */
+    const char *name;                /* NULL ends the table                                       */
+    const char *summary;             /* one line for `help`                                       */
     const struct arq_option *params; /* argument spec (same rules as options), or NULL       */
-    const char *role;            /* least role required by default: "guest", "user", "admin" */
+    const char *role;                /* least role required by default: "guest", "user", "admin" */
     /* Reply now or later with arq_host.reply_ok / reply_error. `args` are validated. */
     void (*handler)(void *self, arq_request *req, arq_conn *conn, const json_t *args);
 };
@@ -465,23 +476,23 @@ struct arq_principal {
     const char *subject;
     const char *role;
     const char *tenant;
-    json_t *claims;          /* borrowed; may be NULL */
+    json_t *claims; /* borrowed; may be NULL */
 };
 
 struct arq_auth_result {
     size_t struct_size;
     enum arq_auth_verdict verdict;
     struct arq_principal principal; /* ALLOW: filled by the policy; the host copies it     */
-    int http_status;                 /* DENY: 401 or 403                                    */
-    char reason[256];                /* DENY: details for the client                        */
-    uint64_t retry_after_ms;         /* RATE_LIMITED                                        */
+    int http_status;                /* DENY: 401 or 403                                    */
+    char reason[256];               /* DENY: details for the client                        */
+    uint64_t retry_after_ms;        /* RATE_LIMITED                                        */
 };
 
 struct arq_auth_ops {
     size_t struct_size;
     /* Optional. At the handshake: decide from the request. */
-    enum arq_auth_verdict (*authenticate)(void *self, const struct arq_conn_info *info,
-                                          void *tconn, struct arq_auth_result *out);
+    enum arq_auth_verdict (*authenticate)(void *self, const struct arq_conn_info *info, void *tconn,
+                                          struct arq_auth_result *out);
     /* Optional. May `principal` do `action` ("publish", "join", "command", "history") on
      * `target` ("room/channel" or the command name)? */
     enum arq_auth_verdict (*authorize)(void *self, const struct arq_principal *principal,
@@ -499,8 +510,7 @@ struct arq_telemetry_ops {
 struct arq_broker_ops {
     size_t struct_size;
     /* MANDATORY. Send a routed envelope to the other nodes. */
-    int (*publish)(void *self, const char *room, const char *channel, const char *json,
-                   size_t len);
+    int (*publish)(void *self, const char *room, const char *channel, const char *json, size_t len);
     /* MANDATORY. Start/stop receiving a room's (channel NULL) or a channel's traffic. */
     int (*subscribe)(void *self, const char *room, const char *channel);
     int (*unsubscribe)(void *self, const char *room, const char *channel);
@@ -547,14 +557,16 @@ struct arq_plugin {
 typedef const struct arq_plugin *(*arq_plugin_entry_fn)(void);
 
 /* Write the entry symbol returning `descriptor` (a `static const struct arq_plugin`). */
-#define ARQ_PLUGIN(descriptor)                                                               \
-    ARQ_EXPORT const struct arq_plugin *arq_plugin_v1(void);                                 \
-    ARQ_EXPORT const struct arq_plugin *arq_plugin_v1(void) { return &(descriptor); }
+#define ARQ_PLUGIN(descriptor)                                                                     \
+    ARQ_EXPORT const struct arq_plugin *arq_plugin_v1(void);                                       \
+    ARQ_EXPORT const struct arq_plugin *arq_plugin_v1(void)                                        \
+    {                                                                                              \
+        return &(descriptor);                                                                      \
+    }
 
 /* Fill the fixed head of a descriptor: ARQ_PLUGIN_HEAD, .name = ..., ... */
-#define ARQ_PLUGIN_HEAD                                                                      \
-    .struct_size = sizeof(struct arq_plugin), .abi_major = ARQ_ABI_MAJOR,                    \
-    .abi_minor = ARQ_ABI_MINOR
+#define ARQ_PLUGIN_HEAD                                                                            \
+    .struct_size = sizeof(struct arq_plugin), .abi_major = ARQ_ABI_MAJOR, .abi_minor = ARQ_ABI_MINOR
 
 #ifdef __cplusplus
 }
