@@ -35,8 +35,7 @@ static const struct arq_option instance_options[] = {
     ARQ_OPT("module", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED,
             "module name (found in plugin_dir) or path to a .so"),
     ARQ_OPT("enabled", ARQ_OPT_BOOL, "true", 0, "false: declared but not loaded"),
-    ARQ_OPT("config", ARQ_OPT_JSON, NULL, 0, "the module's options"),
-    ARQ_OPT_END};
+    ARQ_OPT("config", ARQ_OPT_JSON, NULL, 0, "the module's options"), ARQ_OPT_END};
 
 static const char *const top_level_keys[] = {"host", "plugins", NULL};
 
@@ -64,6 +63,13 @@ static char *path_beside(const char *file, const char *rel)
     if (out)
         snprintf(out, len, "%.*s/%s", (int)dlen, dir, rel);
     return out;
+}
+
+/* "x.so" names the file; "x.sound" is a module name that still needs the suffix. */
+static int has_so_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 3 && !strcmp(name + n - 3, ".so");
 }
 
 static char *join_path(const char *dir, const char *name, const char *suffix)
@@ -103,7 +109,7 @@ static void read_file(struct config *conf, json_t *root, json_t *host_merged,
     json_object_foreach(root, key, v)
     {
         const struct cfg_pos *kp = cfg_key_pos_of(conf->doc, v);
-        json_t *target = !strcmp(key, "host") ? host_merged
+        json_t *target = !strcmp(key, "host")      ? host_merged
                          : !strcmp(key, "plugins") ? plugins_merged
                                                    : NULL;
         if (!target) {
@@ -137,17 +143,16 @@ static void apply_host(struct config *conf, const json_t *host_merged, struct di
     }
     struct cfg_pos where = {conf->dir, 0, 0};
     const struct cfg_pos *wp = first ? cfg_key_pos_of(conf->doc, first) : &where;
-    conf->host_values = opt_validate(config_host_options, host_merged, conf->doc, wp,
-                                     "host section", diags);
+    conf->host_values =
+        opt_validate(config_host_options, host_merged, conf->doc, wp, "host section", diags);
     if (!conf->host_values)
         return;
 
     struct host_settings *h = &conf->host;
     const json_t *hv = conf->host_values;
     log_level_parse(opt_get_str(hv, "log_level", "info"), &h->log_level);
-    h->log_format =
-        !strcmp(opt_get_str(hv, "log_format", "logfmt"), "json") ? LOG_FORMAT_JSON
-                                                                   : LOG_FORMAT_LOGFMT;
+    h->log_format = !strcmp(opt_get_str(hv, "log_format", "logfmt"), "json") ? LOG_FORMAT_JSON
+                                                                             : LOG_FORMAT_LOGFMT;
     h->log_file = opt_get_str(hv, "log_file", NULL);
     h->node = opt_get_str(hv, "node", NULL);
     h->drain_timeout_ms = (uint64_t)opt_get_int(hv, "drain_timeout", 10000);
@@ -167,8 +172,7 @@ static void apply_host(struct config *conf, const json_t *host_merged, struct di
         diag_add(diags, NULL, "out of memory");
 }
 
-static void read_plugins(struct config *conf, const json_t *plugins_merged,
-                         struct diag_list *diags)
+static void read_plugins(struct config *conf, const json_t *plugins_merged, struct diag_list *diags)
 {
     size_t n = json_object_size(plugins_merged);
     conf->plugins = calloc(n ? n : 1, sizeof *conf->plugins);
@@ -208,8 +212,7 @@ static void read_plugins(struct config *conf, const json_t *plugins_merged,
             d->module_path = path_beside(d->pos.file, d->module);
         else
             d->module_path = join_path(conf->host.plugin_dir ? conf->host.plugin_dir : ".",
-                                       d->module,
-                                       strstr(d->module, ".so") ? "" : ".so");
+                                       d->module, has_so_suffix(d->module) ? "" : ".so");
         if (!d->name || !d->module_path)
             diag_add(diags, kp, "%s: out of memory", who);
     }

@@ -1,7 +1,7 @@
-/* The configuration as the host understands it: the *.yaml files of conf.d read in lexical order, the
- * `host:` section validated against its own option spec, and the `plugins:` section turned
- * into instance declarations. Files are merged key by key: setting one host option or
- * declaring one plugin instance in two places is an error that names both places. */
+/* The configuration as the host understands it: the *.yaml files of conf.d read in lexical order,
+ * the `host:` section validated against its own option spec, and the `plugins:` section turned into
+ * instance declarations. Files are merged key by key: setting one host option or declaring one
+ * plugin instance in two places is an error that names both places. */
 #ifndef ARQ_HOST_CONFIG_H
 #define ARQ_HOST_CONFIG_H
 
@@ -14,9 +14,9 @@
 #include "log.h"
 
 struct plugin_decl {
-    char *name;                /* instance name                                             */
-    const char *module;        /* as written                                                */
-    char *module_path;         /* resolved file path                                        */
+    char *name;         /* instance name                                             */
+    const char *module; /* as written                                                */
+    char *module_path;  /* resolved file path                                        */
     int enabled;
     const json_t *config_node; /* the `config:` mapping node, or NULL                       */
     struct cfg_pos pos;        /* where the instance key is                                 */

@@ -40,7 +40,11 @@ static void plan_free(struct plan *plan)
         json_decref(plan->entries[i].cfg);
     free(plan->entries);
     free(plan->removed);
-    memset(plan, 0, sizeof *plan);
+    /* counts and nremoved stay: they describe what a committed plan did */
+    plan->next = NULL;
+    plan->entries = NULL;
+    plan->removed = NULL;
+    plan->n = 0;
 }
 
 void generation_abort(struct plan *plan)
@@ -101,8 +105,8 @@ int generation_prepare(struct host *h, struct config *conf, const struct generat
         struct module *m = loader_load(&h->loader, d->module_path, who, &d->pos, diags);
         if (!m)
             continue;
-        json_t *cfg = opt_validate(m->desc->options, d->config_node, conf->doc, &d->config_pos,
-                                   who, diags);
+        json_t *cfg =
+            opt_validate(m->desc->options, d->config_node, conf->doc, &d->config_pos, who, diags);
         if (!cfg)
             continue;
         struct plan_entry *e = &plan->entries[plan->n];
@@ -191,8 +195,7 @@ static void drop_old_cfgs(struct plan *plan)
     }
 }
 
-int generation_commit(struct plan *plan, struct generation **cur,
-                      struct diag_list *diags)
+int generation_commit(struct plan *plan, struct generation **cur, struct diag_list *diags)
 {
     struct generation *next = plan->next;
     size_t i;
@@ -210,8 +213,8 @@ int generation_commit(struct plan *plan, struct generation **cur,
             rollback_reconfigure(plan, i);
             goto fail;
         }
-        log_write(ARQ_LOG_INFO, "host", "instance reconfigured", "instance", e->ctx->name,
-                  "module", instance_module(e->ctx), (const char *)NULL);
+        log_write(ARQ_LOG_INFO, "host", "instance reconfigured", "instance", e->ctx->name, "module",
+                  instance_module(e->ctx), (const char *)NULL);
     }
 
     /* 2. Start the new instances, each taking over from the one it replaces. */

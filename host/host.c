@@ -90,13 +90,19 @@ void host_request_reload(struct host *h)
 
 /* --- set-up ------------------------------------------------------------------------------- */
 
+static void set_default_node(struct host *h)
+{
+    if (gethostname(h->node, sizeof h->node - 1) != 0)
+        snprintf(h->node, sizeof h->node, "arqonbus");
+}
+
 static arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,
                                const char *help, const char *label, const char *value)
 {
     const char *names[] = {label, NULL};
     const char *values[] = {value, NULL};
-    arq_metric *m = host_api.metric_register(h->self_ctx, type, name, help,
-                                             label ? names : NULL, NULL, 0);
+    arq_metric *m =
+        host_api.metric_register(h->self_ctx, type, name, help, label ? names : NULL, NULL, 0);
     return m ? metrics_series(m, label ? values : NULL) : NULL;
 }
 
@@ -110,31 +116,9 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     h->started_us = telemetry_now_us();
     h->next_generation = 1;
     h->reloads.last_ok = 1;
-    if (gethostname(h->node, sizeof h->node - 1) != 0)
-        snprintf(h->node, sizeof h->node, "arqonbus");
-    if (!(h->conf_dir = strdup(conf_dir)) || !(h->metrics = metrics_new()) ||
-        !(h->telemetry = telemetry_new(8192, 256, deliver_to_sinks, h)) ||
-        !(h->self_ctx = instance_new(h, "host", "host", NULL, NULL, NULL))) {
-        LOG_ERROR("out of memory while starting");
-        return -1;
-    }
-    h->m_reload_ok = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_reloads_total",
-                                 "Configuration reloads by result.", "result", "success");
-    h->m_reload_failed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_reloads_total",
-                                     "Configuration reloads by result.", "result", "failure");
-    h->m_generation = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_config_generation",
-                                  "Number of the configuration generation in force.", NULL, NULL);
-    h->m_instances = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_plugin_instances",
-                                 "Plugin instances running.", NULL, NULL);
-    h->m_tel_dropped = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_telemetry_dropped_total",
-                                   "Telemetry events dropped because the queue was full.", NULL,
-                                   NULL);
-    if (!h->m_reload_ok || !h->m_reload_failed || !h->m_generation || !h->m_instances ||
-        !h->m_tel_dropped) {
-        LOG_ERROR("cannot register the host's metrics");
-        return -1;
-    }
+    set_default_node(h);
 
+    /* Handles first: from here on host_stop() and host_finish_loop() are always valid. */
     uv_signal_t *sigs[] = {&h->sig_hup, &h->sig_term, &h->sig_int, &h->sig_usr1};
     int signums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
     for (size_t i = 0; i < 4; i++) {
@@ -153,6 +137,29 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     uv_async_init(loop, &h->post_async, on_post);
     h->post_async.data = h;
     h->handles_open = 1;
+
+    if (!(h->conf_dir = strdup(conf_dir)) || !(h->metrics = metrics_new()) ||
+        !(h->telemetry = telemetry_new(8192, 256, deliver_to_sinks, h)) ||
+        !(h->self_ctx = instance_new(h, "host", "host", NULL, NULL, NULL))) {
+        LOG_ERROR("out of memory while starting");
+        return -1;
+    }
+    h->m_reload_ok = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_reloads_total",
+                                 "Configuration reloads by result.", "result", "success");
+    h->m_reload_failed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_reloads_total",
+                                     "Configuration reloads by result.", "result", "failure");
+    h->m_generation = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_config_generation",
+                                  "Number of the configuration generation in force.", NULL, NULL);
+    h->m_instances = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_plugin_instances",
+                                 "Plugin instances running.", NULL, NULL);
+    h->m_tel_dropped =
+        host_series(h, ARQ_METRIC_COUNTER, "arqonbus_telemetry_dropped_total",
+                    "Telemetry events dropped because the queue was full.", NULL, NULL);
+    if (!h->m_reload_ok || !h->m_reload_failed || !h->m_generation || !h->m_instances ||
+        !h->m_tel_dropped) {
+        LOG_ERROR("cannot register the host's metrics");
+        return -1;
+    }
     return 0;
 }
 
@@ -166,15 +173,15 @@ static void apply_host_settings(struct host *h, const struct host_settings *s)
     if (s->log_file) {
         int rc = log_open_file(s->log_file);
         if (rc != 0)
-            LOG_ERROR("cannot open the log file; logging to stderr", "path", s->log_file,
-                      "error", strerror(-rc));
+            LOG_ERROR("cannot open the log file; logging to stderr", "path", s->log_file, "error",
+                      strerror(-rc));
     } else {
         log_open_file(NULL);
     }
     if (s->node)
         snprintf(h->node, sizeof h->node, "%s", s->node);
-    else if (gethostname(h->node, sizeof h->node - 1) != 0)
-        snprintf(h->node, sizeof h->node, "arqonbus");
+    else
+        set_default_node(h);
     telemetry_set_limits(h->telemetry, s->telemetry_queue_size, s->telemetry_batch_size);
     h->drain_timeout_ms = s->drain_timeout_ms;
 }
@@ -191,20 +198,15 @@ static int swap_generation(struct host *h, struct diag_list *diags, struct plan 
     struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
     if (!conf)
         return -1;
-    if (generation_prepare(h, conf, h->current, plan, diags) != 0)
-        return -1;
-    size_t counts[4];
-    memcpy(counts, plan->counts, sizeof counts);
-    size_t removed = plan->nremoved;
-    /* Host settings first, so that what the new instances log goes where it should. */
+    /* Host settings first, so that what the new instances log goes where it should; a
+     * failed reload puts the running generation's settings back. */
     apply_host_settings(h, &conf->host);
-    if (generation_commit(plan, &h->current, diags) != 0) {
+    if (generation_prepare(h, conf, h->current, plan, diags) != 0 ||
+        generation_commit(plan, &h->current, diags) != 0) {
         if (h->current)
             apply_host_settings(h, &h->current->conf->host);
         return -1;
     }
-    memcpy(plan->counts, counts, sizeof counts);
-    plan->nremoved = removed;
     h->next_generation++;
     return 0;
 }
@@ -236,8 +238,7 @@ int host_start(struct host *h)
         char n[24];
         snprintf(n, sizeof n, "%zu", diags.n);
         log_diags(&diags);
-        LOG_ERROR("cannot start: the configuration has errors", "config", h->conf_dir, "errors",
-                  n);
+        LOG_ERROR("cannot start: the configuration has errors", "config", h->conf_dir, "errors", n);
         diag_clear(&diags);
         return -1;
     }
@@ -248,9 +249,9 @@ int host_start(struct host *h)
     snprintf(n, sizeof n, "%zu", h->current->n);
     LOG_INFO("started", "version", ARQ_VERSION, "node", h->node, "config", h->conf_dir,
              "generation", gen, "instances", n);
-    host_event(h, "system_started",
-               json_pack("{s:s, s:I}", "version", ARQ_VERSION, "generation",
-                         (json_int_t)h->current->id));
+    host_event(
+        h, "system_started",
+        json_pack("{s:s, s:I}", "version", ARQ_VERSION, "generation", (json_int_t)h->current->id));
     return 0;
 }
 
@@ -285,14 +286,14 @@ int host_reload(struct host *h)
     snprintf(f[5], sizeof f[5], "%zu", plan.nremoved);
     char ms[24];
     snprintf(ms, sizeof ms, "%.3f", (double)(uv_hrtime() - t0) / 1e6);
-    LOG_INFO("reload ok", "generation", f[0], "carried", f[1], "reconfigured", f[2],
-             "replaced", f[3], "added", f[4], "removed", f[5], "duration_ms", ms);
+    LOG_INFO("reload ok", "generation", f[0], "carried", f[1], "reconfigured", f[2], "replaced",
+             f[3], "added", f[4], "removed", f[5], "duration_ms", ms);
     host_event(h, "reload_ok",
-               json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "generation",
-                         (json_int_t)h->current->id, "carried", (json_int_t)plan.counts[0],
-                         "reconfigured", (json_int_t)plan.counts[1], "replaced",
-                         (json_int_t)plan.counts[2], "added", (json_int_t)plan.counts[3],
-                         "removed", (json_int_t)plan.nremoved));
+               json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "generation", (json_int_t)h->current->id,
+                         "carried", (json_int_t)plan.counts[0], "reconfigured",
+                         (json_int_t)plan.counts[1], "replaced", (json_int_t)plan.counts[2],
+                         "added", (json_int_t)plan.counts[3], "removed",
+                         (json_int_t)plan.nremoved));
     return 0;
 }
 
@@ -310,9 +311,11 @@ int host_check_config(struct host *h, struct diag_list *diags)
 
 void host_close_stray(uv_handle_t *handle, void *arg)
 {
-    (void)arg;
+    int *count = arg;
     if (uv_is_closing(handle))
         return;
+    if (count)
+        (*count)++;
     if (uv_has_ref(handle))
         LOG_WARN("closing a handle left open at shutdown", "type",
                  uv_handle_type_name(uv_handle_get_type(handle)));
@@ -364,6 +367,21 @@ void host_stop(struct host *h)
         uv_timer_start(&h->drain_timer, on_drain_timeout, h->drain_timeout_ms, 0);
         uv_unref((uv_handle_t *)&h->drain_timer);
     }
+}
+
+int host_finish_loop(struct host *h)
+{
+    int stray = 0;
+    uv_run(h->loop, UV_RUN_DEFAULT);
+    if (!uv_is_closing((uv_handle_t *)&h->drain_timer))
+        uv_close((uv_handle_t *)&h->drain_timer, NULL);
+    uv_run(h->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(h->loop) == UV_EBUSY) {
+        uv_walk(h->loop, host_close_stray, &stray);
+        uv_run(h->loop, UV_RUN_DEFAULT);
+        uv_loop_close(h->loop);
+    }
+    return stray;
 }
 
 void host_cleanup(struct host *h)

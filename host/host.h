@@ -18,9 +18,9 @@ struct post_item;
 
 struct host_reload_stats {
     uint64_t ok, failed;
-    int last_ok;        /* result of the last reload (1 before any)                         */
-    char *last_error;   /* first problem of the last failed reload, or NULL                 */
-    int64_t last_us;    /* when the last reload finished                                    */
+    int last_ok;      /* result of the last reload (1 before any)                         */
+    char *last_error; /* first problem of the last failed reload, or NULL                 */
+    int64_t last_us;  /* when the last reload finished                                    */
 };
 
 struct host {
@@ -30,7 +30,7 @@ struct host {
     void *getenv_arg;
     char node[256];
     int64_t started_us;
-    int log_level_override; /* -1, or the --log-level given on the command line           */
+    int log_level_override;    /* -1, or the --log-level given on the command line           */
     uint64_t drain_timeout_ms; /* host.drain_timeout in force                               */
 
     struct loader loader;
@@ -76,8 +76,11 @@ void host_request_reload(struct host *h);
 /* Stop every instance (transports first), then close the host's handles so uv_run returns. */
 void host_stop(struct host *h);
 /* uv_walk callback: close a handle that is still open at shutdown (logged when it was still
- * keeping the loop alive). */
+ * keeping the loop alive); `arg` is NULL or an int counting them. */
 void host_close_stray(uv_handle_t *handle, void *arg);
+/* After host_stop: run the loop until everything has closed, then close the loop. Returns
+ * how many handles had been left open by plugins and had to be closed here (0 when clean). */
+int host_finish_loop(struct host *h);
 /* Release everything after the loop has finished. */
 void host_cleanup(struct host *h);
 

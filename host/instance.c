@@ -81,8 +81,8 @@ int instance_start(struct arq_ctx *ctx, struct arq_ctx *predecessor, struct arq_
         }
     }
     ctx->started = 1;
-    log_write(ARQ_LOG_INFO, "host", "instance started", "instance", ctx->name, "module",
-              d->name, "kind", instance_kind(ctx), (const char *)NULL);
+    log_write(ARQ_LOG_INFO, "host", "instance started", "instance", ctx->name, "module", d->name,
+              "kind", instance_kind(ctx), (const char *)NULL);
     return 0;
 }
 

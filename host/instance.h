@@ -16,14 +16,14 @@ struct arq_timer;
 struct arq_ctx {
     struct host *host;
     char *name;
-    struct module *mod;   /* NULL for the host's own context                               */
-    json_t *cfg;          /* validated configuration in force                              */
-    void *self;           /* the plugin's instance                                         */
-    char *where;          /* "file:line:col" of the declaration                            */
-    char *who;            /* `plugin "name" (module as-written)`, for messages             */
+    struct module *mod; /* NULL for the host's own context                               */
+    json_t *cfg;        /* validated configuration in force                              */
+    void *self;         /* the plugin's instance                                         */
+    char *where;        /* "file:line:col" of the declaration                            */
+    char *who;          /* `plugin "name" (module as-written)`, for messages             */
     int created, started, dead;
-    atomic_int refs;      /* the generation's reference plus one per pending post           */
-    unsigned born;        /* generation that created it                                    */
+    atomic_int refs; /* the generation's reference plus one per pending post           */
+    unsigned born;   /* generation that created it                                    */
     struct arq_timer *timers;
     arq_metric **metrics;
     size_t nmetrics, metrics_cap;

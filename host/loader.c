@@ -12,7 +12,7 @@
 
 /* Size of each table as ABI 1.0 defines it: the end of its last 1.0 field. */
 #define SIZE_1_0(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
-#define PLUGIN_SIZE_1_0 SIZE_1_0(struct arq_plugin, ops)
+#define PLUGIN_SIZE_1_0      SIZE_1_0(struct arq_plugin, ops)
 
 const char *loader_kind_name(enum arq_kind kind)
 {
@@ -34,18 +34,17 @@ const char *loader_kind_name(enum arq_kind kind)
 }
 
 #define FAIL(...) return (snprintf(err, errsz, __VA_ARGS__), -1)
-#define NEED(cond, ...)                                                                        \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            FAIL(__VA_ARGS__);                                                                 \
+#define NEED(cond, ...)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            FAIL(__VA_ARGS__);                                                                     \
     } while (0)
 
-static int check_table_size(const void *ops, size_t need, const char *kind, char *err,
-                            size_t errsz)
+static int check_table_size(const void *ops, size_t need, const char *kind, char *err, size_t errsz)
 {
     size_t have = *(const size_t *)ops;
-    NEED(have >= need, "the %s table is %zu bytes; plugin ABI %d.0 needs at least %zu", kind,
-         have, ARQ_ABI_MAJOR, need);
+    NEED(have >= need, "the %s table is %zu bytes; plugin ABI %d.0 needs at least %zu", kind, have,
+         ARQ_ABI_MAJOR, need);
     return 0;
 }
 
@@ -55,8 +54,8 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     NEED(d->ops, "the descriptor has no %s table (mandatory)", kind);
     switch (d->kind) {
     case ARQ_KIND_TRANSPORT:
-        return check_table_size(d->ops, SIZE_1_0(struct arq_transport_ops, bound_port), kind,
-                                err, errsz);
+        return check_table_size(d->ops, SIZE_1_0(struct arq_transport_ops, bound_port), kind, err,
+                                errsz);
     case ARQ_KIND_STORAGE: {
         const struct arq_storage_ops *o = d->ops;
         if (check_table_size(o, SIZE_1_0(struct arq_storage_ops, stats), kind, err, errsz))
@@ -88,16 +87,14 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     }
     case ARQ_KIND_TELEMETRY: {
         const struct arq_telemetry_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_telemetry_ops, emit_batch), kind, err,
-                             errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_telemetry_ops, emit_batch), kind, err, errsz))
             return -1;
         NEED(o->emit_batch, "the telemetry table has no emit_batch function (mandatory)");
         return 0;
     }
     case ARQ_KIND_BROKER: {
         const struct arq_broker_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_broker_ops, unsubscribe), kind, err,
-                             errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_broker_ops, unsubscribe), kind, err, errsz))
             return -1;
         NEED(o->publish, "the broker table has no publish function (mandatory)");
         NEED(o->subscribe, "the broker table has no subscribe function (mandatory)");
@@ -119,8 +116,7 @@ int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz)
     NEED(d->abi_minor <= ARQ_ABI_MINOR,
          "built for plugin ABI %u.%u, newer than this arqonbusd's %d.%d (upgrade arqonbusd or "
          "rebuild the plugin against SDK %d.%d)",
-         d->abi_major, d->abi_minor, ARQ_ABI_MAJOR, ARQ_ABI_MINOR, ARQ_ABI_MAJOR,
-         ARQ_ABI_MINOR);
+         d->abi_major, d->abi_minor, ARQ_ABI_MAJOR, ARQ_ABI_MINOR, ARQ_ABI_MAJOR, ARQ_ABI_MINOR);
     NEED(d->struct_size >= PLUGIN_SIZE_1_0,
          "the descriptor is %zu bytes; plugin ABI %u.%u needs at least %zu (set struct_size "
          "to sizeof(struct arq_plugin))",
@@ -145,9 +141,9 @@ static void suggest_module(const char *path, char *hint, size_t size)
     snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
     char want[256];
     snprintf(want, sizeof want, "%s", slash + 1);
-    char *ext = strstr(want, ".so");
-    if (ext)
-        *ext = '\0';
+    size_t wlen = strlen(want);
+    if (wlen >= 3 && !strcmp(want + wlen - 3, ".so"))
+        want[wlen - 3] = '\0';
 
     DIR *dh = opendir(dir);
     if (!dh)
@@ -195,8 +191,8 @@ struct module *loader_load(struct loader *l, const char *path, const char *who,
     dlerror();
     void *sym = dlsym(handle, ARQ_PLUGIN_ENTRY);
     if (!sym) {
-        diag_add(diags, pos, "%s: \"%s\": not an ArqonBus plugin: it does not export %s()",
-                 who, path, ARQ_PLUGIN_ENTRY);
+        diag_add(diags, pos, "%s: \"%s\": not an ArqonBus plugin: it does not export %s()", who,
+                 path, ARQ_PLUGIN_ENTRY);
         return NULL;
     }
     arq_plugin_entry_fn entry;

@@ -24,8 +24,8 @@ void log_write(enum arq_log_level level, const char *component, const char *msg,
 void log_writev(enum arq_log_level level, const char *component, const char *msg, va_list ap);
 
 #define LOG_ERROR(...) log_write(ARQ_LOG_ERROR, "host", __VA_ARGS__, (const char *)NULL)
-#define LOG_WARN(...) log_write(ARQ_LOG_WARN, "host", __VA_ARGS__, (const char *)NULL)
-#define LOG_INFO(...) log_write(ARQ_LOG_INFO, "host", __VA_ARGS__, (const char *)NULL)
+#define LOG_WARN(...)  log_write(ARQ_LOG_WARN, "host", __VA_ARGS__, (const char *)NULL)
+#define LOG_INFO(...)  log_write(ARQ_LOG_INFO, "host", __VA_ARGS__, (const char *)NULL)
 #define LOG_DEBUG(...) log_write(ARQ_LOG_DEBUG, "host", __VA_ARGS__, (const char *)NULL)
 
 #endif

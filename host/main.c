@@ -32,23 +32,15 @@ static void usage(FILE *out)
             ARQ_DEFAULT_CONF_DIR);
 }
 
-static void finish_loop(uv_loop_t *loop)
-{
-    uv_run(loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(loop) == UV_EBUSY) {
-        uv_walk(loop, host_close_stray, NULL);
-        uv_run(loop, UV_RUN_DEFAULT);
-        uv_loop_close(loop);
-    }
-}
-
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
-        {"log-level", required_argument, NULL, 'l'}, {"foreground", no_argument, NULL, 'f'},
-        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"check-config", no_argument, NULL, 'k'},
+                                             {"log-level", required_argument, NULL, 'l'},
+                                             {"foreground", no_argument, NULL, 'f'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     const char *conf_dir = ARQ_DEFAULT_CONF_DIR;
     int check_only = 0;
     int level_override = -1;
@@ -65,8 +57,9 @@ int main(int argc, char **argv)
         case 'l': {
             enum arq_log_level level;
             if (log_level_parse(optarg, &level) != 0) {
-                fprintf(stderr, "arqonbusd: --log-level: \"%s\" is not one of: debug, info, "
-                                "warn, error\n",
+                fprintf(stderr,
+                        "arqonbusd: --log-level: \"%s\" is not one of: debug, info, "
+                        "warn, error\n",
                         optarg);
                 return EXIT_USAGE;
             }
@@ -126,7 +119,7 @@ int main(int argc, char **argv)
             LOG_INFO("stopped");
     }
     host_stop(&h);
-    finish_loop(&loop);
+    host_finish_loop(&h);
     host_cleanup(&h);
     return rc;
 }

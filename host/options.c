@@ -92,7 +92,7 @@ static int parse_duration(const char *text, double *ms)
     static const struct {
         const char *unit;
         double scale;
-    } units[] = {{"", 1000},   {"ms", 1},     {"s", 1000},     {"sec", 1000},
+    } units[] = {{"", 1000},   {"ms", 1},      {"s", 1000},    {"sec", 1000},
                  {"m", 60000}, {"min", 60000}, {"h", 3600000}, {"d", 86400000}};
     double v;
     const char *unit = parse_number_unit(text, &v);
@@ -113,10 +113,10 @@ static int parse_size(const char *text, double *bytes)
     static const struct {
         const char *unit;
         double scale;
-    } units[] = {{"", 1},          {"B", 1},          {"k", 1024},      {"K", 1024},
-                 {"KiB", 1024},    {"kB", 1000},      {"KB", 1000},     {"m", 1048576},
-                 {"M", 1048576},   {"MiB", 1048576},  {"MB", 1e6},      {"g", 1073741824},
-                 {"G", 1073741824}, {"GiB", 1073741824}, {"GB", 1e9}};
+    } units[] = {
+        {"", 1},      {"B", 1},          {"k", 1024},       {"K", 1024},         {"KiB", 1024},
+        {"kB", 1000}, {"KB", 1000},      {"m", 1048576},    {"M", 1048576},      {"MiB", 1048576},
+        {"MB", 1e6},  {"g", 1073741824}, {"G", 1073741824}, {"GiB", 1073741824}, {"GB", 1e9}};
     double v;
     const char *unit = parse_number_unit(text, &v);
     if (!unit)
@@ -394,8 +394,7 @@ static json_t *value_from_node(const struct arq_option *o, const json_t *node,
         json_array_foreach(node, i, v)
         {
             if (!json_is_string(v)) {
-                snprintf(err, errsz, "item %zu: expected a scalar, got %s", i + 1,
-                         node_kind(v));
+                snprintf(err, errsz, "item %zu: expected a scalar, got %s", i + 1, node_kind(v));
                 json_decref(arr);
                 return NULL;
             }
@@ -416,9 +415,8 @@ static json_t *value_from_node(const struct arq_option *o, const json_t *node,
     return opt_parse(o, json_string_value(node), err, errsz);
 }
 
-json_t *opt_validate(const struct arq_option *spec, const json_t *given,
-                     const struct cfg_doc *doc, const struct cfg_pos *where, const char *who,
-                     struct diag_list *diags)
+json_t *opt_validate(const struct arq_option *spec, const json_t *given, const struct cfg_doc *doc,
+                     const struct cfg_pos *where, const char *who, struct diag_list *diags)
 {
     size_t before = diags->n;
     json_t *out = json_object();
@@ -427,8 +425,8 @@ json_t *opt_validate(const struct arq_option *spec, const json_t *given,
         return NULL;
     }
     if (given && !json_is_object(given) && !is_null_scalar(doc, given)) {
-        diag_add(diags, cfg_pos_of(doc, given), "%s: expected a mapping of options, got %s",
-                 who, node_kind(given));
+        diag_add(diags, cfg_pos_of(doc, given), "%s: expected a mapping of options, got %s", who,
+                 node_kind(given));
         json_decref(out);
         return NULL;
     }
@@ -478,8 +476,7 @@ json_t *opt_validate(const struct arq_option *spec, const json_t *given,
                 snprintf(err, sizeof err, "invalid %s value (not shown: the option is secret)",
                          opt_type_name(o->type));
             if (!value) {
-                diag_add(diags, cfg_pos_of(doc, node), "%s: option \"%s\": %s", who, o->name,
-                         err);
+                diag_add(diags, cfg_pos_of(doc, node), "%s: option \"%s\": %s", who, o->name, err);
                 continue;
             }
         } else if (o->flags & ARQ_OPT_REQUIRED) {

@@ -22,9 +22,8 @@ int opt_spec_check(const struct arq_option *spec, char *err, size_t errsz);
  * unknown keys (with the allowed keys and a did-you-mean), wrong types, out of range values,
  * values outside an enum, missing REQUIRED options (reported at `where`). Returns NULL when
  * anything was wrong. */
-json_t *opt_validate(const struct arq_option *spec, const json_t *given,
-                     const struct cfg_doc *doc, const struct cfg_pos *where, const char *who,
-                     struct diag_list *diags);
+json_t *opt_validate(const struct arq_option *spec, const json_t *given, const struct cfg_doc *doc,
+                     const struct cfg_pos *where, const char *who, struct diag_list *diags);
 
 /* Parse one scalar text as option `o`. Returns a new JSON value or NULL with a message
  * ("expected an integer, got \"x\"", "70000 is out of range 0..65535", ...) in err. */

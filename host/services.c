@@ -153,10 +153,9 @@ void host_run_posts(struct host *h)
 
 /* --- metrics ------------------------------------------------------------------------------ */
 
-static arq_metric *svc_metric_register(arq_ctx *ctx, enum arq_metric_type type,
-                                       const char *name, const char *help,
-                                       const char *const *label_names, const double *buckets,
-                                       size_t nbuckets)
+static arq_metric *svc_metric_register(arq_ctx *ctx, enum arq_metric_type type, const char *name,
+                                       const char *help, const char *const *label_names,
+                                       const double *buckets, size_t nbuckets)
 {
     arq_metric *m =
         metrics_register(ctx->host->metrics, type, name, help, label_names, buckets, nbuckets);

@@ -11,8 +11,7 @@
 struct telemetry;
 
 /* Deliver one batch to every sink; provided by the caller (the host walks its sinks). */
-typedef void (*telemetry_deliver_fn)(void *arg, const struct arq_event *const *events,
-                                     size_t n);
+typedef void (*telemetry_deliver_fn)(void *arg, const struct arq_event *const *events, size_t n);
 
 /* `capacity` events at most are queued; batches hold at most `batch` events. */
 struct telemetry *telemetry_new(size_t capacity, size_t batch, telemetry_deliver_fn deliver,

@@ -214,7 +214,7 @@ static void test_unknown_option_names_allowed_keys_and_suggests(void **state)
     snprintf(expected, sizeof expected,
              "%s/10-p.yaml:7:7: plugin \"p\" (module probe): unknown option \"prot\"; allowed: "
              "label, interval, tag, port, mode, limit, ratio, verbose, names, extra, password, "
-             "fail_create, fail_start, fail_reconfigure (did you mean \"port\"?)",
+             "fail_create, fail_start, fail_reconfigure, forget_handle (did you mean \"port\"?)",
              f->dir);
     expect_refused(f, expected, 1);
 }

@@ -1,0 +1,42 @@
+#!/bin/sh
+# The SDK as a user gets it: install the project into a scratch prefix, build the plugin
+# guide's example against the installed header through pkg-config, and have the installed
+# arqonbusd load it. Usage: test_installed_sdk.sh BUILD_DIR SOURCE_DIR
+set -eu
+build=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cmake --install "$build" --prefix "$tmp/usr" >/dev/null
+pc=$(find "$tmp/usr" -name arqonbus-sdk.pc)
+test -n "$pc" || { echo "arqonbus-sdk.pc was not installed"; exit 1; }
+export PKG_CONFIG_PATH="$(dirname "$pc")"
+
+plugindir=$(pkg-config --define-prefix --variable=plugindir arqonbus-sdk)
+test -d "$plugindir" || { echo "plugindir $plugindir does not exist"; exit 1; }
+test -f "$plugindir/telemetry-log.so" || { echo "telemetry-log.so not in $plugindir"; exit 1; }
+test -f "$tmp/usr/include/arqonbus/plugin.h" || { echo "plugin.h not installed"; exit 1; }
+
+# Only the installed header: no path into the source tree.
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared \
+    $(pkg-config --define-prefix --cflags arqonbus-sdk) \
+    "$src/docs/examples/minimal-plugin/minimal.c" -o "$plugindir/example-minimal.so"
+# Exactly one exported symbol of ours: the entry point.
+exported=$(nm -D --defined-only "$plugindir/example-minimal.so" | awk '$2 == "T" {print $3}')
+test "$exported" = "arq_plugin_v1" || { echo "exported: $exported"; exit 1; }
+
+mkdir "$tmp/conf.d"
+cat > "$tmp/conf.d/10-example.yaml" <<YAML
+host:
+  plugin_dir: $plugindir
+plugins:
+  counter:
+    module: example-minimal
+    config:
+      interval: 1s
+YAML
+out=$("$tmp/usr/bin/arqonbusd" --check-config -c "$tmp/conf.d" 2>&1)
+echo "$out"
+echo "$out" | grep -q "arqonbusd: configuration OK: $tmp/conf.d"
+echo "installed SDK: OK"

@@ -1,0 +1,605 @@
+/* The mock host (see mock_host.h). Allocation failures inside the mock abort the test run:
+ * a mock that silently loses a record would make tests lie. */
+#include "mock_host.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+#include "telemetry.h"
+
+#define MOCK_NODE "test-node"
+
+struct arq_ctx {
+    struct mock_host *mh;
+};
+
+struct arq_timer {
+    struct mock_host *mh;
+    uint64_t first_ms, repeat_ms;
+    arq_timer_cb cb;
+    void *arg;
+    uint64_t seq; /* start order; fire rounds skip timers started during the round  */
+    int armed;    /* a one-shot timer is disarmed once it fired                       */
+    int stopped;  /* stopped while a round runs: freed when the round ends            */
+    struct arq_timer *next;
+};
+
+struct post {
+    arq_post_cb cb;
+    void *arg;
+    struct post *next;
+};
+
+struct arq_series {
+    struct arq_metric *family;
+    char *labels; /* k="v",k2="v2" */
+    double value; /* counter, gauge; histogram: count */
+    double sum;   /* histogram */
+    struct arq_series *next;
+};
+
+struct arq_metric {
+    struct mock_host *mh;
+    enum arq_metric_type type;
+    char *name;
+    char *help;
+    char **label_names; /* NULL-terminated */
+    size_t nlabels;
+    struct arq_series *series;
+    struct arq_metric *next;
+};
+
+struct strings {
+    char **items;
+    size_t n, cap;
+};
+
+struct mock_host {
+    struct arq_ctx ctx;
+    char *name;
+    enum arq_log_level log_level;
+    struct strings logs;
+    struct strings events;
+    struct arq_timer *timers; /* start order */
+    uint64_t timer_seq;
+    int firing;
+    struct post *posts, *posts_tail;
+    struct arq_metric *metrics;
+};
+
+static void *must(void *p)
+{
+    if (!p) {
+        fprintf(stderr, "mock_host: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static char *must_strdup(const char *s)
+{
+    return must(strdup(s));
+}
+
+static void strings_push_take(struct strings *s, char *text)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 16;
+        s->items = must(realloc(s->items, s->cap * sizeof *s->items));
+    }
+    s->items[s->n++] = text;
+}
+
+static void strings_free(struct strings *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->items[i]);
+    free(s->items);
+    memset(s, 0, sizeof *s);
+}
+
+/* --- identity and logging ------------------------------------------------------------------ */
+
+static const char *mock_instance_name(const arq_ctx *ctx)
+{
+    return ctx->mh->name;
+}
+
+static const char *mock_node_name(const arq_ctx *ctx)
+{
+    (void)ctx;
+    return MOCK_NODE;
+}
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static void mock_log(arq_ctx *ctx, enum arq_log_level level, const char *msg, ...)
+{
+    struct mock_host *mh = ctx->mh;
+    if (level < mh->log_level)
+        return;
+    char *line = NULL;
+    size_t len = 0;
+    FILE *out = must(open_memstream(&line, &len));
+    fprintf(out, "%s %s", (unsigned)level < 4 ? level_names[level] : "?", msg ? msg : "");
+    va_list ap;
+    va_start(ap, msg);
+    const char *key;
+    while ((key = va_arg(ap, const char *))) {
+        const char *value = va_arg(ap, const char *);
+        fprintf(out, " %s=%s", key, value ? value : "");
+    }
+    va_end(ap);
+    fclose(out);
+    strings_push_take(&mh->logs, must(line));
+}
+
+static int mock_log_enabled(const arq_ctx *ctx, enum arq_log_level level)
+{
+    return level >= ctx->mh->log_level;
+}
+
+/* --- loop, timers, posts ------------------------------------------------------------------- */
+
+static void *mock_uv_loop(arq_ctx *ctx)
+{
+    (void)ctx;
+    return NULL; /* no loop: plugins that need one are tested against the real host */
+}
+
+static arq_timer *mock_timer_start(arq_ctx *ctx, uint64_t first_ms, uint64_t repeat_ms,
+                                   arq_timer_cb cb, void *arg)
+{
+    struct mock_host *mh = ctx->mh;
+    struct arq_timer *t = must(calloc(1, sizeof *t));
+    t->mh = mh;
+    t->first_ms = first_ms;
+    t->repeat_ms = repeat_ms;
+    t->cb = cb;
+    t->arg = arg;
+    t->seq = mh->timer_seq++;
+    t->armed = 1;
+    struct arq_timer **tail = &mh->timers;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = t;
+    return t;
+}
+
+static void timer_unlink_free(struct mock_host *mh, struct arq_timer *t)
+{
+    for (struct arq_timer **p = &mh->timers; *p; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    free(t);
+}
+
+static void mock_timer_stop(arq_timer *t)
+{
+    if (!t)
+        return;
+    if (t->mh->firing) {
+        t->stopped = 1;
+        t->armed = 0;
+        return;
+    }
+    timer_unlink_free(t->mh, t);
+}
+
+size_t mock_host_fire_timers(struct mock_host *mh)
+{
+    size_t fired = 0;
+    uint64_t round_end = mh->timer_seq;
+    mh->firing++;
+    for (struct arq_timer *t = mh->timers; t; t = t->next) {
+        if (t->seq >= round_end || !t->armed || t->stopped)
+            continue;
+        if (!t->repeat_ms)
+            t->armed = 0;
+        t->cb(t->arg);
+        fired++;
+    }
+    mh->firing--;
+    if (!mh->firing) {
+        struct arq_timer **p = &mh->timers;
+        while (*p) {
+            struct arq_timer *t = *p;
+            if (t->stopped) {
+                *p = t->next;
+                free(t);
+            } else {
+                p = &t->next;
+            }
+        }
+    }
+    return fired;
+}
+
+size_t mock_host_timers_active(const struct mock_host *mh)
+{
+    size_t n = 0;
+    for (const struct arq_timer *t = mh->timers; t; t = t->next)
+        n += !t->stopped;
+    return n;
+}
+
+long long mock_host_timer_period(const struct mock_host *mh, size_t i, int repeat)
+{
+    for (const struct arq_timer *t = mh->timers; t; t = t->next) {
+        if (t->stopped || !t->armed)
+            continue;
+        if (i-- == 0)
+            return (long long)(repeat ? t->repeat_ms : t->first_ms);
+    }
+    return -1;
+}
+
+static int mock_post(arq_ctx *ctx, arq_post_cb cb, void *arg)
+{
+    struct mock_host *mh = ctx->mh;
+    struct post *p = must(calloc(1, sizeof *p));
+    p->cb = cb;
+    p->arg = arg;
+    if (mh->posts_tail)
+        mh->posts_tail->next = p;
+    else
+        mh->posts = p;
+    mh->posts_tail = p;
+    return ARQ_OK;
+}
+
+static struct post *posts_pop(struct mock_host *mh)
+{
+    struct post *p = mh->posts;
+    if (p) {
+        mh->posts = p->next;
+        if (!mh->posts)
+            mh->posts_tail = NULL;
+    }
+    return p;
+}
+
+size_t mock_host_run_posts(struct mock_host *mh)
+{
+    size_t n = 0;
+    struct post *p;
+    while ((p = posts_pop(mh))) {
+        p->cb(p->arg, 0);
+        free(p);
+        n++;
+    }
+    return n;
+}
+
+/* --- metrics ------------------------------------------------------------------------------- */
+
+static size_t count_names(const char *const *names)
+{
+    size_t n = 0;
+    while (names && names[n])
+        n++;
+    return n;
+}
+
+static int same_labels(const struct arq_metric *m, const char *const *names)
+{
+    if (count_names(names) != m->nlabels)
+        return 0;
+    for (size_t i = 0; i < m->nlabels; i++)
+        if (strcmp(m->label_names[i], names[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static arq_metric *mock_metric_register(arq_ctx *ctx, enum arq_metric_type type, const char *name,
+                                        const char *help, const char *const *label_names,
+                                        const double *buckets, size_t nbuckets)
+{
+    struct mock_host *mh = ctx->mh;
+    (void)buckets, (void)nbuckets;
+    if (!name || !*name || type < ARQ_METRIC_COUNTER || type > ARQ_METRIC_HISTOGRAM)
+        return NULL;
+    for (struct arq_metric *m = mh->metrics; m; m = m->next)
+        if (!strcmp(m->name, name))
+            return m->type == type && same_labels(m, label_names) ? m : NULL;
+    struct arq_metric *m = must(calloc(1, sizeof *m));
+    m->mh = mh;
+    m->type = type;
+    m->name = must_strdup(name);
+    m->help = must_strdup(help ? help : "");
+    m->nlabels = count_names(label_names);
+    m->label_names = must(calloc(m->nlabels + 1, sizeof *m->label_names));
+    for (size_t i = 0; i < m->nlabels; i++)
+        m->label_names[i] = must_strdup(label_names[i]);
+    m->next = mh->metrics;
+    mh->metrics = m;
+    return m;
+}
+
+static arq_series *mock_metric_series(arq_metric *m, const char *const *label_values)
+{
+    if (!m || count_names(label_values) != m->nlabels)
+        return NULL;
+    char *key = NULL;
+    size_t len = 0;
+    FILE *out = must(open_memstream(&key, &len));
+    for (size_t i = 0; i < m->nlabels; i++)
+        fprintf(out, "%s%s=\"%s\"", i ? "," : "", m->label_names[i], label_values[i]);
+    fclose(out);
+    must(key);
+    struct arq_series **tail = &m->series;
+    for (; *tail; tail = &(*tail)->next) {
+        if (!strcmp((*tail)->labels, key)) {
+            free(key);
+            return *tail;
+        }
+    }
+    struct arq_series *s = must(calloc(1, sizeof *s));
+    s->family = m;
+    s->labels = key;
+    *tail = s;
+    return s;
+}
+
+static void mock_metric_add(arq_series *s, double v)
+{
+    if (!s || s->family->type == ARQ_METRIC_HISTOGRAM)
+        return;
+    if (s->family->type == ARQ_METRIC_COUNTER && !(v >= 0))
+        return; /* counters only go up */
+    s->value += v;
+}
+
+static void mock_metric_set(arq_series *s, double v)
+{
+    if (s && s->family->type == ARQ_METRIC_GAUGE)
+        s->value = v;
+}
+
+static void mock_metric_observe(arq_series *s, double v)
+{
+    if (s && s->family->type == ARQ_METRIC_HISTOGRAM) {
+        s->value += 1;
+        s->sum += v;
+    }
+}
+
+static char *mock_metrics_render(arq_ctx *ctx)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = must(open_memstream(&text, &len));
+    for (const struct arq_metric *m = ctx->mh->metrics; m; m = m->next)
+        for (const struct arq_series *s = m->series; s; s = s->next)
+            fprintf(out, "%s{%s} %.17g\n", m->name, s->labels, s->value);
+    fclose(out);
+    return text;
+}
+
+static const struct arq_series *find_series(const struct mock_host *mh, const char *name,
+                                            const char *labels)
+{
+    for (const struct arq_metric *m = mh->metrics; m; m = m->next) {
+        if (strcmp(m->name, name) != 0)
+            continue;
+        for (const struct arq_series *s = m->series; s; s = s->next)
+            if (!strcmp(s->labels, labels ? labels : ""))
+                return s;
+    }
+    return NULL;
+}
+
+double mock_host_metric(const struct mock_host *mh, const char *name, const char *labels)
+{
+    const struct arq_series *s = find_series(mh, name, labels);
+    return s ? s->value : -1;
+}
+
+enum arq_metric_type mock_host_metric_type(const struct mock_host *mh, const char *name)
+{
+    for (const struct arq_metric *m = mh->metrics; m; m = m->next)
+        if (!strcmp(m->name, name))
+            return m->type;
+    return (enum arq_metric_type)0;
+}
+
+/* --- telemetry, memory, connections -------------------------------------------------------- */
+
+static void mock_emit(arq_ctx *ctx, const struct arq_event *ev)
+{
+    struct mock_host *mh = ctx->mh;
+    struct arq_event copy;
+    memset(&copy, 0, sizeof copy);
+    /* Read no further than the caller's struct_size says it has. */
+    memcpy(&copy, ev, ev->struct_size < sizeof copy ? ev->struct_size : sizeof copy);
+    copy.struct_size = sizeof copy;
+    if (!copy.event_type)
+        return;
+    if (!copy.timestamp_us)
+        copy.timestamp_us = telemetry_now_us();
+    copy.node = MOCK_NODE;
+    copy.source = mh->name;
+    strings_push_take(&mh->events, must(telemetry_event_json(&copy)));
+}
+
+static void mock_free(void *p)
+{
+    free(p);
+}
+
+static arq_conn *mock_conn_open(arq_ctx *ctx, const struct arq_conn_info *info,
+                                const struct arq_conn_ops *ops, void *tconn)
+{
+    (void)ctx, (void)info, (void)ops, (void)tconn;
+    return NULL; /* refused, as by a host without a message router */
+}
+
+static void mock_conn_recv(arq_conn *conn, const void *data, size_t len, int binary)
+{
+    (void)conn, (void)data, (void)len, (void)binary;
+}
+
+static size_t mock_conn_pending(arq_conn *conn, struct arq_frame_ref *out, size_t max)
+{
+    (void)conn, (void)out, (void)max;
+    return 0;
+}
+
+static void mock_conn_consumed(arq_conn *conn, size_t n)
+{
+    (void)conn, (void)n;
+}
+
+static void mock_conn_closed(arq_conn *conn, int code, const char *reason)
+{
+    (void)conn, (void)code, (void)reason;
+}
+
+static void mock_reply_ok(arq_request *req, const char *message, const json_t *data)
+{
+    (void)req, (void)message, (void)data;
+}
+
+static void mock_reply_error(arq_request *req, const char *code, const char *text)
+{
+    (void)req, (void)code, (void)text;
+}
+
+static const struct arq_host mock_api = {
+    .struct_size = sizeof(struct arq_host),
+    .abi_major = ARQ_ABI_MAJOR,
+    .abi_minor = ARQ_ABI_MINOR,
+    .version = "0.0.0-mock",
+    .instance_name = mock_instance_name,
+    .node_name = mock_node_name,
+    .log = mock_log,
+    .log_enabled = mock_log_enabled,
+    .uv_loop = mock_uv_loop,
+    .timer_start = mock_timer_start,
+    .timer_stop = mock_timer_stop,
+    .post = mock_post,
+    .opt_int = opt_get_int,
+    .opt_double = opt_get_double,
+    .opt_bool = opt_get_bool,
+    .opt_str = opt_get_str,
+    .opt_json = opt_get_json,
+    .metric_register = mock_metric_register,
+    .metric_series = mock_metric_series,
+    .metric_add = mock_metric_add,
+    .metric_set = mock_metric_set,
+    .metric_observe = mock_metric_observe,
+    .metrics_render = mock_metrics_render,
+    .emit = mock_emit,
+    .event_json = telemetry_event_json,
+    .free = mock_free,
+    .conn_open = mock_conn_open,
+    .conn_recv = mock_conn_recv,
+    .conn_pending = mock_conn_pending,
+    .conn_consumed = mock_conn_consumed,
+    .conn_closed = mock_conn_closed,
+    .reply_ok = mock_reply_ok,
+    .reply_error = mock_reply_error,
+};
+
+/* --- the mock itself ----------------------------------------------------------------------- */
+
+struct mock_host *mock_host_new(const char *instance_name)
+{
+    struct mock_host *mh = calloc(1, sizeof *mh);
+    if (!mh)
+        return NULL;
+    mh->ctx.mh = mh;
+    mh->log_level = ARQ_LOG_DEBUG;
+    if (!(mh->name = strdup(instance_name))) {
+        free(mh);
+        return NULL;
+    }
+    return mh;
+}
+
+void mock_host_free(struct mock_host *mh)
+{
+    if (!mh)
+        return;
+    struct post *p;
+    while ((p = posts_pop(mh))) {
+        p->cb(p->arg, 1);
+        free(p);
+    }
+    while (mh->timers) {
+        struct arq_timer *t = mh->timers;
+        mh->timers = t->next;
+        free(t);
+    }
+    while (mh->metrics) {
+        struct arq_metric *m = mh->metrics;
+        mh->metrics = m->next;
+        while (m->series) {
+            struct arq_series *s = m->series;
+            m->series = s->next;
+            free(s->labels);
+            free(s);
+        }
+        for (size_t i = 0; i < m->nlabels; i++)
+            free(m->label_names[i]);
+        free(m->label_names);
+        free(m->name);
+        free(m->help);
+        free(m);
+    }
+    strings_free(&mh->logs);
+    strings_free(&mh->events);
+    free(mh->name);
+    free(mh);
+}
+
+const struct arq_host *mock_host_api(void)
+{
+    return &mock_api;
+}
+
+arq_ctx *mock_host_ctx(struct mock_host *mh)
+{
+    return &mh->ctx;
+}
+
+size_t mock_host_log_count(const struct mock_host *mh)
+{
+    return mh->logs.n;
+}
+
+const char *mock_host_log_line(const struct mock_host *mh, size_t i)
+{
+    return i < mh->logs.n ? mh->logs.items[i] : NULL;
+}
+
+size_t mock_host_log_matching(const struct mock_host *mh, const char *needle)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < mh->logs.n; i++)
+        n += strstr(mh->logs.items[i], needle) != NULL;
+    return n;
+}
+
+void mock_host_set_log_level(struct mock_host *mh, enum arq_log_level level)
+{
+    mh->log_level = level;
+}
+
+size_t mock_host_event_count(const struct mock_host *mh)
+{
+    return mh->events.n;
+}
+
+const char *mock_host_event(const struct mock_host *mh, size_t i)
+{
+    return i < mh->events.n ? mh->events.items[i] : NULL;
+}
