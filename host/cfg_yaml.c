@@ -8,6 +8,7 @@
  * the doc lives, and the cfg_pos pointers handed out stay valid (they live in fixed chunks). */
 #include "cfg.h"
 #include "diag.h"
+#include "utf8.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -276,30 +277,11 @@ static int cfg__next(struct cfg_parse *ctx, yaml_event_t *ev)
 
 static int cfg__utf8_valid(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p, cp, min;
-        size_t n;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq_len(p);
+        if (n == 0)
             return 0;
-        }
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return 0;
-            cp = cp << 6 | (p[i] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        p += n + 1;
+        p += n;
     }
     return 1;
 }

@@ -2,6 +2,7 @@
  * so lines from this process never interleave, nothing is buffered in stdio when the process
  * dies, and a huge value cannot make the logger allocate. */
 #include "log.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -162,32 +163,6 @@ static void log__put_tail(struct log__line *l, const char *s)
     l->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at `s`, or 0 if it is not one. */
-static size_t log__utf8_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned min;
-    unsigned cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, min = 0x80, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3, min = 0x800, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* Does a logfmt value need quotes? Control characters do too, so that their escapes read
  * back unambiguously. */
 static int log__needs_quotes(const char *s)
@@ -221,7 +196,7 @@ static size_t log__escape(const unsigned char *s, int json, int quoted, char *ou
         out[0] = (char)c;
         return 1;
     }
-    size_t n = log__utf8_len(s);
+    size_t n = utf8_seq_len(s);
     if (n == 0) {
         memcpy(out, "\xef\xbf\xbd", 3);
         return 3;

@@ -3,6 +3,7 @@
  * emits (or reconfigures the queue) only ever touches free slots; what it emits waits for the
  * next drain. */
 #include "telemetry.h"
+#include "utf8.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -270,32 +271,6 @@ void telemetry_set_limits(struct telemetry *t, size_t capacity, size_t batch)
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 
-static size_t telemetry__utf8_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned min, cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, min = 0x80, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3, min = 0x800, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* jansson refuses invalid UTF-8; an event must still render, with U+FFFD in its place. */
 static json_t *telemetry__string(const char *s)
 {
@@ -310,7 +285,7 @@ static json_t *telemetry__string(const char *s)
         return NULL;
     size_t o = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = telemetry__utf8_len(p);
+        size_t n = utf8_seq_len(p);
         if (n == 0) {
             memcpy(fixed + o, "\xef\xbf\xbd", 3);
             o += 3;

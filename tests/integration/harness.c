@@ -260,3 +260,27 @@ int h_run(const char *const *args, char **output)
     h_rmtree(dir);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+int h_setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    h_mkdtemp(f->dir, sizeof f->dir);
+    h_mkdtemp(f->logs, sizeof f->logs);
+    *state = f;
+    return 0;
+}
+
+int h_teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->p.pid > 0 && f->p.status < 0) {
+        kill(f->p.pid, SIGTERM);
+        h_wait_exit(&f->p, 10000);
+    }
+    h_rmtree(f->dir);
+    h_rmtree(f->logs);
+    free(f);
+    return 0;
+}

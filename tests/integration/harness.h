@@ -12,6 +12,19 @@ struct proc {
     int status;     /* exit code once reaped, or -1 */
 };
 
+/* What every integration test works with: a configuration directory, a directory for the
+ * process's output, the process, and how many reloads were asked of it. */
+struct fixture {
+    char dir[512];
+    char logs[512];
+    struct proc p;
+    int reloads;
+};
+
+/* cmocka setup/teardown for struct fixture; teardown stops a process still running. */
+int h_setup(void **state);
+int h_teardown(void **state);
+
 /* A fresh directory under $TMPDIR (or /tmp); the path is written into dir. */
 void h_mkdtemp(char *dir, size_t size);
 /* Write DIR/NAME with printf-style content. */

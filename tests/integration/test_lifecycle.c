@@ -16,30 +16,6 @@
 
 #include "harness.h"
 
-struct fixture {
-    char dir[512];
-    char logs[512];
-    struct proc p;
-};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    h_mkdtemp(f->dir, sizeof f->dir);
-    h_mkdtemp(f->logs, sizeof f->logs);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    h_rmtree(f->dir);
-    h_rmtree(f->logs);
-    free(f);
-    return 0;
-}
-
 static void write_probe_config(const struct fixture *f)
 {
     h_write(f->dir, "10-probe.yaml",
@@ -201,13 +177,15 @@ static void test_a_forgotten_handle_cannot_hold_up_shutdown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sigterm_stops_gracefully_with_exit_0, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigint_stops_gracefully_with_exit_0, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_telemetry_log_writes_filtered_json_lines, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_sigusr1_reopens_the_log_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_a_forgotten_handle_cannot_hold_up_shutdown, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_stops_gracefully_with_exit_0, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_sigint_stops_gracefully_with_exit_0, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_telemetry_log_writes_filtered_json_lines, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_sigusr1_reopens_the_log_file, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_forgotten_handle_cannot_hold_up_shutdown, h_setup,
+                                        h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,35 +17,6 @@
 
 #include "harness.h"
 
-struct fixture {
-    char dir[512];
-    char logs[512];
-    struct proc p;
-    int reloads; /* reload attempts so far */
-};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    h_mkdtemp(f->dir, sizeof f->dir);
-    h_mkdtemp(f->logs, sizeof f->logs);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    if (f->p.pid > 0 && f->p.status < 0) {
-        h_kill(&f->p, SIGTERM);
-        h_wait_exit(&f->p, 10000);
-    }
-    h_rmtree(f->dir);
-    h_rmtree(f->logs);
-    free(f);
-    return 0;
-}
-
 /* conf.d/10-host.yaml plus 20-p1.yaml with the given probe config lines. */
 static void write_p1(const struct fixture *f, const char *config)
 {
@@ -309,22 +280,24 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_unchanged_instance_is_carried_over_with_its_state,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reloadable_change_goes_through_reconfigure, setup,
-                                        teardown),
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_reloadable_change_goes_through_reconfigure, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(
-            test_other_change_replaces_the_instance_after_creating_the_new_one, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_yaml_keeps_the_running_generation, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_option_keeps_the_running_generation, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_added_plugin_starts_and_removed_plugin_stops, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_failures_while_committing_roll_back, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reload_failure_in_create_keeps_the_old_instance, setup,
-                                        teardown),
+            test_other_change_replaces_the_instance_after_creating_the_new_one, h_setup,
+            h_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_yaml_keeps_the_running_generation, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_option_keeps_the_running_generation, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_added_plugin_starts_and_removed_plugin_stops, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_failures_while_committing_roll_back, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_reload_failure_in_create_keeps_the_old_instance,
+                                        h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_hundred_reloads_leak_no_memory_and_no_descriptors,
-                                        setup, teardown),
+                                        h_setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,29 +14,6 @@
 
 #include "harness.h"
 
-struct fixture {
-    char dir[512];  /* conf.d */
-    char logs[512]; /* process output */
-};
-
-static int setup(void **state)
-{
-    struct fixture *f = calloc(1, sizeof *f);
-    h_mkdtemp(f->dir, sizeof f->dir);
-    h_mkdtemp(f->logs, sizeof f->logs);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    h_rmtree(f->dir);
-    h_rmtree(f->logs);
-    free(f);
-    return 0;
-}
-
 /* A config with one plugin instance "broken" of `module`, at line 4, column 3. */
 static void write_one_plugin(const struct fixture *f, const char *module)
 {
@@ -385,35 +362,35 @@ static void test_command_line(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_missing_module_is_refused_with_a_suggestion, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_library_without_entry_symbol_is_refused, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_abi_major_is_refused_naming_both_versions, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_newer_abi_minor_is_refused_naming_both_versions, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_short_struct_size_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_null_create_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_null_mandatory_vtable_entry_is_refused, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_missing_module_is_refused_with_a_suggestion, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_library_without_entry_symbol_is_refused, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_abi_major_is_refused_naming_both_versions,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_newer_abi_minor_is_refused_naming_both_versions,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_short_struct_size_is_refused, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_null_create_is_refused, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_null_mandatory_vtable_entry_is_refused, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_failing_create_is_reported_with_the_plugins_reason,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_duplicate_instance_name_across_files_is_refused, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_option_names_allowed_keys_and_suggests, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_every_error_is_reported_not_only_the_first, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_yaml_syntax_error_is_located, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_top_level_and_host_keys_are_refused, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_unset_environment_variable_is_located, setup,
-                                        teardown),
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_instance_name_across_files_is_refused,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_option_names_allowed_keys_and_suggests,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_every_error_is_reported_not_only_the_first, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_yaml_syntax_error_is_located, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_top_level_and_host_keys_are_refused, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_unset_environment_variable_is_located, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_valid_config_checks_ok_without_starting_anything,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_secret_option_values_never_appear_in_output, setup,
-                                        teardown),
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_secret_option_values_never_appear_in_output, h_setup,
+                                        h_teardown),
         cmocka_unit_test(test_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
