@@ -490,10 +490,11 @@ struct arq_auth_result {
 
 struct arq_auth_ops {
     size_t struct_size;
-    /* Optional. At the handshake: decide from the request. */
+    /* At least one of authenticate and authorize is MANDATORY.
+     * At the handshake: decide from the request. */
     enum arq_auth_verdict (*authenticate)(void *self, const struct arq_conn_info *info, void *tconn,
                                           struct arq_auth_result *out);
-    /* Optional. May `principal` do `action` ("publish", "join", "command", "history") on
+    /* May `principal` do `action` ("publish", "join", "command", "history") on
      * `target` ("room/channel" or the command name)? */
     enum arq_auth_verdict (*authorize)(void *self, const struct arq_principal *principal,
                                        const char *action, const char *target,
