@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "options.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -37,7 +38,7 @@ static const struct arq_option instance_options[] = {
     ARQ_OPT("enabled", ARQ_OPT_BOOL, "true", 0, "false: declared but not loaded"),
     ARQ_OPT("config", ARQ_OPT_JSON, NULL, 0, "the module's options"), ARQ_OPT_END};
 
-static const char *const top_level_keys[] = {"host", "plugins", NULL};
+static const char *const top_level_keys[] = {"host", "bus", "plugins", NULL};
 
 static int instance_name_is_valid(const char *s)
 {
@@ -101,7 +102,7 @@ static void merge_unique(json_t *dst, const json_t *src, const struct cfg_doc *d
     }
 }
 
-static void read_file(struct config *conf, json_t *root, json_t *host_merged,
+static void read_file(struct config *conf, json_t *root, json_t *host_merged, json_t *bus_merged,
                       json_t *plugins_merged, struct diag_list *diags)
 {
     const char *key;
@@ -110,6 +111,7 @@ static void read_file(struct config *conf, json_t *root, json_t *host_merged,
     {
         const struct cfg_pos *kp = cfg_key_pos_of(conf->doc, v);
         json_t *target = !strcmp(key, "host")      ? host_merged
+                         : !strcmp(key, "bus")     ? bus_merged
                          : !strcmp(key, "plugins") ? plugins_merged
                                                    : NULL;
         if (!target) {
@@ -127,24 +129,36 @@ static void read_file(struct config *conf, json_t *root, json_t *host_merged,
             continue;
         }
         merge_unique(target, v, conf->doc,
-                     target == host_merged ? "host option" : "plugin instance", diags);
+                     target == host_merged  ? "host option"
+                     : target == bus_merged ? "bus option"
+                                            : "plugin instance",
+                     diags);
     }
 }
 
-static void apply_host(struct config *conf, const json_t *host_merged, struct diag_list *diags)
+/* A merged section validated against its spec; missing REQUIRED options are reported at the
+ * section's first key (or the directory when the section is absent). */
+static json_t *validate_section(const struct config *conf, const json_t *merged,
+                                const struct arq_option *spec, const char *who,
+                                struct diag_list *diags)
 {
     const json_t *first = NULL;
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)host_merged, k, v)
+    json_object_foreach((json_t *)merged, k, v)
     {
         first = v;
         break;
     }
     struct cfg_pos where = {conf->dir, 0, 0};
     const struct cfg_pos *wp = first ? cfg_key_pos_of(conf->doc, first) : &where;
+    return opt_validate(spec, merged, conf->doc, wp, who, diags);
+}
+
+static void apply_host(struct config *conf, const json_t *host_merged, struct diag_list *diags)
+{
     conf->host_values =
-        opt_validate(config_host_options, host_merged, conf->doc, wp, "host section", diags);
+        validate_section(conf, host_merged, config_host_options, "host section", diags);
     if (!conf->host_values)
         return;
 
@@ -224,9 +238,10 @@ struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *geten
     size_t before = diags->n;
     struct config *conf = calloc(1, sizeof *conf);
     json_t *host_merged = json_object();
+    json_t *bus_merged = json_object();
     json_t *plugins_merged = json_object();
     char **files = NULL;
-    if (!conf || !host_merged || !plugins_merged || !(conf->dir = strdup(dir)) ||
+    if (!conf || !host_merged || !bus_merged || !plugins_merged || !(conf->dir = strdup(dir)) ||
         !(conf->doc = cfg_doc_new(getenv_fn, getenv_arg))) {
         diag_add(diags, NULL, "out of memory");
         goto fail;
@@ -239,11 +254,12 @@ struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *geten
     for (char **f = files; *f; f++) {
         json_t *root = cfg_doc_parse_file(conf->doc, *f, diags);
         if (root)
-            read_file(conf, root, host_merged, plugins_merged, diags);
+            read_file(conf, root, host_merged, bus_merged, plugins_merged, diags);
     }
     if (diags->n != before)
         goto fail;
     apply_host(conf, host_merged, diags);
+    conf->bus_values = validate_section(conf, bus_merged, bus_options, "bus section", diags);
     if (diags->n != before)
         goto fail;
     read_plugins(conf, plugins_merged, diags);
@@ -251,11 +267,13 @@ struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *geten
         goto fail;
     cfg_free_list(files);
     json_decref(host_merged);
+    json_decref(bus_merged);
     json_decref(plugins_merged);
     return conf;
 fail:
     cfg_free_list(files);
     json_decref(host_merged);
+    json_decref(bus_merged);
     json_decref(plugins_merged);
     config_free(conf);
     return NULL;
@@ -272,6 +290,7 @@ void config_free(struct config *conf)
     free(conf->plugins);
     free(conf->host.plugin_dir);
     json_decref(conf->host_values);
+    json_decref(conf->bus_values);
     cfg_doc_free(conf->doc);
     free(conf->dir);
     free(conf);

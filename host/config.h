@@ -38,6 +38,7 @@ struct config {
     char *dir;
     struct cfg_doc *doc;
     json_t *host_values; /* validated host options                                          */
+    json_t *bus_values;  /* validated `bus:` options                                        */
     struct host_settings host;
     struct plugin_decl *plugins; /* declaration order: file order, then order in the file   */
     size_t nplugins;

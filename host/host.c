@@ -160,6 +160,10 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
         LOG_ERROR("cannot register the host's metrics");
         return -1;
     }
+    if (bus_init(&h->bus, h) != 0) {
+        LOG_ERROR("out of memory while starting");
+        return -1;
+    }
     return 0;
 }
 
@@ -186,6 +190,13 @@ static void apply_host_settings(struct host *h, const struct host_settings *s)
     h->drain_timeout_ms = s->drain_timeout_ms;
 }
 
+/* Settings of a configuration: the host's, then the bus's. */
+static void apply_settings(struct host *h, const struct config *conf)
+{
+    apply_host_settings(h, &conf->host);
+    bus_configure(&h->bus, json_incref(conf->bus_values));
+}
+
 static void log_diags(const struct diag_list *dl)
 {
     for (size_t i = 0; i < dl->n; i++)
@@ -200,14 +211,15 @@ static int swap_generation(struct host *h, struct diag_list *diags, struct plan 
         return -1;
     /* Host settings first, so that what the new instances log goes where it should; a
      * failed reload puts the running generation's settings back. */
-    apply_host_settings(h, &conf->host);
+    apply_settings(h, conf);
     if (generation_prepare(h, conf, h->current, plan, diags) != 0 ||
         generation_commit(plan, &h->current, diags) != 0) {
         if (h->current)
-            apply_host_settings(h, &h->current->conf->host);
+            apply_settings(h, h->current->conf);
         return -1;
     }
     h->next_generation++;
+    bus_commands_rebuild(&h->bus);
     return 0;
 }
 
@@ -275,6 +287,7 @@ int host_reload(struct host *h)
             json_array_append_new(errors, json_string(diags.items[i]));
         host_event(h, "reload_failed",
                    json_pack("{s:I, s:o*}", "generation", (json_int_t)running, "errors", errors));
+        bus_reload_done(&h->bus, 0, diags.n ? diags.items[0] : NULL);
         diag_clear(&diags);
         return -1;
     }
@@ -294,6 +307,7 @@ int host_reload(struct host *h)
                          (json_int_t)plan.counts[1], "replaced", (json_int_t)plan.counts[2],
                          "added", (json_int_t)plan.counts[3], "removed",
                          (json_int_t)plan.nremoved));
+    bus_reload_done(&h->bus, 1, NULL);
     return 0;
 }
 
@@ -340,10 +354,13 @@ void host_stop(struct host *h)
         return;
     h->stopping = 1;
     host_event(h, "system_stopping", NULL);
+    bus_shutdown(&h->bus);
+    commands_drop_all(&h->bus);
     /* Let the sinks see everything up to now while they still run. */
     telemetry_drain(h->telemetry);
     generation_retire_all(h->current);
     h->current = NULL;
+    bus_commands_rebuild(&h->bus);
     telemetry_drain(h->telemetry);
 
     uv_mutex_lock(&h->post_lock);
@@ -388,6 +405,7 @@ void host_cleanup(struct host *h)
 {
     generation_retire_all(h->current);
     h->current = NULL;
+    bus_free(&h->bus);
     if (h->self_ctx)
         instance_destroy(h->self_ctx);
     h->self_ctx = NULL;

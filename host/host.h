@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bus.h"
 #include "config.h"
 #include "diag.h"
 #include "loader.h"
@@ -40,6 +41,7 @@ struct host {
     unsigned next_generation;
     struct host_reload_stats reloads;
     struct arq_ctx *self_ctx; /* the host's own context ("host") for its metrics/events   */
+    struct bus bus;
 
     /* signals and scheduled work */
     uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;

@@ -116,6 +116,8 @@ void instance_destroy(struct arq_ctx *ctx)
     instance_stop(ctx);
     if (ctx->created)
         ctx->mod->desc->destroy(ctx->self);
+    if (ctx->created && ctx->mod->desc->kind == ARQ_KIND_TRANSPORT)
+        conn_drop_transport(ctx->host, ctx); /* whatever the transport did not report closed */
     ctx->created = 0;
     ctx->self = NULL;
     ctx->dead = 1;

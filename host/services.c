@@ -189,54 +189,6 @@ static void svc_free(void *p)
     free(p);
 }
 
-/* --- connections and command replies ------------------------------------------------------
- * The bus core that owns connections and the command executor arrive with the WebSocket
- * transport; until then this host refuses connections (so a transport closes them) and
- * replies go nowhere. Both are the documented outcomes for a connection the host does not
- * accept and a request whose client is gone. */
-
-static arq_conn *svc_conn_open(arq_ctx *ctx, const struct arq_conn_info *info,
-                               const struct arq_conn_ops *ops, void *tconn)
-{
-    (void)ops;
-    (void)tconn;
-    log_write(ARQ_LOG_WARN, ctx->name, "connection refused", "peer",
-              info && info->peer_addr ? info->peer_addr : "?", "reason",
-              "this host has no message router", (const char *)NULL);
-    return NULL;
-}
-
-static void svc_conn_recv(arq_conn *conn, const void *data, size_t len, int binary)
-{
-    (void)conn, (void)data, (void)len, (void)binary;
-}
-
-static size_t svc_conn_pending(arq_conn *conn, struct arq_frame_ref *out, size_t max)
-{
-    (void)conn, (void)out, (void)max;
-    return 0;
-}
-
-static void svc_conn_consumed(arq_conn *conn, size_t n)
-{
-    (void)conn, (void)n;
-}
-
-static void svc_conn_closed(arq_conn *conn, int code, const char *reason)
-{
-    (void)conn, (void)code, (void)reason;
-}
-
-static void svc_reply_ok(arq_request *req, const char *message, const json_t *data)
-{
-    (void)req, (void)message, (void)data;
-}
-
-static void svc_reply_error(arq_request *req, const char *code, const char *text)
-{
-    (void)req, (void)code, (void)text;
-}
-
 const struct arq_host host_api = {
     .struct_size = sizeof(struct arq_host),
     .abi_major = ARQ_ABI_MAJOR,
@@ -264,11 +216,20 @@ const struct arq_host host_api = {
     .emit = svc_emit,
     .event_json = telemetry_event_json,
     .free = svc_free,
-    .conn_open = svc_conn_open,
-    .conn_recv = svc_conn_recv,
-    .conn_pending = svc_conn_pending,
-    .conn_consumed = svc_conn_consumed,
-    .conn_closed = svc_conn_closed,
-    .reply_ok = svc_reply_ok,
-    .reply_error = svc_reply_error,
+    .conn_open = conn_svc_open,
+    .conn_recv = conn_svc_recv,
+    .conn_pending = conn_svc_pending,
+    .conn_consumed = conn_svc_consumed,
+    .conn_closed = conn_svc_closed,
+    .reply_ok = commands_svc_reply_ok,
+    .reply_error = commands_svc_reply_error,
+    .conn_client_id = conn_svc_client_id,
+    .conn_set_limit = conn_svc_set_limit,
+    .bus_join = bus_svc_join,
+    .bus_leave = bus_svc_leave,
+    .bus_create_channel = bus_svc_create_channel,
+    .bus_delete_channel = bus_svc_delete_channel,
+    .bus_disconnect = bus_svc_disconnect,
+    .bus_query = bus_svc_query,
+    .bus_reload = bus_svc_reload,
 };

@@ -253,10 +253,11 @@ static void test_unknown_top_level_and_host_keys_are_refused(void **state)
     const char *check[] = {"--check-config", "-c", f->dir, NULL};
     assert_int_equal(h_run(check, &out), 1);
     char want[2][1024];
-    snprintf(want[0], sizeof want[0],
-             "%s/10-x.yaml:3:1: unknown top-level key \"plugin\"; allowed: host, plugins (did you "
-             "mean \"plugins\"?)\n",
-             f->dir);
+    snprintf(
+        want[0], sizeof want[0],
+        "%s/10-x.yaml:3:1: unknown top-level key \"plugin\"; allowed: host, bus, plugins (did you "
+        "mean \"plugins\"?)\n",
+        f->dir);
     assert_true(contains(out, want[0]));
     free(out);
 

@@ -59,6 +59,28 @@ struct strings {
     size_t n, cap;
 };
 
+struct arq_conn {
+    struct mock_host *mh;
+    char *client_id;
+    struct arq_conn *next;
+};
+
+struct arq_request {
+    struct mock_host *mh;
+    size_t replies;
+    struct mock_reply last; /* strings and data owned here */
+    struct arq_request *next;
+};
+
+/* What one bus service (or one `what` of bus_query) returns. */
+struct script {
+    char *key; /* service name, or "bus_query:<what>" */
+    char *code;
+    char *text;
+    json_t *value; /* bus_query only */
+    struct script *next;
+};
+
 struct mock_host {
     struct arq_ctx ctx;
     char *name;
@@ -70,6 +92,11 @@ struct mock_host {
     int firing;
     struct post *posts, *posts_tail;
     struct arq_metric *metrics;
+    struct arq_conn *conns;
+    struct arq_request *requests;
+    struct script *scripts;
+    struct strings bus_calls;
+    arq_request *reload_request;
 };
 
 static void *must(void *p)
@@ -463,14 +490,167 @@ static void mock_conn_closed(arq_conn *conn, int code, const char *reason)
     (void)conn, (void)code, (void)reason;
 }
 
+/* --- commands and the bus ------------------------------------------------------------------ */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? must_strdup(s) : NULL;
+}
+
+static void reply_clear(struct mock_reply *r)
+{
+    free((char *)r->message);
+    free((char *)r->error_code);
+    free((char *)r->text);
+    json_decref((json_t *)r->data);
+    memset(r, 0, sizeof *r);
+}
+
 static void mock_reply_ok(arq_request *req, const char *message, const json_t *data)
 {
-    (void)req, (void)message, (void)data;
+    reply_clear(&req->last);
+    req->replies++;
+    req->last.ok = 1;
+    req->last.message = dup_or_null(message);
+    req->last.data = data ? must(json_deep_copy(data)) : NULL;
 }
 
 static void mock_reply_error(arq_request *req, const char *code, const char *text)
 {
-    (void)req, (void)code, (void)text;
+    reply_clear(&req->last);
+    req->replies++;
+    req->last.error_code = dup_or_null(code);
+    req->last.text = dup_or_null(text);
+}
+
+static const char *mock_conn_client_id(const arq_conn *conn)
+{
+    return conn->client_id;
+}
+
+static void mock_conn_set_limit(arq_conn *conn, size_t max_queued_bytes)
+{
+    (void)conn, (void)max_queued_bytes;
+}
+
+static void bus_record(struct mock_host *mh, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void bus_record(struct mock_host *mh, const char *fmt, ...)
+{
+    char *line = NULL;
+    size_t len = 0;
+    FILE *out = must(open_memstream(&line, &len));
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(out, fmt, ap);
+    va_end(ap);
+    fclose(out);
+    strings_push_take(&mh->bus_calls, must(line));
+}
+
+#define OR_DASH(s) ((s) ? (s) : "-")
+
+static struct script *script_find(struct mock_host *mh, const char *key)
+{
+    for (struct script *s = mh->scripts; s; s = s->next)
+        if (!strcmp(s->key, key))
+            return s;
+    return NULL;
+}
+
+/* The script for `key`, reset to "succeed, no value". */
+static struct script *script_reset(struct mock_host *mh, const char *key)
+{
+    struct script *s = script_find(mh, key);
+    if (!s) {
+        s = must(calloc(1, sizeof *s));
+        s->key = must_strdup(key);
+        s->next = mh->scripts;
+        mh->scripts = s;
+    }
+    free(s->code);
+    free(s->text);
+    json_decref(s->value);
+    s->code = s->text = NULL;
+    s->value = NULL;
+    return s;
+}
+
+/* The scripted outcome of `service`: NULL (success) or its code, with err filled. */
+static const char *script_outcome(struct mock_host *mh, const char *service, struct arq_error *err)
+{
+    const struct script *s = script_find(mh, service);
+    if (!s || !s->code)
+        return NULL;
+    arq_error_set(err, 0, "%s", s->text ? s->text : "");
+    return s->code;
+}
+
+static const char *mock_bus_join(arq_conn *conn, const char *room, const char *channel,
+                                 struct arq_error *err)
+{
+    bus_record(conn->mh, "bus_join client=%s room=%s channel=%s", conn->client_id, OR_DASH(room),
+               OR_DASH(channel));
+    return script_outcome(conn->mh, "bus_join", err);
+}
+
+static const char *mock_bus_leave(arq_conn *conn, const char *room, const char *channel,
+                                  struct arq_error *err)
+{
+    bus_record(conn->mh, "bus_leave client=%s room=%s channel=%s", conn->client_id, OR_DASH(room),
+               OR_DASH(channel));
+    return script_outcome(conn->mh, "bus_leave", err);
+}
+
+static const char *mock_bus_create_channel(arq_ctx *ctx, const char *room, const char *channel,
+                                           const char *description, struct arq_error *err)
+{
+    bus_record(ctx->mh, "bus_create_channel room=%s channel=%s description=%s", OR_DASH(room),
+               OR_DASH(channel), OR_DASH(description));
+    return script_outcome(ctx->mh, "bus_create_channel", err);
+}
+
+static const char *mock_bus_delete_channel(arq_ctx *ctx, const char *room, const char *channel,
+                                           int force, struct arq_error *err)
+{
+    bus_record(ctx->mh, "bus_delete_channel room=%s channel=%s force=%d", OR_DASH(room),
+               OR_DASH(channel), force);
+    return script_outcome(ctx->mh, "bus_delete_channel", err);
+}
+
+static const char *mock_bus_disconnect(arq_ctx *ctx, const char *client_id, const char *reason,
+                                       struct arq_error *err)
+{
+    bus_record(ctx->mh, "bus_disconnect client_id=%s reason=%s", OR_DASH(client_id),
+               OR_DASH(reason));
+    return script_outcome(ctx->mh, "bus_disconnect", err);
+}
+
+static json_t *mock_bus_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                              const char *channel, const char **code, struct arq_error *err)
+{
+    struct mock_host *mh = ctx->mh;
+    bus_record(mh, "bus_query what=%s client=%s room=%s channel=%s", OR_DASH(what),
+               conn ? conn->client_id : "-", OR_DASH(room), OR_DASH(channel));
+    char key[128];
+    snprintf(key, sizeof key, "bus_query:%s", what ? what : "");
+    const struct script *s = script_find(mh, key);
+    if (s && s->value)
+        return must(json_deep_copy(s->value));
+    if (s && s->code) {
+        *code = s->code;
+        arq_error_set(err, 0, "%s", s->text ? s->text : "");
+    } else {
+        *code = "INTERNAL_ERROR";
+        arq_error_set(err, 0, "mock: nothing scripted for bus_query(\"%s\")", OR_DASH(what));
+    }
+    return NULL;
+}
+
+static void mock_bus_reload(arq_ctx *ctx, arq_request *req)
+{
+    bus_record(ctx->mh, "bus_reload");
+    ctx->mh->reload_request = req;
 }
 
 static const struct arq_host mock_api = {
@@ -507,6 +687,15 @@ static const struct arq_host mock_api = {
     .conn_closed = mock_conn_closed,
     .reply_ok = mock_reply_ok,
     .reply_error = mock_reply_error,
+    .conn_client_id = mock_conn_client_id,
+    .conn_set_limit = mock_conn_set_limit,
+    .bus_join = mock_bus_join,
+    .bus_leave = mock_bus_leave,
+    .bus_create_channel = mock_bus_create_channel,
+    .bus_delete_channel = mock_bus_delete_channel,
+    .bus_disconnect = mock_bus_disconnect,
+    .bus_query = mock_bus_query,
+    .bus_reload = mock_bus_reload,
 };
 
 /* --- the mock itself ----------------------------------------------------------------------- */
@@ -555,6 +744,28 @@ void mock_host_free(struct mock_host *mh)
         free(m->help);
         free(m);
     }
+    while (mh->conns) {
+        struct arq_conn *c = mh->conns;
+        mh->conns = c->next;
+        free(c->client_id);
+        free(c);
+    }
+    while (mh->requests) {
+        struct arq_request *r = mh->requests;
+        mh->requests = r->next;
+        reply_clear(&r->last);
+        free(r);
+    }
+    while (mh->scripts) {
+        struct script *s = mh->scripts;
+        mh->scripts = s->next;
+        free(s->key);
+        free(s->code);
+        free(s->text);
+        json_decref(s->value);
+        free(s);
+    }
+    strings_free(&mh->bus_calls);
     strings_free(&mh->logs);
     strings_free(&mh->events);
     free(mh->name);
@@ -602,4 +813,71 @@ size_t mock_host_event_count(const struct mock_host *mh)
 const char *mock_host_event(const struct mock_host *mh, size_t i)
 {
     return i < mh->events.n ? mh->events.items[i] : NULL;
+}
+
+arq_conn *mock_host_conn(struct mock_host *mh, const char *client_id)
+{
+    struct arq_conn *c = must(calloc(1, sizeof *c));
+    c->mh = mh;
+    c->client_id = must_strdup(client_id);
+    c->next = mh->conns;
+    mh->conns = c;
+    return c;
+}
+
+arq_request *mock_host_request(struct mock_host *mh)
+{
+    struct arq_request *r = must(calloc(1, sizeof *r));
+    r->mh = mh;
+    r->next = mh->requests;
+    mh->requests = r;
+    return r;
+}
+
+size_t mock_host_reply_count(const arq_request *req)
+{
+    return req->replies;
+}
+
+const struct mock_reply *mock_host_last_reply(const arq_request *req)
+{
+    return req->replies ? &req->last : NULL;
+}
+
+void mock_host_bus_fail(struct mock_host *mh, const char *service, const char *code,
+                        const char *text)
+{
+    struct script *s = script_reset(mh, service);
+    s->code = dup_or_null(code);
+    s->text = dup_or_null(text);
+}
+
+void mock_host_query_result(struct mock_host *mh, const char *what, const json_t *value)
+{
+    char key[128];
+    snprintf(key, sizeof key, "bus_query:%s", what);
+    script_reset(mh, key)->value = must(json_deep_copy(value));
+}
+
+void mock_host_query_fail(struct mock_host *mh, const char *what, const char *code,
+                          const char *text)
+{
+    char key[128];
+    snprintf(key, sizeof key, "bus_query:%s", what);
+    mock_host_bus_fail(mh, key, code, text);
+}
+
+size_t mock_host_bus_call_count(const struct mock_host *mh)
+{
+    return mh->bus_calls.n;
+}
+
+const char *mock_host_bus_call(const struct mock_host *mh, size_t i)
+{
+    return i < mh->bus_calls.n ? mh->bus_calls.items[i] : NULL;
+}
+
+arq_request *mock_host_reload_request(const struct mock_host *mh)
+{
+    return mh->reload_request;
 }

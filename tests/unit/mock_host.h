@@ -8,7 +8,11 @@
  *   - emitted events are recorded as the host's JSON line (see mock_host_event());
  *   - metrics live in a small table whose values are read by name and labels;
  *   - the opt_* accessors are the host's own (host/options.c), and event_json is the host's
- *     telemetry_event_json, so a plugin sees exactly what arqonbusd would give it.
+ *     telemetry_event_json, so a plugin sees exactly what arqonbusd would give it;
+ *   - command replies are recorded per request (mock_host_request(), mock_host_last_reply());
+ *   - the bus services (bus_join, bus_query, ...) are scripted: a test says what they return
+ *     (mock_host_bus_fail(), mock_host_query_result()) and reads the calls they got as text
+ *     (mock_host_bus_call()).
  *
  * One mock is one instance: mock_host_ctx() is the `arq_ctx *` to pass to `create`. Nothing
  * here is thread-safe, `post` included (tests call it from the test thread). */
@@ -70,5 +74,55 @@ const char *mock_host_event(const struct mock_host *mh, size_t i);
 double mock_host_metric(const struct mock_host *mh, const char *name, const char *labels);
 /* The type a family was registered with, or 0 when it does not exist. */
 enum arq_metric_type mock_host_metric_type(const struct mock_host *mh, const char *name);
+
+/* --- commands: connections, requests, replies ---------------------------------------------- */
+
+/* A connection whose conn_client_id is `client_id`. Owned by the mock (freed with it). */
+arq_conn *mock_host_conn(struct mock_host *mh, const char *client_id);
+/* A request awaiting its reply, to pass to a command handler. Owned by the mock. */
+arq_request *mock_host_request(struct mock_host *mh);
+
+/* One reply as the plugin gave it; strings and data are copies. */
+struct mock_reply {
+    int ok;                 /* 1: reply_ok, 0: reply_error                                    */
+    const char *message;    /* reply_ok: the message                                          */
+    const json_t *data;     /* reply_ok: a deep copy of `data`, or NULL when none was given   */
+    const char *error_code; /* reply_error: the code                                          */
+    const char *text;       /* reply_error: the text                                          */
+};
+
+/* How many replies `req` received (a command must get exactly one). */
+size_t mock_host_reply_count(const arq_request *req);
+/* The last reply to `req`, or NULL when it has none. Valid until the next reply to `req` or
+ * mock_host_free(). */
+const struct mock_reply *mock_host_last_reply(const arq_request *req);
+
+/* --- the bus: scripted results, recorded calls ---------------------------------------------- */
+
+/* From now on bus service `service` ("bus_join", "bus_leave", "bus_create_channel",
+ * "bus_delete_channel", "bus_disconnect") fails with `code` and fills `err` with `text` (NULL:
+ * leaves it empty). `code` NULL makes it succeed again, which is the default. */
+void mock_host_bus_fail(struct mock_host *mh, const char *service, const char *code,
+                        const char *text);
+/* From now on bus_query(`what`) returns a deep copy of `value` (borrowed). */
+void mock_host_query_result(struct mock_host *mh, const char *what, const json_t *value);
+/* From now on bus_query(`what`) returns NULL with `code` and `text`. A `what` with no script
+ * at all fails with INTERNAL_ERROR and "mock: nothing scripted for bus_query(\"<what>\")". */
+void mock_host_query_fail(struct mock_host *mh, const char *what, const char *code,
+                          const char *text);
+
+/* Every bus service call, oldest first, as one line of text (NULL arguments written "-"):
+ *   bus_join client=<client id> room=<room> channel=<channel>
+ *   bus_leave client=<client id> room=<room> channel=<channel>
+ *   bus_create_channel room=<room> channel=<channel> description=<description>
+ *   bus_delete_channel room=<room> channel=<channel> force=<0|1>
+ *   bus_disconnect client_id=<id> reason=<reason>
+ *   bus_query what=<what> client=<client id> room=<room> channel=<channel>
+ *   bus_reload */
+size_t mock_host_bus_call_count(const struct mock_host *mh);
+/* Call i (0 = oldest); NULL past the end. */
+const char *mock_host_bus_call(const struct mock_host *mh, size_t i);
+/* The request last passed to bus_reload (which the mock never answers), or NULL. */
+arq_request *mock_host_reload_request(const struct mock_host *mh);
 
 #endif

@@ -422,7 +422,7 @@ static void unknown_top_level_key_suggests_the_closest(void **state)
     struct fx *f = *state;
     write_file(f, "a.yaml", "host:\n  node: x\nplugin:\n  p:\n    module: probe\n");
     assert_null(load(f));
-    CHECK_DIAGS(f, "%1$s/a.yaml:3:1: unknown top-level key \"plugin\"; allowed: host, plugins "
+    CHECK_DIAGS(f, "%1$s/a.yaml:3:1: unknown top-level key \"plugin\"; allowed: host, bus, plugins "
                    "(did you mean \"plugins\"?)");
 }
 
@@ -431,7 +431,8 @@ static void unknown_top_level_key_without_a_close_match_lists_the_allowed(void *
     struct fx *f = *state;
     write_file(f, "a.yaml", "listeners:\n  - 9100\n");
     assert_null(load(f));
-    CHECK_DIAGS(f, "%1$s/a.yaml:1:1: unknown top-level key \"listeners\"; allowed: host, plugins");
+    CHECK_DIAGS(
+        f, "%1$s/a.yaml:1:1: unknown top-level key \"listeners\"; allowed: host, bus, plugins");
 }
 
 static void unknown_host_option_suggests_the_closest(void **state)
@@ -557,10 +558,11 @@ static void errors_of_every_file_are_reported_together(void **state)
     assert_null(load(f));
     assert_int_equal(f->diags.n, 2);
     char want[512];
-    snprintf(want, sizeof want,
-             "%s/20-b.yaml:1:1: unknown top-level key \"hots\"; allowed: host, plugins (did you "
-             "mean \"host\"?)",
-             f->dir);
+    snprintf(
+        want, sizeof want,
+        "%s/20-b.yaml:1:1: unknown top-level key \"hots\"; allowed: host, bus, plugins (did you "
+        "mean \"host\"?)",
+        f->dir);
     assert_string_equal(f->diags.items[0], want);
     /* The syntax error of the last file; the instance-level problem of the first is reported
      * once the files parse. */

@@ -226,6 +226,9 @@ struct arq_conn_info {
     /* Returns the value of request header `name` (case-insensitive) or NULL. Valid only
      * during conn_open. */
     const char *(*header)(void *tconn, const char *name);
+    /* Bound of the connection's outbound queue: a client that falls further behind is
+     * disconnected with close code 1013. 0: the host's default. */
+    size_t max_queued_bytes;
 };
 
 /* What the host may ask a transport to do with one of its connections. */
@@ -238,6 +241,10 @@ struct arq_conn_ops {
      * dropped. The transport later reports the end with `arq_host.conn_closed`. */
     void (*close)(void *tconn, int code, const char *reason);
 };
+
+/* Every outbound frame has at least this many writable bytes before its payload, so that a
+ * transport can build its frame header in place (libwebsockets needs LWS_PRE = 16). */
+#define ARQ_FRAME_HEADROOM 32
 
 /* One queued outbound frame: `len` bytes at `data`, with `headroom` writable bytes reserved
  * just before `data` in which a transport may build its frame header in place. A frame may
@@ -377,6 +384,49 @@ struct arq_host {
     void (*reply_ok)(arq_request *req, const char *message, const json_t *data);
     /* Complete a command with an error code of the protocol ("EXECUTION_ERROR", ...). */
     void (*reply_error)(arq_request *req, const char *error_code, const char *text);
+
+    /* --- connections, continued ------------------------------------------------------- */
+
+    /* The client id, "arq_client_<32 hex>". Valid while `conn` is. */
+    const char *(*conn_client_id)(const arq_conn *conn);
+    /* Change the outbound queue bound of a live connection (a RELOADABLE transport option). */
+    void (*conn_set_limit)(arq_conn *conn, size_t max_queued_bytes);
+
+    /* --- the bus (for command sets and server-side APIs) ------------------------------ */
+    /* Functions returning `const char *` return NULL on success, or the protocol's error
+     * code ("ROOM_NOT_FOUND", "CHANNEL_NOT_FOUND", "CHANNEL_EXISTS", "EXECUTION_ERROR",
+     * "NOT_FOUND", "VALIDATION_ERROR") with a human text in `err`. `channel` NULL means the
+     * room itself. */
+
+    /* Make `conn` a member. Joining a channel that does not exist creates it unless the host
+     * is configured with auto_create off. Joining twice is not an error. */
+    const char *(*bus_join)(arq_conn *conn, const char *room, const char *channel,
+                            struct arq_error *err);
+    /* End a membership ("NOT_FOUND" when `conn` was not a member). */
+    const char *(*bus_leave)(arq_conn *conn, const char *room, const char *channel,
+                             struct arq_error *err);
+    const char *(*bus_create_channel)(arq_ctx *ctx, const char *room, const char *channel,
+                                      const char *description, struct arq_error *err);
+    /* Refused with EXECUTION_ERROR while it has members, unless `force`. */
+    const char *(*bus_delete_channel)(arq_ctx *ctx, const char *room, const char *channel,
+                                      int force, struct arq_error *err);
+    /* Close a client's connection with 1008 and `reason` ("NOT_FOUND" if no such client). */
+    const char *(*bus_disconnect)(arq_ctx *ctx, const char *client_id, const char *reason,
+                                  struct arq_error *err);
+    /* A new JSON value describing part of the bus (the caller owns it), or NULL with the
+     * error code in *code and text in err. `what`:
+     *   "rooms"    [{room, members, channels}]
+     *   "channels" [{channel, members, description, created_at, last_activity}] of `room`
+     *   "channel"  the same for one channel plus members (client ids) and message counters
+     *   "client"   {client_id, role, memberships:[{room, channel?}], limits} of `conn`
+     *   "status"   {uptime_seconds, version, node, clients, rooms, channels, plugins, reloads}
+     *   "commands" [{name, summary, params, role}] of every loaded command set
+     * `conn`, `room` and `channel` are used where `what` needs them. */
+    json_t *(*bus_query)(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                         const char *channel, const char **code, struct arq_error *err);
+    /* Start a configuration reload; the host answers `req` with its result (once the reload
+     * has run: later than this call). */
+    void (*bus_reload)(arq_ctx *ctx, arq_request *req);
 };
 
 /* Convenience: log with the sentinel written for you. */

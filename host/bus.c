@@ -1,0 +1,339 @@
+/* The bus: what a client's message does, and the frames the server sends on its own. */
+#include "bus.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "envelope.h"
+#include "host.h"
+#include "log.h"
+#include "options.h"
+
+static const char *const role_names[] = {"guest", "user", "admin", NULL};
+
+const struct arq_option bus_options[] = {
+    ARQ_OPT("auto_create", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
+            "joining a channel that does not exist creates it"),
+    ARQ_OPT("members_only", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
+            "publishing to a channel or room requires being a member of it"),
+    ARQ_OPT("presence", ARQ_OPT_STRING_LIST, NULL, ARQ_OPT_RELOADABLE,
+            "rooms whose members get joined/left events (\"*\": every room)"),
+    ARQ_OPT_CHOICE("anonymous_role", role_names, "user", ARQ_OPT_RELOADABLE,
+                   "role of clients no auth policy identified (admin only for development)"),
+    ARQ_OPT_RANGE("max_queued_bytes", ARQ_OPT_SIZE, "16MiB", 4096, 1073741824, ARQ_OPT_RELOADABLE,
+                  "outbound queue bound per connection when its transport sets none"),
+    ARQ_OPT_RANGE("command_timeout", ARQ_OPT_DURATION, "30s", 100, 3600000, ARQ_OPT_RELOADABLE,
+                  "a command not answered by then gets EXECUTION_ERROR"),
+    ARQ_OPT_RANGE("max_clock_skew", ARQ_OPT_DURATION, "24h", 0, 31536000000.0, ARQ_OPT_RELOADABLE,
+                  "how far in the future a client's timestamp may be"),
+    ARQ_OPT_RANGE("max_memberships", ARQ_OPT_INT, "1000", 1, 1000000, ARQ_OPT_RELOADABLE,
+                  "rooms and channels one connection may be a member of"),
+    ARQ_OPT_END};
+
+int bus_role_parse(const char *name, enum bus_role *out)
+{
+    for (int i = 0; role_names[i]; i++) {
+        if (!strcmp(role_names[i], name)) {
+            *out = (enum bus_role)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *bus_role_name(enum bus_role role)
+{
+    return role_names[role];
+}
+
+void bus_settings_read(struct bus_settings *s, const json_t *v)
+{
+    s->auto_create = opt_get_bool(v, "auto_create", 1);
+    s->members_only = opt_get_bool(v, "members_only", 1);
+    s->presence = opt_get_json(v, "presence");
+    s->anonymous_role = ROLE_USER;
+    bus_role_parse(opt_get_str(v, "anonymous_role", "user"), &s->anonymous_role);
+    s->max_queued_bytes = (size_t)opt_get_int(v, "max_queued_bytes", 16 << 20);
+    s->command_timeout_ms = (uint64_t)opt_get_int(v, "command_timeout", 30000);
+    s->max_clock_skew_ms = opt_get_int(v, "max_clock_skew", 86400000);
+    s->max_memberships = (size_t)opt_get_int(v, "max_memberships", 1000);
+}
+
+/* --- time ---------------------------------------------------------------------------------- */
+
+int64_t bus_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- set-up -------------------------------------------------------------------------------- */
+
+static arq_series *bus__series(struct host *h, enum arq_metric_type type, const char *name,
+                               const char *help, const char *label, const char *value)
+{
+    const char *names[] = {label, NULL};
+    const char *values[] = {value, NULL};
+    arq_metric *m =
+        host_api.metric_register(h->self_ctx, type, name, help, label ? names : NULL, NULL, 0);
+    return m ? metrics_series(m, label ? values : NULL) : NULL;
+}
+
+int bus_init(struct bus *b, struct host *h)
+{
+    memset(b, 0, sizeof *b);
+    b->host = h;
+    b->settings_values = json_object();
+    bus_settings_read(&b->settings, b->settings_values);
+    uv_timer_init(h->loop, &b->sweep);
+    b->sweep.data = b;
+    b->m_conns = bus__series(h, ARQ_METRIC_GAUGE, "arqonbus_connections",
+                             "Client connections open.", NULL, NULL);
+    b->m_conns_total = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
+                                   "Client connections opened.", NULL, NULL);
+    b->m_msgs_in = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
+                               "Messages received from clients.", NULL, NULL);
+    b->m_deliveries = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
+                                  "Messages queued to recipients.", NULL, NULL);
+    b->m_rejected = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_rejected_total",
+                                "Client frames answered with an error.", NULL, NULL);
+    b->m_slow =
+        bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_slow_consumer_disconnects_total",
+                    "Clients disconnected because their outbound queue was full.", NULL, NULL);
+    b->m_commands_ok = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
+                                   "Commands executed by result.", "status", "success");
+    b->m_commands_failed = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
+                                       "Commands executed by result.", "status", "error");
+    b->m_rooms =
+        bus__series(h, ARQ_METRIC_GAUGE, "arqonbus_rooms", "Rooms that exist.", NULL, NULL);
+    b->m_channels =
+        bus__series(h, ARQ_METRIC_GAUGE, "arqonbus_channels", "Channels that exist.", NULL, NULL);
+    if (!b->settings_values || !b->m_conns || !b->m_conns_total || !b->m_msgs_in ||
+        !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_commands_ok ||
+        !b->m_commands_failed || !b->m_rooms || !b->m_channels)
+        return -1;
+    return 0;
+}
+
+void bus_configure(struct bus *b, json_t *values)
+{
+    json_decref(b->settings_values);
+    b->settings_values = values;
+    bus_settings_read(&b->settings, values);
+}
+
+void bus_shutdown(struct bus *b)
+{
+    struct arq_conn *c = b->all;
+    while (c) {
+        struct arq_conn *next = c->next;
+        conn_close(c, 1001, "Server shutting down");
+        c = next;
+    }
+    if (!uv_is_closing((uv_handle_t *)&b->sweep))
+        uv_close((uv_handle_t *)&b->sweep, NULL);
+}
+
+void bus_free(struct bus *b)
+{
+    hmap_free(&b->conns);
+    size_t i = 0;
+    void *v;
+    while (hmap_next(&b->rooms, &i, NULL, &v)) {
+        struct room *r = v;
+        size_t j = 0;
+        void *cv;
+        while (hmap_next(&r->channels, &j, NULL, &cv)) {
+            struct channel *ch = cv;
+            free(ch->members);
+            free(ch->description);
+            free(ch->name);
+            free(ch);
+        }
+        hmap_free(&r->channels);
+        free(r->members);
+        free(r->name);
+        free(r);
+    }
+    hmap_free(&b->rooms);
+    hmap_free(&b->commands);
+    free(b->entries);
+    json_decref(b->settings_values);
+}
+
+/* --- frames the server writes -------------------------------------------------------------- */
+
+/* id, timestamp and version, as every server frame carries. */
+static json_t *bus__frame(const char *type)
+{
+    char id[32], ts[32];
+    int64_t now = bus_now_ms();
+    envelope_new_id(id, now);
+    envelope_format_timestamp(now, ts);
+    return json_pack("{s:s, s:s, s:s, s:s}", "id", id, "timestamp", ts, "version", "1.0", "type",
+                     type);
+}
+
+void bus_send_error(struct bus *b, struct arq_conn *c, const char *code, const char *text,
+                    const char *request_id, json_t *payload_take)
+{
+    metrics_add(b->m_rejected, 1);
+    json_t *frame = envelope_error_frame(code, text, request_id, payload_take, bus_now_ms());
+    if (frame)
+        conn_send_json(c, frame);
+    json_decref(frame);
+}
+
+void bus_conn_opened(struct bus *b, struct arq_conn *c)
+{
+    metrics_set(b->m_conns, (double)b->nconns);
+    metrics_add(b->m_conns_total, 1);
+    json_t *w = bus__frame("message");
+    if (w) {
+        json_object_set_new(w, "sender", json_string("arqonbus"));
+        json_object_set_new(w, "payload",
+                            json_pack("{s:s, s:s, s:{s:s, s:s}}", "welcome",
+                                      "Connected to ArqonBus", "client_id", c->id, "server",
+                                      "version", ARQ_VERSION, "node", b->host->node));
+        conn_send_json(c, w);
+    }
+    json_decref(w);
+    struct arq_event ev = {
+        .struct_size = sizeof ev, .event_type = "client_connected", .client_id = c->id};
+    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+}
+
+void bus_conn_closed(struct bus *b, struct arq_conn *c)
+{
+    router_leave_all(b, c);
+    metrics_set(b->m_conns, (double)b->nconns);
+    struct arq_event ev = {
+        .struct_size = sizeof ev, .event_type = "client_disconnected", .client_id = c->id};
+    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+}
+
+/* --- messages ------------------------------------------------------------------------------ */
+
+static void bus__ack(struct bus *b, struct arq_conn *c, const char *id, size_t delivered)
+{
+    if (!c->ack)
+        return;
+    json_t *ack = bus__frame("message_response");
+    if (!ack)
+        return;
+    json_object_set_new(ack, "request_id", json_string(id));
+    json_object_set_new(ack, "status", json_string("success"));
+    json_object_set_new(ack, "payload", json_pack("{s:I}", "delivered", (json_int_t)delivered));
+    conn_send_json(c, ack);
+    json_decref(ack);
+    (void)b;
+}
+
+static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env)
+{
+    struct room *r = NULL;
+    struct channel *ch = NULL;
+    struct arq_conn *target = NULL;
+    char text[400];
+
+    if (env->to_client) {
+        target = conn_find(b->host, env->to_client);
+        if (!target || target->state != CONN_OPEN) {
+            snprintf(text, sizeof text, "Client %s is not connected", env->to_client);
+            bus_send_error(b, c, "NOT_FOUND", text, env->id, NULL);
+            return;
+        }
+    } else if (env->room) {
+        r = router_room(b, env->room);
+        if (!r) {
+            snprintf(text, sizeof text, "Room %s does not exist", env->room);
+            bus_send_error(b, c, "ROOM_NOT_FOUND", text, env->id, NULL);
+            return;
+        }
+        if (env->channel && !(ch = router_channel(r, env->channel))) {
+            snprintf(text, sizeof text, "Channel %s/%s does not exist", env->room, env->channel);
+            bus_send_error(b, c, "CHANNEL_NOT_FOUND", text, env->id, NULL);
+            return;
+        }
+        if (b->settings.members_only && !router_is_member(c, r, ch)) {
+            if (ch)
+                snprintf(text, sizeof text, "Not a member of channel %s/%s", r->name, ch->name);
+            else
+                snprintf(text, sizeof text, "Not a member of room %s", r->name);
+            bus_send_error(b, c, "AUTHORIZATION_ERROR", text, env->id, NULL);
+            return;
+        }
+    } else {
+        bus_send_error(
+            b, c, "VALIDATION_ERROR", "A message needs room, room+channel or to_client", env->id,
+            json_pack("{s:[s]}", "errors", "A message needs room, room+channel or to_client"));
+        return;
+    }
+
+    if (envelope_set_sender(env, c->id) != 0) {
+        bus_send_error(b, c, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
+        return;
+    }
+    struct frame *f = frame_from_json(env->root);
+    if (!f) {
+        bus_send_error(b, c, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
+        return;
+    }
+    size_t delivered;
+    if (target)
+        delivered = target == c ? 0 : conn_send(target, f) == 0;
+    else
+        delivered = router_fanout(b, r, ch, f, c);
+    frame_unref(f);
+    metrics_add(b->m_deliveries, (double)delivered);
+    bus__ack(b, c, env->id, delivered);
+}
+
+void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len, int binary)
+{
+    metrics_add(b->m_msgs_in, 1);
+    if (binary) {
+        bus_send_error(b, c, "UNSUPPORTED_FRAME",
+                       "Binary frames are not supported: no binary codec is configured", NULL,
+                       NULL);
+        return;
+    }
+    struct envelope env;
+    struct env_error err;
+    struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
+                                .max_depth = ENV_DEFAULT_MAX_DEPTH};
+    if (envelope_parse(data, len, bus_now_ms(), &limits, &env, &err) != 0) {
+        bus_send_error(b, c, err.code, err.text, err.id, err.payload);
+        err.payload = NULL; /* taken */
+        envelope_error_clear(&err);
+        return;
+    }
+    switch (env.type) {
+    case ENV_MESSAGE:
+        bus__route(b, c, &env);
+        break;
+    case ENV_COMMAND:
+        commands_execute(b, c, env.id, env.command, env.args);
+        break;
+    case ENV_TELEMETRY: {
+        /* A client's own telemetry goes to the sinks, tagged with who sent it. */
+        struct arq_event ev = {.struct_size = sizeof ev,
+                               .event_type = "client_telemetry",
+                               .client_id = c->id,
+                               .room = env.room,
+                               .channel = env.channel,
+                               .data = (json_t *)env.payload};
+        telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+        break;
+    }
+    case ENV_RESPONSE:
+    case ENV_ERROR:
+    case ENV_OPERATOR_JOIN:
+        /* Accepted for compatibility with 1.0 clients; nothing on the server answers them. */
+        break;
+    }
+    envelope_release(&env);
+}

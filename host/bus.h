@@ -1,0 +1,240 @@
+/* The bus core: connections, rooms and channels, routing, and the command executor. All of
+ * it lives on the loop thread.
+ *
+ * Fan-out serialises once: an outgoing envelope becomes one refcounted `struct frame` (with
+ * ARQ_FRAME_HEADROOM bytes in front for the transport's frame header) that is queued, by
+ * reference, to every recipient. Each connection's queue is bounded in bytes; a client that
+ * falls behind past the bound is disconnected with 1013. */
+#ifndef ARQ_HOST_BUS_H
+#define ARQ_HOST_BUS_H
+
+#include <arqonbus/plugin.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "hmap.h"
+
+struct host;
+struct arq_ctx;
+
+/* --- frames -------------------------------------------------------------------------------- */
+
+struct frame {
+    unsigned refs;
+    int binary;
+    size_t len;
+    unsigned char *data; /* mem + ARQ_FRAME_HEADROOM */
+    unsigned char mem[];
+};
+
+/* A frame holding `len` bytes of `payload` (one reference). NULL on allocation failure. */
+struct frame *frame_new(const void *payload, size_t len, int binary);
+/* The compact JSON text of `obj` as a frame. */
+struct frame *frame_from_json(const json_t *obj);
+void frame_unref(struct frame *f);
+
+/* --- settings (the `bus:` section) --------------------------------------------------------- */
+
+enum bus_role { ROLE_GUEST = 0, ROLE_USER, ROLE_ADMIN };
+
+struct bus_settings {
+    int auto_create;        /* joining a missing channel creates it                    */
+    int members_only;       /* publishing to a channel or room needs membership         */
+    const json_t *presence; /* array of room names (or "*") with join/leave events     */
+    enum bus_role anonymous_role;
+    size_t max_queued_bytes; /* per connection, when the transport does not say          */
+    uint64_t command_timeout_ms;
+    int64_t max_clock_skew_ms;
+    size_t max_memberships; /* per connection                                           */
+};
+
+extern const struct arq_option bus_options[];
+/* Read validated `bus:` values into settings (strings and arrays borrowed from `values`). */
+void bus_settings_read(struct bus_settings *s, const json_t *values);
+int bus_role_parse(const char *name, enum bus_role *out);
+const char *bus_role_name(enum bus_role role);
+
+/* --- connections --------------------------------------------------------------------------- */
+
+enum conn_state { CONN_OPEN = 0, CONN_CLOSING, CONN_CLOSED };
+
+struct membership;
+
+struct arq_conn {
+    unsigned refs;
+    enum conn_state state;
+    char id[48];               /* arq_client_<32 hex>                                     */
+    struct arq_ctx *transport; /* the instance that accepted it                           */
+    const struct arq_conn_ops *ops;
+    void *tconn;
+    char peer[64];
+    int ack; /* send message_response acks                              */
+    enum bus_role role;
+    /* outbound queue: a ring of frame references */
+    struct frame **q;
+    size_t qcap, qhead, qlen;
+    size_t queued_bytes, max_queued_bytes;
+    int write_requested;
+    uint64_t delivery_mark; /* last fan-out that reached it (room-wide dedup)          */
+    struct membership *memberships;
+    size_t nmemberships;
+    int64_t connected_ms;
+    struct arq_conn *prev, *next; /* all connections                                         */
+};
+
+void conn_ref(struct arq_conn *c);
+void conn_unref(struct arq_conn *c);
+/* Queue a frame (takes a new reference). Past the bound: the connection is closed with 1013.
+ * Returns 0 when queued. */
+int conn_send(struct arq_conn *c, struct frame *f);
+/* Queue the compact JSON of `obj`. */
+int conn_send_json(struct arq_conn *c, const json_t *obj);
+/* Ask the transport to close; conn_closed follows from the transport. */
+void conn_close(struct arq_conn *c, int code, const char *reason);
+struct arq_conn *conn_find(struct host *h, const char *client_id);
+/* Close every connection accepted by `transport` (it is being destroyed). */
+void conn_drop_transport(struct host *h, struct arq_ctx *transport);
+
+/* The connection services of struct arq_host (see the SDK for their contracts). */
+arq_conn *conn_svc_open(arq_ctx *ctx, const struct arq_conn_info *info,
+                        const struct arq_conn_ops *ops, void *tconn);
+void conn_svc_recv(arq_conn *c, const void *data, size_t len, int binary);
+size_t conn_svc_pending(arq_conn *c, struct arq_frame_ref *out, size_t max);
+void conn_svc_consumed(arq_conn *c, size_t n);
+void conn_svc_closed(arq_conn *c, int code, const char *reason);
+const char *conn_svc_client_id(const arq_conn *c);
+void conn_svc_set_limit(arq_conn *c, size_t max_queued_bytes);
+
+/* --- rooms and channels -------------------------------------------------------------------- */
+
+struct channel;
+
+struct room {
+    char *name;
+    struct hmap channels;        /* name -> struct channel                                  */
+    struct membership **members; /* room-level members                                      */
+    size_t nmembers, cap;
+    size_t channel_members; /* memberships over all its channels                       */
+    int64_t created_ms;
+    uint64_t messages;
+};
+
+struct channel {
+    char *name;
+    struct room *room;
+    char *description;
+    struct membership **members;
+    size_t nmembers, cap;
+    int64_t created_ms, last_activity_ms;
+    uint64_t messages;
+    int explicit_; /* made by create_channel: kept when empty                                 */
+};
+
+struct membership {
+    struct arq_conn *conn;
+    struct room *room;
+    struct channel *channel; /* NULL: a room-level membership                           */
+    size_t index;            /* position in the room's or channel's member array        */
+    struct membership *next; /* the connection's memberships                            */
+};
+
+/* --- the bus ------------------------------------------------------------------------------- */
+
+struct command_entry {
+    const struct arq_command *cmd;
+    struct arq_ctx *owner;
+};
+
+struct bus {
+    struct host *host;
+    struct bus_settings settings;
+    json_t *settings_values; /* the validated `bus:` section in force                   */
+    struct hmap conns;       /* client id -> conn                                       */
+    struct arq_conn *all;    /* every open connection                                   */
+    size_t nconns;
+    struct hmap rooms; /* name -> room                                            */
+    size_t nchannels;
+    uint64_t fanout_seq;
+    struct hmap commands; /* name -> struct command_entry                            */
+    struct command_entry *entries;
+    size_t nentries;
+    struct arq_request *pending; /* commands awaiting their reply                           */
+    uv_timer_t sweep;            /* expires pending commands                                */
+    struct arq_request *reload_waiters;
+    arq_series *m_conns, *m_conns_total, *m_msgs_in, *m_deliveries, *m_slow, *m_rejected,
+        *m_commands_ok, *m_commands_failed, *m_rooms, *m_channels;
+};
+
+int bus_init(struct bus *b, struct host *h);
+/* Apply a new `bus:` section (takes a reference to `values`). */
+void bus_configure(struct bus *b, json_t *values);
+/* Rebuild the command registry from the command sets of the running generation. */
+void bus_commands_rebuild(struct bus *b);
+/* A reload finished: answer the `reload` commands that asked for it. */
+void bus_reload_done(struct bus *b, int ok, const char *error);
+/* Close every connection (shutdown) and release everything. */
+void bus_shutdown(struct bus *b);
+void bus_free(struct bus *b);
+
+/* Inbound: one complete message from a client. */
+void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len, int binary);
+/* A connection opened/closed (membership clean-up, presence, metrics). */
+void bus_conn_opened(struct bus *b, struct arq_conn *c);
+void bus_conn_closed(struct bus *b, struct arq_conn *c);
+
+/* Send an error frame to `c`. `payload_take` may be NULL. */
+void bus_send_error(struct bus *b, struct arq_conn *c, const char *code, const char *text,
+                    const char *request_id, json_t *payload_take);
+
+/* Router (router.c) */
+struct room *router_room(struct bus *b, const char *name);
+struct channel *router_channel(struct room *r, const char *name);
+/* NULL on success, else the protocol error code with text in err. */
+const char *router_join(struct bus *b, struct arq_conn *c, const char *room, const char *channel,
+                        struct arq_error *err);
+const char *router_leave(struct bus *b, struct arq_conn *c, const char *room, const char *channel,
+                         struct arq_error *err);
+const char *router_create_channel(struct bus *b, const char *room, const char *channel,
+                                  const char *description, struct arq_error *err);
+const char *router_delete_channel(struct bus *b, const char *room, const char *channel, int force,
+                                  struct arq_error *err);
+void router_leave_all(struct bus *b, struct arq_conn *c);
+int router_is_member(const struct arq_conn *c, const struct room *r, const struct channel *ch);
+/* Queue `f` to the channel's members (ch) or the whole room (ch NULL), except `except`.
+ * Returns the number of recipients. */
+size_t router_fanout(struct bus *b, struct room *r, struct channel *ch, struct frame *f,
+                     const struct arq_conn *except);
+json_t *router_channel_json(const struct channel *ch, int with_members);
+json_t *router_rooms_json(const struct bus *b);
+json_t *router_memberships_json(const struct arq_conn *c);
+
+/* Commands (commands.c); the reply services of struct arq_host. */
+void commands_svc_reply_ok(arq_request *req, const char *message, const json_t *data);
+void commands_svc_reply_error(arq_request *req, const char *code, const char *text);
+void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const char *name,
+                      const json_t *args);
+json_t *commands_catalogue(const struct bus *b);
+void commands_sweep_start(struct bus *b);
+/* Forget every pending request (shutdown). */
+void commands_drop_all(struct bus *b);
+
+/* The bus services of struct arq_host (bus_services.c, commands.c). */
+const char *bus_svc_join(arq_conn *conn, const char *room, const char *channel,
+                         struct arq_error *err);
+const char *bus_svc_leave(arq_conn *conn, const char *room, const char *channel,
+                          struct arq_error *err);
+const char *bus_svc_create_channel(arq_ctx *ctx, const char *room, const char *channel,
+                                   const char *description, struct arq_error *err);
+const char *bus_svc_delete_channel(arq_ctx *ctx, const char *room, const char *channel, int force,
+                                   struct arq_error *err);
+const char *bus_svc_disconnect(arq_ctx *ctx, const char *client_id, const char *reason,
+                               struct arq_error *err);
+json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                      const char *channel, const char **code, struct arq_error *err);
+void bus_svc_reload(arq_ctx *ctx, arq_request *req);
+
+/* Milliseconds since the epoch, now. */
+int64_t bus_now_ms(void);
+
+#endif

@@ -1,0 +1,167 @@
+/* The bus as command sets see it: memberships, channels, disconnects and read-only views. */
+#include <stdio.h>
+#include <string.h>
+
+#include "bus.h"
+#include "envelope.h"
+#include "generation.h"
+#include "host.h"
+#include "instance.h"
+#include "loader.h"
+#include "telemetry.h"
+
+/* Names come from command arguments: check them as the envelope checks its own. */
+static const char *bus__names(const char *room, const char *channel, struct arq_error *err)
+{
+    if (!room || !envelope_valid_name(room)) {
+        arq_error_set(err, 0, "Invalid room name: %s", room ? room : "(none)");
+        return "VALIDATION_ERROR";
+    }
+    if (channel && !envelope_valid_name(channel)) {
+        arq_error_set(err, 0, "Invalid channel name: %s", channel);
+        return "VALIDATION_ERROR";
+    }
+    return NULL;
+}
+
+static void bus__event(struct bus *b, const char *type, const struct arq_conn *c, const char *room,
+                       const char *channel)
+{
+    struct arq_event ev = {.struct_size = sizeof ev,
+                           .event_type = type,
+                           .client_id = c ? c->id : NULL,
+                           .room = room,
+                           .channel = channel};
+    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+}
+
+const char *bus_svc_join(arq_conn *conn, const char *room, const char *channel,
+                         struct arq_error *err)
+{
+    struct bus *b = &conn->transport->host->bus;
+    const char *code = bus__names(room, channel, err);
+    if (!code && conn->state != CONN_OPEN) {
+        arq_error_set(err, 0, "The client is disconnecting");
+        code = "EXECUTION_ERROR";
+    }
+    if (!code && !(code = router_join(b, conn, room, channel, err)))
+        bus__event(b, "client_joined", conn, room, channel);
+    return code;
+}
+
+const char *bus_svc_leave(arq_conn *conn, const char *room, const char *channel,
+                          struct arq_error *err)
+{
+    struct bus *b = &conn->transport->host->bus;
+    const char *code = bus__names(room, channel, err);
+    if (!code && !(code = router_leave(b, conn, room, channel, err)))
+        bus__event(b, "client_left", conn, room, channel);
+    return code;
+}
+
+const char *bus_svc_create_channel(arq_ctx *ctx, const char *room, const char *channel,
+                                   const char *description, struct arq_error *err)
+{
+    const char *code = bus__names(room, channel ? channel : "", err);
+    if (!channel) {
+        arq_error_set(err, 0, "A channel name is required");
+        return "VALIDATION_ERROR";
+    }
+    return code ? code : router_create_channel(&ctx->host->bus, room, channel, description, err);
+}
+
+const char *bus_svc_delete_channel(arq_ctx *ctx, const char *room, const char *channel, int force,
+                                   struct arq_error *err)
+{
+    const char *code = bus__names(room, channel, err);
+    return code ? code : router_delete_channel(&ctx->host->bus, room, channel, force, err);
+}
+
+const char *bus_svc_disconnect(arq_ctx *ctx, const char *client_id, const char *reason,
+                               struct arq_error *err)
+{
+    struct arq_conn *c = conn_find(ctx->host, client_id);
+    if (!c || c->state != CONN_OPEN) {
+        arq_error_set(err, 0, "Client %s is not connected", client_id);
+        return "NOT_FOUND";
+    }
+    conn_close(c, 1008, reason && *reason ? reason : "Disconnected by an administrator");
+    return NULL;
+}
+
+static json_t *bus__status(struct host *h)
+{
+    struct bus *b = &h->bus;
+    json_t *plugins = json_array();
+    for (size_t i = 0; plugins && h->current && i < h->current->n; i++) {
+        const struct arq_ctx *ctx = h->current->inst[i];
+        json_array_append_new(
+            plugins, json_pack("{s:s, s:s, s:s, s:s}", "name", ctx->name, "module",
+                               ctx->mod->desc->name, "kind", loader_kind_name(ctx->mod->desc->kind),
+                               "version", ctx->mod->desc->version ? ctx->mod->desc->version : ""));
+    }
+    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}",
+                     "uptime_seconds", (json_int_t)((telemetry_now_us() - h->started_us) / 1000000),
+                     "version", ARQ_VERSION, "node", h->node, "generation",
+                     (json_int_t)(h->current ? h->current->id : 0), "clients",
+                     (json_int_t)b->nconns, "rooms", (json_int_t)b->rooms.len, "channels",
+                     (json_int_t)b->nchannels, "plugins", plugins, "reloads", "succeeded",
+                     (json_int_t)h->reloads.ok, "failed", (json_int_t)h->reloads.failed, "last_ok",
+                     h->reloads.last_ok, "last_error", h->reloads.last_error);
+}
+
+json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                      const char *channel, const char **code, struct arq_error *err)
+{
+    struct host *h = ctx->host;
+    struct bus *b = &h->bus;
+    *code = NULL;
+    if (!strcmp(what, "rooms"))
+        return router_rooms_json(b);
+    if (!strcmp(what, "status"))
+        return bus__status(h);
+    if (!strcmp(what, "commands"))
+        return commands_catalogue(b);
+    if (!strcmp(what, "client")) {
+        if (!conn) {
+            *code = "NOT_FOUND";
+            arq_error_set(err, 0, "No client");
+            return NULL;
+        }
+        char since[32];
+        envelope_format_timestamp(conn->connected_ms, since);
+        return json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I}}", "client_id", conn->id, "role",
+                         bus_role_name(conn->role), "connected_at", since, "memberships",
+                         router_memberships_json(conn), "limits", "max_queued_bytes",
+                         (json_int_t)conn->max_queued_bytes, "max_memberships",
+                         (json_int_t)b->settings.max_memberships);
+    }
+    if ((*code = bus__names(room, !strcmp(what, "channel") ? channel : NULL, err)))
+        return NULL;
+    struct room *r = router_room(b, room);
+    if (!r) {
+        arq_error_set(err, 0, "Room %s does not exist", room);
+        *code = "ROOM_NOT_FOUND";
+        return NULL;
+    }
+    if (!strcmp(what, "channels")) {
+        json_t *arr = json_array();
+        size_t i = 0;
+        void *v;
+        while (arr && hmap_next(&r->channels, &i, NULL, &v))
+            json_array_append_new(arr, router_channel_json(v, 0));
+        return arr;
+    }
+    if (!strcmp(what, "channel")) {
+        struct channel *ch = router_channel(r, channel);
+        if (!ch) {
+            arq_error_set(err, 0, "Channel %s/%s does not exist", room, channel);
+            *code = "CHANNEL_NOT_FOUND";
+            return NULL;
+        }
+        return router_channel_json(ch, 1);
+    }
+    arq_error_set(err, 0, "Unknown query: %s", what);
+    *code = "EXECUTION_ERROR";
+    return NULL;
+}
