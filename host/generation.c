@@ -249,11 +249,11 @@ int generation_commit(struct plan *plan, struct generation **cur, struct diag_li
             instance_stop(e->old);
     }
     for (size_t k = 0; k < plan->nremoved; k++)
-        instance_destroy(plan->removed[k]);
+        instance_retire(plan->removed[k]);
     for (size_t k = 0; k < plan->n; k++) {
         struct plan_entry *e = &plan->entries[k];
         if (e->action == PLAN_REPLACE)
-            instance_destroy(e->old);
+            instance_retire(e->old);
     }
     if (old) {
         config_free(old->conf);

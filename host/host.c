@@ -71,6 +71,24 @@ static void on_post(uv_async_t *handle)
     host_run_posts(handle->data);
 }
 
+static void on_reap(uv_timer_t *handle)
+{
+    struct host *h = handle->data;
+    struct arq_ctx *ctx = h->retiring;
+    while (ctx) {
+        struct arq_ctx *next = ctx->retiring_next;
+        if (!ctx->held)
+            instance_destroy(ctx); /* unlinks it */
+        ctx = next;
+    }
+}
+
+void host_schedule_reap(struct host *h)
+{
+    if (!h->stopping)
+        uv_timer_start(&h->reap_timer, on_reap, 0, 0);
+}
+
 static void on_reload_timer(uv_timer_t *handle)
 {
     struct host *h = handle->data;
@@ -131,6 +149,8 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     uv_timer_init(loop, &h->reload_timer);
     h->reload_timer.data = h;
     uv_timer_init(loop, &h->drain_timer);
+    uv_timer_init(loop, &h->reap_timer);
+    h->reap_timer.data = h;
     uv_check_init(loop, &h->telemetry_check);
     h->telemetry_check.data = h;
     uv_check_start(&h->telemetry_check, on_check);
@@ -360,6 +380,8 @@ void host_stop(struct host *h)
     telemetry_drain(h->telemetry);
     generation_retire_all(h->current);
     h->current = NULL;
+    while (h->retiring)
+        instance_destroy(h->retiring); /* held ones go too: the process is stopping */
     bus_commands_rebuild(&h->bus);
     telemetry_drain(h->telemetry);
 
@@ -376,6 +398,7 @@ void host_stop(struct host *h)
         close_handle((uv_handle_t *)&h->sig_int);
         close_handle((uv_handle_t *)&h->sig_usr1);
         close_handle((uv_handle_t *)&h->reload_timer);
+        close_handle((uv_handle_t *)&h->reap_timer);
         close_handle((uv_handle_t *)&h->telemetry_check);
         close_handle((uv_handle_t *)&h->post_async);
         /* Plugins close their own handles; if one does not within drain_timeout, the

@@ -41,6 +41,8 @@ struct host {
     unsigned next_generation;
     struct host_reload_stats reloads;
     struct arq_ctx *self_ctx; /* the host's own context ("host") for its metrics/events   */
+    struct arq_ctx *retiring; /* retired instances held by retire_hold                     */
+    uv_timer_t reap_timer;    /* destroys released ones outside the plugin's own call       */
     struct bus bus;
 
     /* signals and scheduled work */
@@ -89,6 +91,9 @@ void host_cleanup(struct host *h);
 /* Validate conf_dir completely (modules loaded, options checked, instances created and
  * destroyed, nothing started). Problems are added to diags. 0 when valid. */
 int host_check_config(struct host *h, struct diag_list *diags);
+
+/* A held instance released itself: destroy it on the next loop turn. */
+void host_schedule_reap(struct host *h);
 
 /* Run and cancel queued posts (used by the post async handle and at shutdown). */
 void host_run_posts(struct host *h);

@@ -111,8 +111,31 @@ void instance_stop(struct arq_ctx *ctx)
               ctx->mod->desc->name, (const char *)NULL);
 }
 
+void instance_retire(struct arq_ctx *ctx)
+{
+    struct host *h = ctx->host;
+    if (!ctx->held) {
+        instance_destroy(ctx);
+        return;
+    }
+    log_write(ARQ_LOG_INFO, "host", "instance retiring", "instance", ctx->name, "module",
+              instance_module(ctx), (const char *)NULL);
+    ctx->retiring_next = h->retiring;
+    h->retiring = ctx;
+}
+
 void instance_destroy(struct arq_ctx *ctx)
 {
+    struct host *h = ctx->host;
+    for (struct arq_ctx **link = &h->retiring; *link; link = &(*link)->retiring_next) {
+        if (*link == ctx) {
+            *link = ctx->retiring_next;
+            log_write(ARQ_LOG_INFO, "host", "instance retired", "instance", ctx->name, "module",
+                      instance_module(ctx), (const char *)NULL);
+            break;
+        }
+    }
+    ctx->held = 0;
     instance_stop(ctx);
     if (ctx->created)
         ctx->mod->desc->destroy(ctx->self);

@@ -22,6 +22,8 @@ struct arq_ctx {
     char *where;        /* "file:line:col" of the declaration                            */
     char *who;          /* `plugin "name" (module as-written)`, for messages             */
     int created, started, dead;
+    int held;                      /* retired, kept alive by retire_hold until released     */
+    struct arq_ctx *retiring_next; /* the host's list of held instances                    */
     atomic_int refs; /* the generation's reference plus one per pending post           */
     unsigned born;   /* generation that created it                                    */
     struct arq_timer *timers;
@@ -41,6 +43,9 @@ int instance_start(struct arq_ctx *ctx, struct arq_ctx *predecessor, struct arq_
 /* Apply `cfg` (only RELOADABLE options changed); on success the context holds cfg. */
 int instance_reconfigure(struct arq_ctx *ctx, json_t *cfg, struct arq_error *err);
 void instance_stop(struct arq_ctx *ctx);
+/* After instance_stop of a retired instance: destroy it, or, when its `stop` called
+ * retire_hold, keep it on the host's retiring list until retire_release. */
+void instance_retire(struct arq_ctx *ctx);
 /* Destroy the plugin's instance and release what the context owns; drops the generation's
  * reference. */
 void instance_destroy(struct arq_ctx *ctx);

@@ -16,7 +16,7 @@ struct room *router_room(struct bus *b, const char *name)
 
 struct channel *router_channel(struct room *r, const char *name)
 {
-    return r ? hmap_get(&r->channels, name) : NULL;
+    return r && name ? hmap_get(&r->channels, name) : NULL;
 }
 
 static struct room *router__room_new(struct bus *b, const char *name)

@@ -189,6 +189,21 @@ static void svc_free(void *p)
     free(p);
 }
 
+/* --- retiring ----------------------------------------------------------------------------- */
+
+static void svc_retire_hold(arq_ctx *ctx)
+{
+    ctx->held = 1;
+}
+
+static void svc_retire_release(arq_ctx *ctx)
+{
+    if (!ctx->held)
+        return;
+    ctx->held = 0;
+    host_schedule_reap(ctx->host);
+}
+
 const struct arq_host host_api = {
     .struct_size = sizeof(struct arq_host),
     .abi_major = ARQ_ABI_MAJOR,
@@ -232,4 +247,6 @@ const struct arq_host host_api = {
     .bus_disconnect = bus_svc_disconnect,
     .bus_query = bus_svc_query,
     .bus_reload = bus_svc_reload,
+    .retire_hold = svc_retire_hold,
+    .retire_release = svc_retire_release,
 };

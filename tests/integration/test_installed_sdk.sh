@@ -26,6 +26,12 @@ cc -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared \
 exported=$(nm -D --defined-only "$plugindir/example-minimal.so" | awk '$2 == "T" {print $3}')
 test "$exported" = "arq_plugin_v1" || { echo "exported: $exported"; exit 1; }
 
+# The third-party-style command set, the same way (it also uses jansson).
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared \
+    $(pkg-config --define-prefix --cflags arqonbus-sdk) $(pkg-config --cflags jansson) \
+    "$src/plugins/commands-example/commands_example.c" -o "$plugindir/my-commands.so" \
+    $(pkg-config --libs jansson)
+
 mkdir "$tmp/conf.d"
 cat > "$tmp/conf.d/10-example.yaml" <<YAML
 host:
@@ -35,6 +41,8 @@ plugins:
     module: example-minimal
     config:
       interval: 1s
+  mine:
+    module: my-commands
 YAML
 out=$("$tmp/usr/bin/arqonbusd" --check-config -c "$tmp/conf.d" 2>&1)
 echo "$out"

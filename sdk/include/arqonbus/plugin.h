@@ -427,6 +427,16 @@ struct arq_host {
     /* Start a configuration reload; the host answers `req` with its result (once the reload
      * has run: later than this call). */
     void (*bus_reload)(arq_ctx *ctx, arq_request *req);
+
+    /* --- retiring ---------------------------------------------------------------------- */
+
+    /* Only from the descriptor's `stop`: keep this retired instance after `stop` returns, so
+     * that it can finish what it has (a transport serving the clients it already holds while
+     * its successor takes new ones). The host then destroys it after `retire_release`, or
+     * when the process stops, whichever comes first. */
+    void (*retire_hold)(arq_ctx *ctx);
+    /* A held instance is done: the host destroys it soon, never inside this call. */
+    void (*retire_release)(arq_ctx *ctx);
 };
 
 /* Convenience: log with the sentinel written for you. */

@@ -1,0 +1,149 @@
+/* transport-websocket: state shared by the plugin's files.
+ *
+ *   ws_plugin.c    options, life cycle (create/start/reconfigure/stop/destroy)
+ *   ws_lws.c       the libwebsockets context on the host loop: creation, logs, teardown
+ *   ws_listener.c  the listening socket: bind, accept, hand over to a successor on reload
+ *   ws_conn.c      the lws protocol callback: handshake, inbound messages, close
+ *   ws_send.c      the send path: queued frames framed here and written in one lws_write
+ *
+ * Everything runs on the host's loop thread. */
+#ifndef ARQ_TRANSPORT_WEBSOCKET_H
+#define ARQ_TRANSPORT_WEBSOCKET_H
+
+#include <arqonbus/plugin.h>
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#define WS_REASON_MAX    123 /* a close reason fits a control frame: 125 - 2 bytes of code */
+#define WS_TX_PACKET_MAX (256u * 1024 * 1024) /* largest single send(): lws's cap, not ours */
+#define WS_CLOSE_WAIT_S  5                    /* how long a peer has to answer our close frame */
+
+struct ws_config {
+    char *host; /* numeric address, as configured */
+    int port;   /* 0: any free port */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    size_t max_message_bytes; /* RELOADABLE */
+    size_t max_connections;   /* RELOADABLE */
+    size_t max_queued_bytes;  /* RELOADABLE */
+    unsigned ping_interval_s; /* 0: no pings */
+    unsigned ping_timeout_s;
+    int permessage_deflate;
+    char *tls_cert, *tls_key;   /* both or neither */
+    int retire;                 /* RELOADABLE: WS_RETIRE_* when replaced by a reload      */
+    uint64_t retire_timeout_ms; /* RELOADABLE: how long WS_RETIRE_DRAIN waits              */
+};
+
+/* What a replaced instance does with the clients it holds (option `retire`). */
+enum { WS_RETIRE_DRAIN = 0, WS_RETIRE_KEEP, WS_RETIRE_CLOSE };
+
+struct ws_listener;
+
+#define WS_LWS_HANDLES 8
+
+/* One instance. It outlives `destroy` while libwebsockets finishes closing its libuv handles
+ * (with a foreign loop that is asynchronous, see ws_lws.c): `dead` is then set, and the host
+ * is no longer called. */
+struct ws_server {
+    const struct arq_host *host;
+    arq_ctx *ctx;
+    char *name; /* instance name, copied: the host's may go before we do */
+    struct ws_config cfg;
+
+    struct lws_context *lws;
+    struct lws_vhost *vhost;
+    struct lws_protocols protocols[2];
+    lws_retry_bo_t retry;
+    uv_handle_t *lws_handles[WS_LWS_HANDLES]; /* lws's own handles on the loop (teardown) */
+    size_t nlws_handles;
+
+    struct ws_listener *listener; /* NULL once stopped or handed over */
+    int bound_port;
+    char bound_addr[64];
+    /* Listener hand-over on reload: the instance we took the socket from (while it lives),
+     * and the one that took ours. */
+    struct ws_server *predecessor, *successor;
+    int stopped, dead;
+
+    struct ws_conn *conns; /* established connections */
+    size_t nconns;
+    int retiring; /* stopped with clients: held by the host until they are gone */
+    arq_timer *retire_timer;
+
+    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_oversize, *m_refused;
+    struct ws_server *log_next; /* live instances that may carry libwebsockets' log lines */
+};
+
+/* One WebSocket connection: libwebsockets' per-session data for our protocol (zeroed by lws,
+ * freed by lws after LWS_CALLBACK_WSI_DESTROY). `tconn` for the host is this struct. */
+struct ws_conn {
+    struct ws_server *srv;
+    struct lws *wsi;
+    arq_conn *conn; /* NULL before conn_open, when refused, and after conn_closed */
+    struct ws_conn *prev, *next;
+    int linked;
+    int deflate; /* permessage-deflate negotiated: frames go through lws_write */
+
+    /* inbound message being reassembled from fragments */
+    unsigned char *rx;
+    size_t rx_len, rx_cap;
+    int rx_binary;
+
+    /* outbound: coalescing buffer (LWS_PRE + frames), allocated while there is work */
+    unsigned char *tx;
+    size_t tx_cap;
+
+    /* close: the code we sent (or will send), else the peer's */
+    int close_pending; /* ops->close asked; sent from the next writable callback */
+    int close_sent;    /* our close frame is out: waiting for the peer's, reading nothing */
+    int local_code;
+    char local_reason[WS_REASON_MAX + 1];
+    int peer_code;
+    char peer_reason[WS_REASON_MAX + 1];
+
+    /* during conn_open only: header values handed out by header() */
+    int in_open;
+    char *scratch[16];
+    size_t nscratch;
+};
+
+/* ws_plugin.c */
+void ws_server__count(arq_series *s, double v, const struct ws_server *srv);
+void ws_server__free(struct ws_server *srv);
+
+/* ws_lws.c */
+int ws_lws__create(struct ws_server *srv, struct arq_error *err);
+/* Begin the context's teardown; `srv` is freed once lws is done with it. */
+void ws_lws__destroy(struct ws_server *srv);
+
+/* ws_listener.c */
+int ws_listener__open(struct ws_server *srv, struct arq_error *err);
+/* Take `pred`'s listening socket if it is bound to the address `srv` wants. 1 when taken. */
+int ws_listener__take_over(struct ws_server *srv, struct ws_server *pred, struct arq_error *err);
+/* `srv` is stopping while `pred`, whose socket it took, still runs (a reload rolled back):
+ * give the socket back. */
+void ws_listener__give_back(struct ws_server *srv);
+void ws_listener__close(struct ws_server *srv);
+
+/* ws_conn.c */
+int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len);
+/* destroy: tell the host each connection is gone (1001) and try to tell the peer. */
+void ws_conn__detach_all(struct ws_server *srv);
+/* Write a close frame (code, reason <= 123 bytes) as is, bypassing lws's close handshake. */
+void ws_conn__write_close(struct ws_conn *c, int code, const char *reason);
+/* Close every connection as the host's ops->close would (close frame, then wait for the
+ * peer's). */
+void ws_conn__close_all(struct ws_server *srv, int code, const char *reason);
+/* A connection went: a retiring instance whose last client left tells the host. */
+void ws_server__conn_gone(struct ws_server *srv);
+
+/* ws_send.c */
+int ws_send__writeable(struct ws_conn *c);
+/* A server frame header (FIN, text/binary, 7/16/64-bit length, unmasked) at p: 2..10 bytes. */
+size_t ws_send__header(unsigned char *p, size_t len, int opcode);
+void ws_send__release(struct ws_conn *c);
+
+#endif

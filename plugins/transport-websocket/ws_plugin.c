@@ -1,0 +1,364 @@
+/* transport-websocket: the WebSocket listener of the bus (RFC 6455, libwebsockets on the host's
+ * libuv loop). It hands complete inbound messages to the host and writes the frames the host
+ * queues; it knows nothing of rooms or JSON. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ws.h"
+
+static const char *const retire_policies[] = {"drain", "keep", "close", NULL};
+
+/* Options. The host has checked them; sizes arrive in bytes, durations in milliseconds. */
+static const struct arq_option options[] = {
+    ARQ_OPT("host", ARQ_OPT_STRING, "127.0.0.1", 0,
+            "numeric IPv4 or IPv6 address to listen on (0.0.0.0 or :: for every interface)"),
+    ARQ_OPT_RANGE("port", ARQ_OPT_INT, "9100", 0, 65535, 0,
+                  "TCP port; 0 picks a free port (logged, and reported as the bound port)"),
+    ARQ_OPT_RANGE("max_message_bytes", ARQ_OPT_SIZE, "1MiB", 1, 256.0 * 1024 * 1024,
+                  ARQ_OPT_RELOADABLE,
+                  "largest inbound message, all fragments counted; larger closes with 1009"),
+    ARQ_OPT_RANGE("ping_interval", ARQ_OPT_DURATION, "20s", 0, 3600000, 0,
+                  "ping a connection that has been silent this long (whole seconds; 0: never)"),
+    ARQ_OPT_RANGE("ping_timeout", ARQ_OPT_DURATION, "10s", 1000, 3600000, 0,
+                  "close a connection that does not answer a ping within this time"),
+    ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
+                  "open WebSocket connections; further upgrades are refused with HTTP 503"),
+    ARQ_OPT("permessage_deflate", ARQ_OPT_BOOL, "false", 0,
+            "offer permessage-deflate (RFC 7692) to clients that ask for it"),
+    ARQ_OPT("tls_cert", ARQ_OPT_STRING, NULL, 0,
+            "PEM certificate (chain) file: serve wss:// (needs tls_key)"),
+    ARQ_OPT("tls_key", ARQ_OPT_STRING, NULL, 0, "PEM private key file of tls_cert"),
+    ARQ_OPT_RANGE("max_queued_bytes", ARQ_OPT_SIZE, "16MiB", 1024, 1024.0 * 1024 * 1024 * 1024,
+                  ARQ_OPT_RELOADABLE,
+                  "outbound bytes queued for one client before it is dropped with 1013"),
+    ARQ_OPT_CHOICE("retire", retire_policies, "drain", ARQ_OPT_RELOADABLE,
+                   "when a reload replaces this listener, its clients are: drain (served until "
+                   "retire_timeout, then closed with 1001), keep (served until they leave), "
+                   "close (closed with 1001 at once)"),
+    ARQ_OPT_RANGE("retire_timeout", ARQ_OPT_DURATION, "30s", 0, 86400000, ARQ_OPT_RELOADABLE,
+                  "how long retire: drain serves the old listener's clients"),
+    ARQ_OPT_END};
+
+void ws_server__count(arq_series *s, double v, const struct ws_server *srv)
+{
+    if (s && !srv->dead)
+        srv->host->metric_add(s, v);
+}
+
+/* --- configuration ------------------------------------------------------------------------ */
+
+static void config_free(struct ws_config *c)
+{
+    free(c->host);
+    free(c->tls_cert);
+    free(c->tls_key);
+    memset(c, 0, sizeof *c);
+}
+
+static int parse_address(const char *host, int port, struct ws_config *c, struct arq_error *err)
+{
+    char text[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(host);
+    /* "[::1]" as in URLs is accepted too. */
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof text) {
+        memcpy(text, host + 1, n - 2);
+        text[n - 2] = '\0';
+    } else if (n < sizeof text) {
+        memcpy(text, host, n + 1);
+    } else {
+        text[0] = '\0';
+    }
+    memset(&c->addr, 0, sizeof c->addr);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&c->addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->addr;
+    if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)port);
+        c->addr_len = sizeof *in4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        c->addr_len = sizeof *in6;
+        return 0;
+    }
+    return arq_error_set(err, ARQ_EINVAL,
+                         "host \"%s\" is not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, "
+                         "0.0.0.0, ::1)",
+                         host);
+}
+
+static int check_readable(const char *option, const char *path, struct arq_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return arq_error_set(err, ARQ_EINVAL, "%s \"%s\" cannot be read: %s", option, path,
+                             strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
+}
+
+static int config_parse(const struct arq_host *host, const json_t *cfg, struct ws_config *c,
+                        struct arq_error *err)
+{
+    memset(c, 0, sizeof *c);
+    const char *addr = host->opt_str(cfg, "host", "127.0.0.1");
+    const char *cert = host->opt_str(cfg, "tls_cert", NULL);
+    const char *key = host->opt_str(cfg, "tls_key", NULL);
+    c->port = (int)host->opt_int(cfg, "port", 9100);
+    c->max_message_bytes = (size_t)host->opt_int(cfg, "max_message_bytes", 1 << 20);
+    c->max_connections = (size_t)host->opt_int(cfg, "max_connections", 10000);
+    c->max_queued_bytes = (size_t)host->opt_int(cfg, "max_queued_bytes", 16 << 20);
+    /* lws counts idle time in whole seconds (uint16_t): round up, never to 0 unless asked. */
+    int64_t ping_ms = host->opt_int(cfg, "ping_interval", 20000);
+    int64_t timeout_ms = host->opt_int(cfg, "ping_timeout", 10000);
+    c->ping_interval_s = (unsigned)((ping_ms + 999) / 1000);
+    c->ping_timeout_s = (unsigned)((timeout_ms + 999) / 1000);
+    c->permessage_deflate = host->opt_bool(cfg, "permessage_deflate", 0);
+    const char *retire = host->opt_str(cfg, "retire", "drain");
+    c->retire = !strcmp(retire, "keep")    ? WS_RETIRE_KEEP
+                : !strcmp(retire, "close") ? WS_RETIRE_CLOSE
+                                           : WS_RETIRE_DRAIN;
+    c->retire_timeout_ms = (uint64_t)host->opt_int(cfg, "retire_timeout", 30000);
+
+    if (parse_address(addr, c->port, c, err) != 0)
+        return ARQ_EINVAL;
+    if (cert && !*cert)
+        cert = NULL;
+    if (key && !*key)
+        key = NULL;
+    if (!cert != !key)
+        return arq_error_set(err, ARQ_EINVAL, "tls_cert and tls_key go together: %s is missing",
+                             cert ? "tls_key" : "tls_cert");
+    if (cert &&
+        (check_readable("tls_cert", cert, err) != 0 || check_readable("tls_key", key, err) != 0))
+        return ARQ_EINVAL;
+
+    c->host = strdup(addr);
+    c->tls_cert = dup_or_null(cert);
+    c->tls_key = dup_or_null(key);
+    if (!c->host || (cert && (!c->tls_cert || !c->tls_key))) {
+        config_free(c);
+        return arq_error_set(err, ARQ_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* --- life cycle ---------------------------------------------------------------------------- */
+
+void ws_server__free(struct ws_server *srv)
+{
+    config_free(&srv->cfg);
+    free(srv->name);
+    free(srv);
+}
+
+static arq_series *series(struct ws_server *srv, enum arq_metric_type type, const char *name,
+                          const char *help)
+{
+    static const char *const labels[] = {"instance", NULL};
+    const char *values[] = {srv->name, NULL};
+    arq_metric *m = srv->host->metric_register(srv->ctx, type, name, help, labels, NULL, 0);
+    return m ? srv->host->metric_series(m, values) : NULL;
+}
+
+static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
+                     struct arq_error *err)
+{
+    struct ws_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return arq_error_set(err, ARQ_ENOMEM, "out of memory");
+    srv->host = host;
+    srv->ctx = ctx;
+    srv->bound_port = -1;
+    srv->name = strdup(host->instance_name(ctx));
+    if (!srv->name) {
+        free(srv);
+        return arq_error_set(err, ARQ_ENOMEM, "out of memory");
+    }
+    int rc = config_parse(host, cfg, &srv->cfg, err);
+    if (rc != 0) {
+        ws_server__free(srv);
+        return rc;
+    }
+    srv->m_conns =
+        series(srv, ARQ_METRIC_GAUGE, "arqonbus_ws_connections", "Open WebSocket connections.");
+    srv->m_conns_total = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_connections_total",
+                                "WebSocket connections established.");
+    srv->m_rx = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_received_total",
+                       "Payload bytes of inbound WebSocket messages (after inflation).");
+    srv->m_tx = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_sent_total",
+                       "Bytes of WebSocket frames handed to the socket (headers included; "
+                       "payload bytes before deflation).");
+    srv->m_oversize = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_oversize_closes_total",
+                             "Connections closed with 1009: a message over max_message_bytes.");
+    srv->m_refused = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
+                            "WebSocket upgrades refused with HTTP 503 at max_connections.");
+    *self = srv;
+    return 0;
+}
+
+static int ws_start(void *self, void *predecessor, struct arq_error *err)
+{
+    struct ws_server *srv = self;
+    int rc = ws_lws__create(srv, err);
+    if (rc != 0)
+        return rc;
+    int inherited = 0;
+    if (predecessor) {
+        rc = ws_listener__take_over(srv, predecessor, err);
+        if (rc < 0)
+            return rc;
+        inherited = rc;
+    }
+    if (!inherited && ws_listener__open(srv, err) != 0)
+        return ARQ_EIO;
+    char port[16];
+    snprintf(port, sizeof port, "%d", srv->bound_port);
+    ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_INFO, "listening", "addr", srv->bound_addr, "port", port,
+            "tls", srv->cfg.tls_cert ? "on" : "off", "listener", inherited ? "inherited" : "new");
+    if (predecessor) {
+        /* The configuration in force after the reload decides how the old listener retires. */
+        struct ws_server *old = predecessor;
+        old->cfg.retire = srv->cfg.retire;
+        old->cfg.retire_timeout_ms = srv->cfg.retire_timeout_ms;
+    }
+    return 0;
+}
+
+static int ws_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
+{
+    struct ws_server *srv = self;
+    struct ws_config next;
+    if (config_parse(srv->host, cfg, &next, err) != 0)
+        return ARQ_EINVAL;
+    srv->cfg.max_message_bytes = next.max_message_bytes;
+    srv->cfg.max_connections = next.max_connections;
+    int limit_changed = srv->cfg.max_queued_bytes != next.max_queued_bytes;
+    srv->cfg.max_queued_bytes = next.max_queued_bytes;
+    srv->cfg.retire = next.retire;
+    srv->cfg.retire_timeout_ms = next.retire_timeout_ms;
+    config_free(&next);
+
+    const struct arq_host *h = srv->host;
+    int can_set_limit =
+        h->struct_size >= offsetof(struct arq_host, conn_set_limit) + sizeof h->conn_set_limit &&
+        h->conn_set_limit;
+    if (limit_changed && can_set_limit) {
+        for (struct ws_conn *c = srv->conns; c; c = c->next)
+            if (c->conn)
+                h->conn_set_limit(c->conn, srv->cfg.max_queued_bytes);
+    }
+    char a[32], b[32], q[32];
+    snprintf(a, sizeof a, "%zu", srv->cfg.max_message_bytes);
+    snprintf(b, sizeof b, "%zu", srv->cfg.max_connections);
+    snprintf(q, sizeof q, "%zu", srv->cfg.max_queued_bytes);
+    ARQ_LOG(h, srv->ctx, ARQ_LOG_INFO, "websocket limits applied", "max_message_bytes", a,
+            "max_connections", b, "max_queued_bytes", q);
+    return 0;
+}
+
+static void retire_expired(void *arg)
+{
+    struct ws_server *srv = arg;
+    srv->retire_timer = NULL; /* one-shot: the host frees it with the instance */
+    ws_conn__close_all(srv, 1001, "listener retired: reconnect");
+}
+
+void ws_server__conn_gone(struct ws_server *srv)
+{
+    if (srv->retiring && !srv->dead && srv->nconns == 0) {
+        srv->retiring = 0;
+        srv->host->retire_release(srv->ctx);
+    }
+}
+
+static void ws_stop(void *self)
+{
+    struct ws_server *srv = self;
+    const struct arq_host *h = srv->host;
+    srv->stopped = 1;
+    if (srv->predecessor && !srv->predecessor->stopped)
+        ws_listener__give_back(srv);
+    else
+        ws_listener__close(srv);
+
+    /* Replaced by a reload: keep serving the clients we have, as `retire` says, while the
+     * successor takes the new ones. */
+    int can_hold =
+        h->struct_size >= offsetof(struct arq_host, retire_release) + sizeof h->retire_release &&
+        h->retire_hold && h->retire_release;
+    if (srv->cfg.retire == WS_RETIRE_CLOSE || !srv->nconns || !can_hold)
+        return;
+    srv->retiring = 1;
+    h->retire_hold(srv->ctx);
+    char n[24];
+    snprintf(n, sizeof n, "%zu", srv->nconns);
+    ARQ_LOG(h, srv->ctx, ARQ_LOG_INFO, "listener retired; serving its clients", "clients", n,
+            "retire", srv->cfg.retire == WS_RETIRE_KEEP ? "keep" : "drain");
+    if (srv->cfg.retire == WS_RETIRE_DRAIN)
+        srv->retire_timer =
+            h->timer_start(srv->ctx, srv->cfg.retire_timeout_ms, 0, retire_expired, srv);
+}
+
+static void ws_destroy(void *self)
+{
+    struct ws_server *srv = self;
+    ws_listener__close(srv);
+    if (srv->predecessor)
+        srv->predecessor->successor = NULL;
+    if (srv->successor)
+        srv->successor->predecessor = NULL;
+    srv->predecessor = srv->successor = NULL;
+    ws_conn__detach_all(srv);
+    srv->dead = 1; /* from here on, nothing reaches the host */
+    ws_lws__destroy(srv);
+}
+
+static int ws_bound_port(void *self)
+{
+    const struct ws_server *srv = self;
+    return srv->listener ? srv->bound_port : -1;
+}
+
+static void ws_flush(void *self, void *tconn)
+{
+    (void)self;
+    struct ws_conn *c = tconn;
+    if (c->wsi)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* The descriptor. */
+static const struct arq_transport_ops ops = {
+    .struct_size = sizeof(struct arq_transport_ops),
+    .flush = ws_flush,
+    .bound_port = ws_bound_port,
+};
+
+static const struct arq_plugin descriptor = {
+    ARQ_PLUGIN_HEAD,
+    .name = "transport-websocket",
+    .version = "1.0.0",
+    .summary = "WebSocket (RFC 6455) client listener, libwebsockets on the host loop",
+    .kind = ARQ_KIND_TRANSPORT,
+    .options = options,
+    .create = ws_create,
+    .start = ws_start,
+    .reconfigure = ws_reconfigure,
+    .stop = ws_stop,
+    .destroy = ws_destroy,
+    .ops = &ops,
+};
+ARQ_PLUGIN(descriptor)

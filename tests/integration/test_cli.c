@@ -1,0 +1,120 @@
+/* arqonbus-cli against a real arqonbusd: sub, pub and cmd as the README shows them. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bus_client.h"
+
+static int start(struct fixture *f)
+{
+    h_write(f->dir, "00.yaml",
+            "host:\n  plugin_dir: %s\nplugins:\n  ws:\n    module: transport-websocket\n"
+            "    config:\n      host: 127.0.0.1\n      port: 0\n"
+            "  builtin:\n    module: commands-builtin\n",
+            ARQ_BUILD_PLUGIN_DIR);
+    h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
+    return bc_port(&f->p);
+}
+
+/* Run the CLI with "-p PORT" and `args`; its stdout in *out; returns the exit status. */
+static int cli(int port, char **out, const char *const *args)
+{
+    char cmd[2048];
+    int n = snprintf(cmd, sizeof cmd, "%s -p %d", ARQ_TEST_CLI, port);
+    for (size_t i = 0; args[i]; i++)
+        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", args[i]);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 65536, len = 0;
+    *out = calloc(1, cap);
+    size_t got;
+    while ((got = fread(*out + len, 1, cap - len - 1, p)) > 0)
+        len += got;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cmd_prints_the_response_and_exits_by_its_status(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f);
+    char *out;
+    assert_int_equal(cli(port, &out, (const char *[]){"cmd", "ping", NULL}), 0);
+    json_t *r = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(r);
+    assert_string_equal(bc_str(r, "type"), "response");
+    assert_string_equal(bc_str(r, "status"), "success");
+    json_decref(r);
+    free(out);
+
+    assert_int_equal(
+        cli(port, &out, (const char *[]){"cmd", "list_channels", "{\"room\":\"none\"}", NULL}), 1);
+    assert_non_null(strstr(out, "\"error_code\":\"ROOM_NOT_FOUND\""));
+    free(out);
+
+    assert_int_equal(cli(port, &out, (const char *[]){"cmd", "ping", "{not json", NULL}), 2);
+    free(out);
+    h_kill(&f->p, SIGTERM);
+    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
+}
+
+static void test_sub_prints_what_pub_publishes(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f);
+    /* sub in the background: it joins, then prints one frame and exits. */
+    char cmd[1024], path[600];
+    snprintf(path, sizeof path, "%s/sub.out", f->logs);
+    snprintf(cmd, sizeof cmd, "%s -p %d sub lobby general -n 1 > '%s'", ARQ_TEST_CLI, port, path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* Publish until the subscriber has joined and printed (the first may come too early). */
+    char *out = NULL;
+    int status = -1;
+    for (int i = 0; i < 50; i++) {
+        free(out);
+        assert_int_equal(
+            cli(port, &out,
+                (const char *[]){"pub", "lobby", "general", "{\"text\":\"hello\"}", NULL}),
+            0);
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        usleep(100 * 1000);
+    }
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* pub printed the ack */
+    assert_non_null(strstr(out, "\"type\":\"message_response\""));
+    free(out);
+    char *printed = h_slurp(path);
+    json_t *m = json_loads(printed, JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(m);
+    assert_string_equal(bc_str(m, "type"), "message");
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "text"), "hello");
+    json_decref(m);
+    free(printed);
+    h_kill(&f->p, SIGTERM);
+    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cmd_prints_the_response_and_exits_by_its_status,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_prints_what_pub_publishes, h_setup, h_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

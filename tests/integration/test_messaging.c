@@ -1,0 +1,681 @@
+/* Messaging over real WebSocket connections to a real arqonbusd: the welcome, routing to
+ * channels, rooms and single clients, every validation error, the built-in commands, slow
+ * consumers, a thousand clients, and clients kept across a reload. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "bus_client.h"
+
+/* conf.d with the WebSocket transport on a free port, the built-in and example commands, and
+ * `bus_extra` lines under `bus:`. */
+static void write_config(const struct fixture *f, const char *bus_extra, const char *ws_extra)
+{
+    h_write(f->dir, "00-host.yaml", "host:\n  plugin_dir: %s\nbus:\n%s", ARQ_BUILD_PLUGIN_DIR,
+            bus_extra ? bus_extra : "  auto_create: true\n");
+    h_write(f->dir, "10-ws.yaml",
+            "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
+            "      host: 127.0.0.1\n      port: 0\n%s",
+            ws_extra ? ws_extra : "");
+    h_write(f->dir, "20-commands.yaml",
+            "plugins:\n  builtin:\n    module: commands-builtin\n"
+            "  example:\n    module: commands-example\n");
+}
+
+static int start(struct fixture *f, const char *bus_extra, const char *ws_extra)
+{
+    write_config(f, bus_extra, ws_extra);
+    h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
+    return bc_port(&f->p);
+}
+
+static void stop(struct fixture *f)
+{
+    h_kill(&f->p, SIGTERM);
+    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
+}
+
+static void join(struct bus_client *c, const char *room, const char *channel)
+{
+    json_t *r;
+    if (channel)
+        bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
+    else
+        bc_command_ok(c, &r, "join_room", "{s:s}", "room", room);
+    json_decref(r);
+}
+
+static void test_welcome_gives_a_client_id_and_the_server(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, "/");
+    struct bus_client *b = bc_connect(port, "/any/path?x=1");
+    regex_t re;
+    assert_int_equal(regcomp(&re, "^arq_client_[0-9a-f]{32}$", REG_EXTENDED | REG_NOSUB), 0);
+    assert_int_equal(regexec(&re, a->id, 0, NULL, 0), 0);
+    assert_int_equal(regexec(&re, b->id, 0, NULL, 0), 0);
+    regfree(&re);
+    assert_string_not_equal(a->id, b->id);
+    bc_free(a);
+    bc_free(b);
+    stop(f);
+}
+
+static void test_channel_message_reaches_exactly_its_members(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    struct bus_client *other_room = bc_connect(port, NULL), *other_channel = bc_connect(port, NULL);
+    join(a, "lobby", "general");
+    join(b, "lobby", "general");
+    join(other_room, "attic", "general");
+    join(other_channel, "lobby", "random");
+
+    bc_send(a, "{s:s, s:s, s:s, s:s, s:{s:s}, s:s, s:{s:i}}", "id", "arq_1700000000000_1_0a0b0c",
+            "type", "message", "room", "lobby", "channel", "general", "payload", "text", "hi",
+            "sender", "forged", "metadata", "sequence", 1);
+    json_t *ack = bc_expect(a, "message_response", 5000);
+    assert_string_equal(bc_str(ack, "request_id"), "arq_1700000000000_1_0a0b0c");
+    assert_string_equal(bc_str(ack, "status"), "success");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(ack, "payload"), "delivered")), 1);
+    json_decref(ack);
+
+    json_t *m = bc_expect(b, "message", 5000);
+    assert_string_equal(bc_str(m, "id"), "arq_1700000000000_1_0a0b0c");
+    assert_string_equal(bc_str(m, "sender"), a->id); /* overwritten */
+    assert_string_equal(bc_str(m, "room"), "lobby");
+    assert_string_equal(bc_str(m, "channel"), "general");
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "text"), "hi");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(m, "metadata"), "sequence")), 1);
+    json_decref(m);
+    bc_expect_nothing(other_room, 300);
+    bc_expect_nothing(other_channel, 300);
+    bc_expect_nothing(a, 100); /* not to the sender */
+
+    /* After leaving, nothing more arrives. */
+    json_t *r;
+    bc_command_ok(b, &r, "leave_channel", "{s:s, s:s}", "room", "lobby", "channel", "general");
+    json_decref(r);
+    bc_send(a, "{s:s, s:s, s:s, s:{}}", "type", "message", "room", "lobby", "channel", "general",
+            "payload");
+    ack = bc_expect(a, "message_response", 5000);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(ack, "payload"), "delivered")), 0);
+    json_decref(ack);
+    bc_expect_nothing(b, 300);
+    bc_free(a);
+    bc_free(b);
+    bc_free(other_room);
+    bc_free(other_channel);
+    stop(f);
+}
+
+static void test_room_message_reaches_every_member_of_the_room_once(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL), *two = bc_connect(port, NULL);
+    struct bus_client *room_level = bc_connect(port, NULL), *outsider = bc_connect(port, NULL);
+    join(a, "lobby", NULL);
+    join(two, "lobby", "general");
+    join(two, "lobby", "random"); /* in two channels: still one copy */
+    join(room_level, "lobby", NULL);
+    join(outsider, "attic", NULL);
+    bc_send(a, "{s:s, s:s, s:{s:i}}", "type", "message", "room", "lobby", "payload", "n", 7);
+    json_t *ack = bc_expect(a, "message_response", 5000);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(ack, "payload"), "delivered")), 2);
+    json_decref(ack);
+    json_t *m = bc_expect(two, "message", 5000);
+    json_decref(m);
+    bc_expect_nothing(two, 300);
+    m = bc_expect(room_level, "message", 5000);
+    assert_string_equal(bc_str(m, "sender"), a->id);
+    json_decref(m);
+    bc_expect_nothing(outsider, 300);
+    bc_expect_nothing(a, 100);
+    bc_free(a);
+    bc_free(two);
+    bc_free(room_level);
+    bc_free(outsider);
+    stop(f);
+}
+
+static void test_direct_message_reaches_one_client(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    struct bus_client *c = bc_connect(port, NULL);
+    bc_send(a, "{s:s, s:s, s:s}", "type", "message", "to_client", b->id, "payload", "psst");
+    json_t *m = bc_expect(b, "message", 5000);
+    assert_string_equal(bc_str(m, "payload"), "psst");
+    assert_string_equal(bc_str(m, "sender"), a->id);
+    json_decref(m);
+    json_t *ack = bc_expect(a, "message_response", 5000);
+    json_decref(ack);
+    bc_expect_nothing(c, 300);
+
+    bc_send(a, "{s:s, s:s, s:s, s:s}", "id", "arq_1700000000000_2_abcdef", "type", "message",
+            "to_client", "arq_client_00000000000000000000000000000000", "payload", "x");
+    json_t *e = bc_expect(a, "error", 5000);
+    assert_string_equal(bc_str(e, "error_code"), "NOT_FOUND");
+    assert_string_equal(bc_str(e, "request_id"), "arq_1700000000000_2_abcdef");
+    json_decref(e);
+    bc_free(a);
+    bc_free(b);
+    bc_free(c);
+    stop(f);
+}
+
+/* Send raw text; expect an error frame with `code` whose errors (when given) contain
+ * `problem`; then the connection still works. */
+static void expect_error(struct bus_client *c, const char *text, const char *code,
+                         const char *problem)
+{
+    assert_int_equal(ws_send_text(c->ws, text, strlen(text)), 0);
+    json_t *e = bc_expect(c, "error", 5000);
+    if (strcmp(bc_str(e, "error_code"), code) != 0) {
+        char *dump = json_dumps(e, JSON_COMPACT);
+        fail_msg("for %s expected %s, got %s", text, code, dump);
+    }
+    if (problem) {
+        const json_t *errors = json_object_get(json_object_get(e, "payload"), "errors");
+        int found = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(errors, i, v) found |= strstr(json_string_value(v), problem) != NULL;
+        if (!found) {
+            char *dump = json_dumps(e, JSON_COMPACT);
+            fail_msg("for %s expected problem \"%s\" in %s", text, problem, dump);
+        }
+    }
+    json_decref(e);
+    json_t *r;
+    bc_command_ok(c, &r, "ping", NULL);
+    json_decref(r);
+}
+
+static void test_every_validation_error_keeps_the_connection(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *c = bc_connect(port, NULL);
+    expect_error(c, "{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"foo\":1}",
+                 "VALIDATION_ERROR", "Unknown field 'foo'");
+    expect_error(c, "{\"id\":\"nope\",\"type\":\"message\",\"room\":\"r\",\"payload\":1}",
+                 "VALIDATION_ERROR", "Invalid message ID format: nope");
+    expect_error(c, "{\"type\":\"message\",\"version\":\"2.0\",\"room\":\"r\",\"payload\":1}",
+                 "VALIDATION_ERROR", "Unsupported protocol version: 2.0");
+    expect_error(c, "{\"type\":\"shout\",\"room\":\"r\",\"payload\":1}", "VALIDATION_ERROR",
+                 "Unsupported message type: shout");
+    expect_error(c, "{\"type\":\"message\",\"room\":\"r\"}", "VALIDATION_ERROR",
+                 "Field 'payload' is required for message messages");
+    expect_error(c,
+                 "{\"type\":\"message\",\"timestamp\":\"yesterday\",\"room\":\"r\",\"payload\":1}",
+                 "VALIDATION_ERROR", "Invalid timestamp: yesterday");
+    expect_error(c,
+                 "{\"type\":\"message\",\"timestamp\":\"2999-01-01T00:00:00Z\",\"room\":\"r\","
+                 "\"payload\":1}",
+                 "VALIDATION_ERROR", "Timestamp is too far in the future");
+    expect_error(c, "[1,2,3]", "INVALID_JSON", NULL);
+    expect_error(c, "{\"type\":", "INVALID_JSON", NULL);
+    expect_error(c, "{\"type\":\"message\",\"payload\":1}", "VALIDATION_ERROR",
+                 "A message needs room, room+channel or to_client");
+    expect_error(c, "{\"type\":\"message\",\"room\":\"nowhere\",\"payload\":1}", "ROOM_NOT_FOUND",
+                 NULL);
+    expect_error(c, "{\"type\":\"command\",\"command\":\"no_such_command\"}", "UNKNOWN_COMMAND",
+                 NULL);
+
+    /* The JSON error says where the parser stopped. */
+    const char *bad = "{\"type\": nope}";
+    assert_int_equal(ws_send_text(c->ws, bad, strlen(bad)), 0);
+    json_t *e = bc_expect(c, "error", 5000);
+    const json_t *payload = json_object_get(e, "payload");
+    assert_int_equal(json_integer_value(json_object_get(payload, "line")), 1);
+    assert_true(json_integer_value(json_object_get(payload, "column")) > 0);
+    json_decref(e);
+
+    /* Binary frames have no codec. */
+    assert_int_equal(ws_send_frame(c->ws, WS_OP_BINARY, 1, "\x01\x02", 2), 0);
+    e = bc_expect(c, "error", 5000);
+    assert_string_equal(bc_str(e, "error_code"), "UNSUPPORTED_FRAME");
+    json_decref(e);
+    bc_free(c);
+    stop(f);
+}
+
+static void test_publishing_needs_membership(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    join(b, "lobby", "general");
+    expect_error(a,
+                 "{\"type\":\"message\",\"room\":\"lobby\",\"channel\":\"general\",\"payload\":1}",
+                 "AUTHORIZATION_ERROR", NULL);
+    expect_error(a, "{\"type\":\"message\",\"room\":\"lobby\",\"channel\":\"nope\",\"payload\":1}",
+                 "CHANNEL_NOT_FOUND", NULL);
+    bc_expect_nothing(b, 200);
+    bc_free(a);
+    bc_free(b);
+    stop(f);
+}
+
+static void test_builtin_commands(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    json_t *r;
+    const json_t *d;
+
+    d = bc_command_ok(a, &r, "ping", NULL);
+    assert_true(json_is_true(json_object_get(d, "pong")));
+    assert_string_equal(bc_str(d, "client_id"), a->id);
+    assert_string_equal(bc_str(r, "command"), "ping");
+    json_decref(r);
+
+    join(a, "lobby", "general");
+    join(b, "lobby", "general");
+    d = bc_command_ok(a, &r, "status", NULL);
+    assert_int_equal(json_integer_value(json_object_get(d, "clients")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "rooms")), 1);
+    assert_int_equal(json_integer_value(json_object_get(d, "channels")), 1);
+    json_decref(r);
+
+    d = bc_command_ok(a, &r, "whoami", NULL);
+    assert_string_equal(bc_str(d, "client_id"), a->id);
+    assert_string_equal(bc_str(d, "role"), "user");
+    assert_int_equal(json_array_size(json_object_get(d, "memberships")), 1);
+    json_decref(r);
+
+    d = bc_command_ok(a, &r, "list_rooms", NULL);
+    assert_string_equal(bc_str(json_array_get(json_object_get(d, "rooms"), 0), "room"), "lobby");
+    json_decref(r);
+    d = bc_command_ok(a, &r, "list_channels", "{s:s}", "room", "lobby");
+    assert_string_equal(bc_str(json_array_get(json_object_get(d, "channels"), 0), "channel"),
+                        "general");
+    json_decref(r);
+    d = bc_command_ok(a, &r, "channel_info", "{s:s, s:s}", "room", "lobby", "channel", "general");
+    assert_int_equal(json_integer_value(json_object_get(d, "members")), 2);
+    json_decref(r);
+
+    d = bc_command_ok(a, &r, "create_channel", "{s:s, s:s, s:s}", "room", "lobby", "channel",
+                      "news", "description", "announcements");
+    json_decref(r);
+    r = bc_command(a, "create_channel", "{s:s, s:s}", "room", "lobby", "channel", "news");
+    assert_string_equal(bc_str(r, "error_code"), "CHANNEL_EXISTS");
+    json_decref(r);
+
+    r = bc_command(a, "leave_channel", "{s:s, s:s}", "room", "lobby", "channel", "news");
+    assert_string_equal(bc_str(r, "error_code"), "NOT_FOUND");
+    json_decref(r);
+    r = bc_command(a, "list_channels", "{s:s}", "room", "nowhere");
+    assert_string_equal(bc_str(r, "error_code"), "ROOM_NOT_FOUND");
+    json_decref(r);
+    r = bc_command(a, "join_channel", "{s:s}", "room", "lobby");
+    assert_string_equal(bc_str(r, "error_code"), "VALIDATION_ERROR");
+    json_decref(r);
+    r = bc_command(a, "join_channel", "{s:s, s:s}", "room", "lobby", "channel", "bad name!");
+    assert_string_equal(bc_str(r, "error_code"), "VALIDATION_ERROR");
+    json_decref(r);
+
+    /* Admin commands are refused to ordinary clients. */
+    r = bc_command(a, "delete_channel", "{s:s, s:s}", "room", "lobby", "channel", "news");
+    assert_string_equal(bc_str(r, "error_code"), "AUTHORIZATION_ERROR");
+    json_decref(r);
+    r = bc_command(a, "disconnect_client", "{s:s}", "client_id", b->id);
+    assert_string_equal(bc_str(r, "error_code"), "AUTHORIZATION_ERROR");
+    json_decref(r);
+    r = bc_command(a, "reload", NULL);
+    assert_string_equal(bc_str(r, "error_code"), "AUTHORIZATION_ERROR");
+    json_decref(r);
+    bc_free(a);
+    bc_free(b);
+    stop(f);
+}
+
+static void test_help_lists_the_commands_of_every_command_set(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL);
+    json_t *r;
+    const json_t *d = bc_command_ok(a, &r, "help", NULL);
+    const json_t *list = json_is_array(d) ? d : json_object_get(d, "commands");
+    int ping = 0, echo = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+    {
+        ping |= !strcmp(bc_str(v, "name"), "ping");
+        echo |= !strcmp(bc_str(v, "name"), "echo");
+    }
+    assert_true(ping && echo);
+    json_decref(r);
+    d = bc_command_ok(a, &r, "echo", "{s:s}", "text", "hello");
+    json_decref(r);
+    bc_free(a);
+    stop(f);
+}
+
+static void test_admin_commands_for_an_admin(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "  anonymous_role: admin\n", NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    join(b, "lobby", "general");
+    json_t *r =
+        bc_command(a, "delete_channel", "{s:s, s:s}", "room", "lobby", "channel", "general");
+    assert_string_equal(bc_str(r, "error_code"), "EXECUTION_ERROR");
+    json_decref(r);
+    bc_command_ok(a, &r, "delete_channel", "{s:s, s:s, s:b}", "room", "lobby", "channel", "general",
+                  "force", 1);
+    json_decref(r);
+
+    bc_command_ok(a, &r, "reload", NULL);
+    json_decref(r);
+
+    bc_command_ok(a, &r, "disconnect_client", "{s:s, s:s}", "client_id", b->id, "reason", "bye");
+    json_decref(r);
+    for (int i = 0; i < 10 && ws_recv(b->ws, NULL, NULL, h_ms(2000)) != WS_OP_CLOSE; i++)
+        ;
+    assert_int_equal(ws_close_code(b->ws), 1008);
+    assert_string_equal(ws_close_reason(b->ws), "bye");
+    bc_free(a);
+    bc_free(b);
+    stop(f);
+}
+
+static void test_slow_consumer_is_cut_while_others_keep_receiving(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, "      max_queued_bytes: 1MiB\n");
+    struct bus_client *pub = bc_connect(port, "/?ack=0");
+    struct bus_client *fast = bc_connect(port, NULL), *slow = bc_connect(port, NULL);
+    join(pub, "feed", "ticks");
+    join(fast, "feed", "ticks");
+    join(slow, "feed", "ticks");
+    char *blob = malloc(8192);
+    memset(blob, 'x', 8191);
+    blob[8191] = '\0';
+    enum { TOTAL = 4000 };
+    int received = 0;
+    for (int i = 0; i < TOTAL; i++) {
+        bc_send(pub, "{s:s, s:s, s:s, s:{s:i, s:s}}", "type", "message", "room", "feed", "channel",
+                "ticks", "payload", "n", i, "blob", blob);
+        /* the fast client keeps up */
+        char *data;
+        size_t len;
+        int op;
+        while ((op = ws_poll_message(fast->ws, &data, &len)) == WS_OP_TEXT) {
+            json_t *m = json_loadb(data, len, 0, NULL);
+            assert_int_equal(
+                json_integer_value(json_object_get(json_object_get(m, "payload"), "n")), received);
+            received++;
+            json_decref(m);
+            free(data);
+        }
+    }
+    while (received < TOTAL) {
+        json_t *m = bc_recv(fast, 5000);
+        assert_non_null(m);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "payload"), "n")),
+                         received);
+        received++;
+        json_decref(m);
+    }
+    /* The slow one finds, after what reached its socket, a 1013 close. */
+    int op;
+    while ((op = ws_recv(slow->ws, NULL, NULL, h_ms(5000))) == WS_OP_TEXT)
+        ;
+    assert_int_equal(op, WS_OP_CLOSE);
+    assert_int_equal(ws_close_code(slow->ws), 1013);
+    assert_true(h_count(&f->p, "msg=\"slow client disconnected\"") == 1);
+    free(blob);
+    bc_free(pub);
+    bc_free(fast);
+    bc_free(slow);
+    stop(f);
+}
+
+static void test_thousand_clients_in_hundred_rooms_get_exactly_their_messages(void **state)
+{
+    struct fixture *f = *state;
+    enum { ROOMS = 100, PER_ROOM = 10, N = ROOMS * PER_ROOM };
+    ws_raise_fd_limit(N + 200);
+    int port = start(f, NULL, NULL);
+    struct bus_client **c = calloc(N, sizeof *c);
+    for (int i = 0; i < N; i++) {
+        c[i] = bc_connect(port, "/?ack=0");
+        char room[16];
+        snprintf(room, sizeof room, "room%d", i % ROOMS);
+        join(c[i], room, "main");
+    }
+    /* The first member of each room publishes one message naming its room. */
+    for (int r = 0; r < ROOMS; r++) {
+        char room[16];
+        snprintf(room, sizeof room, "room%d", r);
+        bc_send(c[r], "{s:s, s:s, s:s, s:{s:s}}", "type", "message", "room", room, "channel",
+                "main", "payload", "room", room);
+    }
+    /* Every other member receives exactly the one message of its room. */
+    int *got = calloc(N, sizeof *got);
+    int pending = N - ROOMS;
+    struct pollfd *pfd = calloc(N, sizeof *pfd);
+    for (int waited = 0; pending > 0 && waited < h_ms(20000); waited += 50) {
+        for (int i = 0; i < N; i++) {
+            char *data;
+            size_t len;
+            while (ws_poll_message(c[i]->ws, &data, &len) == WS_OP_TEXT) {
+                json_t *m = json_loadb(data, len, 0, NULL);
+                char want[16];
+                snprintf(want, sizeof want, "room%d", i % ROOMS);
+                assert_string_equal(bc_str(json_object_get(m, "payload"), "room"), want);
+                assert_true(i >= ROOMS); /* senders get nothing back */
+                if (got[i]++ == 0)
+                    pending--;
+                json_decref(m);
+                free(data);
+            }
+            pfd[i] = (struct pollfd){.fd = ws_fd(c[i]->ws), .events = POLLIN};
+        }
+        if (pending > 0)
+            poll(pfd, N, 50);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(got[i], i < ROOMS ? 0 : 1);
+    for (int i = 0; i < N; i++)
+        bc_free(c[i]);
+    free(c);
+    free(got);
+    free(pfd);
+    stop(f);
+}
+
+static void test_clients_and_memberships_survive_a_reload(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    join(a, "lobby", "general");
+    join(b, "lobby", "general");
+
+    /* A RELOADABLE transport change, and a bus change: both apply in place. */
+    write_config(f, "  auto_create: true\n  max_memberships: 500\n",
+                 "      max_message_bytes: 2MiB\n");
+    h_kill(&f->p, SIGHUP);
+    assert_int_equal(h_wait_count(&f->p, "msg=\"reload ok\"", 1, 10000), 0);
+    assert_int_equal(h_count(&f->p, "replaced=0"), 1);
+
+    bc_send(a, "{s:s, s:s, s:s, s:s}", "type", "message", "room", "lobby", "channel", "general",
+            "payload", "after reload");
+    json_t *m = bc_expect(b, "message", 5000);
+    assert_string_equal(bc_str(m, "payload"), "after reload");
+    assert_string_equal(bc_str(m, "sender"), a->id);
+    json_decref(m);
+    json_t *r;
+    const json_t *d = bc_command_ok(b, &r, "whoami", NULL);
+    assert_string_equal(bc_str(d, "client_id"), b->id);
+    json_decref(r);
+    bc_free(a);
+    bc_free(b);
+    stop(f);
+}
+
+/* A port nothing listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* The port of the n-th listener logged (1-based). */
+static int nth_port(const struct proc *p, int n)
+{
+    assert_int_equal(h_wait_count(p, "msg=listening", n, 10000), 0);
+    char *out = h_slurp(p->out);
+    const char *line = out;
+    for (int i = 0; i < n; i++)
+        line = strstr(i ? line + 1 : line, "msg=listening");
+    const char *port = strstr(line, " port=");
+    int value = atoi(port + 6);
+    free(out);
+    return value;
+}
+
+static void test_port_change_opens_a_new_listener_and_drains_the_old(void **state)
+{
+    struct fixture *f = *state;
+    int old_port = start(f, NULL, "      retire_timeout: 1500ms\n");
+    struct bus_client *old_client = bc_connect(old_port, NULL);
+    join(old_client, "lobby", "general");
+
+    /* Move to another free port. */
+    int want = free_port();
+    h_write(f->dir, "10-ws.yaml",
+            "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
+            "      host: 127.0.0.1\n      port: %d\n      retire_timeout: 1500ms\n",
+            want);
+    h_kill(&f->p, SIGHUP);
+    assert_int_equal(h_wait_count(&f->p, "msg=\"reload ok\"", 1, 10000), 0);
+    assert_int_equal(h_count(&f->p, "replaced=1"), 1);
+    assert_int_equal(h_wait_count(&f->p,
+                                  "msg=\"listener retired; serving its clients\" "
+                                  "clients=1 retire=drain",
+                                  1, 5000),
+                     0);
+    int new_port = nth_port(&f->p, 2);
+    assert_int_equal(new_port, want);
+    assert_int_not_equal(new_port, old_port);
+
+    /* Clients of both listeners talk to each other while the old one drains. */
+    struct bus_client *new_client = bc_connect(new_port, NULL);
+    join(new_client, "lobby", "general");
+    bc_send(new_client, "{s:s, s:s, s:s, s:s}", "type", "message", "room", "lobby", "channel",
+            "general", "payload", "across");
+    json_t *m = bc_expect(old_client, "message", 5000);
+    assert_string_equal(bc_str(m, "payload"), "across");
+    json_decref(m);
+
+    /* After retire_timeout the old listener's client is asked to reconnect. */
+    int op;
+    while ((op = ws_recv(old_client->ws, NULL, NULL, h_ms(5000))) == WS_OP_TEXT)
+        ;
+    assert_int_equal(op, WS_OP_CLOSE);
+    assert_int_equal(ws_close_code(old_client->ws), 1001);
+    assert_string_equal(ws_close_reason(old_client->ws), "listener retired: reconnect");
+    assert_int_equal(h_wait_count(&f->p, "msg=\"instance stopped\" instance=ws", 1, 5000), 0);
+
+    /* The new listener's client is untouched. */
+    json_t *r;
+    bc_command_ok(new_client, &r, "ping", NULL);
+    json_decref(r);
+    bc_free(old_client);
+    bc_free(new_client);
+    stop(f);
+}
+
+static void test_retire_keep_serves_old_clients_until_they_leave(void **state)
+{
+    struct fixture *f = *state;
+    int old_port = start(f, NULL, NULL);
+    struct bus_client *old_client = bc_connect(old_port, NULL);
+    h_write(f->dir, "10-ws.yaml",
+            "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
+            "      host: 127.0.0.1\n      port: %d\n      retire: keep\n"
+            "      retire_timeout: 100ms\n",
+            free_port());
+    h_kill(&f->p, SIGHUP);
+    assert_int_equal(h_wait_count(&f->p,
+                                  "msg=\"listener retired; serving its clients\" "
+                                  "clients=1 retire=keep",
+                                  1, 10000),
+                     0);
+    /* Well past retire_timeout, which `keep` ignores, the old client is still served. */
+    usleep(500 * 1000);
+    json_t *r;
+    bc_command_ok(old_client, &r, "ping", NULL);
+    json_decref(r);
+    assert_int_equal(h_count(&f->p, "msg=\"instance retired\""), 0);
+    /* When it leaves, the old instance goes. */
+    ws_close(old_client->ws, 1000, NULL);
+    assert_int_equal(h_wait_count(&f->p, "msg=\"instance retired\" instance=ws", 1, 5000), 0);
+    bc_free(old_client);
+    stop(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_welcome_gives_a_client_id_and_the_server, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_channel_message_reaches_exactly_its_members, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_room_message_reaches_every_member_of_the_room_once,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_message_reaches_one_client, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_every_validation_error_keeps_the_connection, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_publishing_needs_membership, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_builtin_commands, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_help_lists_the_commands_of_every_command_set, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_admin_commands_for_an_admin, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_consumer_is_cut_while_others_keep_receiving,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_thousand_clients_in_hundred_rooms_get_exactly_their_messages, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_clients_and_memberships_survive_a_reload, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_port_change_opens_a_new_listener_and_drains_the_old,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_retire_keep_serves_old_clients_until_they_leave,
+                                        h_setup, h_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
