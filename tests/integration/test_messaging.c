@@ -405,6 +405,72 @@ static void test_admin_commands_for_an_admin(void **state)
     stop(f);
 }
 
+static void test_presence_events_in_the_rooms_configured(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "  presence: [lobby]\n", NULL);
+    struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
+    join(a, "lobby", "general");
+    join(b, "lobby", "general");
+    json_t *m = bc_expect(a, "message", 5000);
+    assert_string_equal(bc_str(m, "sender"), "arqonbus");
+    assert_string_equal(bc_str(m, "room"), "lobby");
+    assert_string_equal(bc_str(m, "channel"), "general");
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "event"), "joined");
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "client_id"), b->id);
+    json_decref(m);
+    /* A disconnect is a leave. */
+    bc_free(b);
+    m = bc_expect(a, "message", 5000);
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "event"), "left");
+    json_decref(m);
+    /* Not in rooms that are not listed. */
+    struct bus_client *c = bc_connect(port, NULL), *d = bc_connect(port, NULL);
+    join(c, "attic", "general");
+    join(d, "attic", "general");
+    bc_expect_nothing(c, 300);
+    bc_free(a);
+    bc_free(c);
+    bc_free(d);
+    stop(f);
+}
+
+static void test_channels_are_created_by_joins_unless_auto_create_is_off(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "  auto_create: false\n", NULL);
+    struct bus_client *a = bc_connect(port, NULL);
+    json_t *r = bc_command(a, "join_channel", "{s:s, s:s}", "room", "lobby", "channel", "new");
+    assert_string_equal(bc_str(r, "error_code"), "CHANNEL_NOT_FOUND");
+    json_decref(r);
+    bc_command_ok(a, &r, "create_channel", "{s:s, s:s}", "room", "lobby", "channel", "new");
+    json_decref(r);
+    join(a, "lobby", "new");
+    /* A created channel stays when its last member leaves... */
+    bc_command_ok(a, &r, "leave_channel", "{s:s, s:s}", "room", "lobby", "channel", "new");
+    json_decref(r);
+    const json_t *d = bc_command_ok(a, &r, "list_channels", "{s:s}", "room", "lobby");
+    assert_int_equal(json_array_size(json_object_get(d, "channels")), 1);
+    json_decref(r);
+    bc_free(a);
+    stop(f);
+
+    /* ...while one made by a join goes, and its room with it. */
+    port = start(f, NULL, NULL);
+    a = bc_connect(port, NULL);
+    join(a, "lobby", "temp");
+    d = bc_command_ok(a, &r, "list_rooms", NULL);
+    assert_int_equal(json_array_size(json_object_get(d, "rooms")), 1);
+    json_decref(r);
+    bc_command_ok(a, &r, "leave_channel", "{s:s, s:s}", "room", "lobby", "channel", "temp");
+    json_decref(r);
+    d = bc_command_ok(a, &r, "list_rooms", NULL);
+    assert_int_equal(json_array_size(json_object_get(d, "rooms")), 0);
+    json_decref(r);
+    bc_free(a);
+    stop(f);
+}
+
 static void test_slow_consumer_is_cut_while_others_keep_receiving(void **state)
 {
     struct fixture *f = *state;
@@ -666,6 +732,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_help_lists_the_commands_of_every_command_set, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_admin_commands_for_an_admin, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_presence_events_in_the_rooms_configured, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_channels_are_created_by_joins_unless_auto_create_is_off, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer_is_cut_while_others_keep_receiving,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(
