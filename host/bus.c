@@ -72,16 +72,6 @@ int64_t bus_now_ms(void)
 
 /* --- set-up -------------------------------------------------------------------------------- */
 
-static arq_series *bus__series(struct host *h, enum arq_metric_type type, const char *name,
-                               const char *help, const char *label, const char *value)
-{
-    const char *names[] = {label, NULL};
-    const char *values[] = {value, NULL};
-    arq_metric *m =
-        host_api.metric_register(h->self_ctx, type, name, help, label ? names : NULL, NULL, 0);
-    return m ? metrics_series(m, label ? values : NULL) : NULL;
-}
-
 int bus_init(struct bus *b, struct host *h)
 {
     memset(b, 0, sizeof *b);
@@ -90,27 +80,27 @@ int bus_init(struct bus *b, struct host *h)
     bus_settings_read(&b->settings, b->settings_values);
     uv_timer_init(h->loop, &b->sweep);
     b->sweep.data = b;
-    b->m_conns = bus__series(h, ARQ_METRIC_GAUGE, "arqonbus_connections",
+    b->m_conns = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_connections",
                              "Client connections open.", NULL, NULL);
-    b->m_conns_total = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
+    b->m_conns_total = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
                                    "Client connections opened.", NULL, NULL);
-    b->m_msgs_in = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
+    b->m_msgs_in = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
                                "Messages received from clients.", NULL, NULL);
-    b->m_deliveries = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
+    b->m_deliveries = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
                                   "Messages queued to recipients.", NULL, NULL);
-    b->m_rejected = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_rejected_total",
+    b->m_rejected = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_rejected_total",
                                 "Client frames answered with an error.", NULL, NULL);
     b->m_slow =
-        bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_slow_consumer_disconnects_total",
+        host_series(h, ARQ_METRIC_COUNTER, "arqonbus_slow_consumer_disconnects_total",
                     "Clients disconnected because their outbound queue was full.", NULL, NULL);
-    b->m_commands_ok = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
+    b->m_commands_ok = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
                                    "Commands executed by result.", "status", "success");
-    b->m_commands_failed = bus__series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
+    b->m_commands_failed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
                                        "Commands executed by result.", "status", "error");
     b->m_rooms =
-        bus__series(h, ARQ_METRIC_GAUGE, "arqonbus_rooms", "Rooms that exist.", NULL, NULL);
+        host_series(h, ARQ_METRIC_GAUGE, "arqonbus_rooms", "Rooms that exist.", NULL, NULL);
     b->m_channels =
-        bus__series(h, ARQ_METRIC_GAUGE, "arqonbus_channels", "Channels that exist.", NULL, NULL);
+        host_series(h, ARQ_METRIC_GAUGE, "arqonbus_channels", "Channels that exist.", NULL, NULL);
     if (!b->settings_values || !b->m_conns || !b->m_conns_total || !b->m_msgs_in ||
         !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_commands_ok ||
         !b->m_commands_failed || !b->m_rooms || !b->m_channels)

@@ -114,8 +114,8 @@ static void set_default_node(struct host *h)
         snprintf(h->node, sizeof h->node, "arqonbus");
 }
 
-static arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,
-                               const char *help, const char *label, const char *value)
+arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,
+                        const char *help, const char *label, const char *value)
 {
     const char *names[] = {label, NULL};
     const char *values[] = {value, NULL};

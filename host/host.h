@@ -92,6 +92,10 @@ void host_cleanup(struct host *h);
  * destroyed, nothing started). Problems are added to diags. 0 when valid. */
 int host_check_config(struct host *h, struct diag_list *diags);
 
+/* One series of a metric owned by the host (label NULL: none), registered on first use. */
+arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,
+                        const char *help, const char *label, const char *value);
+
 /* A held instance released itself: destroy it on the next loop turn. */
 void host_schedule_reap(struct host *h);
 

@@ -12,14 +12,9 @@
 
 int bc_port(const struct proc *p)
 {
-    assert_int_equal(h_wait_count(p, "msg=listening", 1, 10000), 0);
-    char *out = h_slurp(p->out);
-    const char *line = strstr(out, "msg=listening");
-    const char *port = line ? strstr(line, " port=") : NULL;
-    int n = port ? atoi(port + 6) : 0;
-    free(out);
-    assert_true(n > 0);
-    return n;
+    int port = h_listening_port(p, 1);
+    assert_true(port > 0);
+    return port;
 }
 
 struct bus_client *bc_connect(int port, const char *path)

@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -283,4 +285,52 @@ int h_teardown(void **state)
     h_rmtree(f->logs);
     free(f);
     return 0;
+}
+
+int h_reload(struct fixture *f)
+{
+    int ok_before = h_count(&f->p, "msg=\"reload ok\"");
+    f->reloads++;
+    h_kill(&f->p, SIGHUP);
+    for (int waited = 0; waited < h_ms(10000); waited += 5) {
+        int ok = h_count(&f->p, "msg=\"reload ok\"");
+        int failed = h_count(&f->p, "msg=\"reload failed;");
+        if (ok + failed >= f->reloads)
+            return ok > ok_before;
+        sleep_ms(5);
+    }
+    fprintf(stderr, "harness: no reload verdict after SIGHUP %d\n", f->reloads);
+    return -1;
+}
+
+int h_stop(struct fixture *f)
+{
+    h_kill(&f->p, SIGTERM);
+    return h_wait_exit(&f->p, 10000);
+}
+
+int h_listening_port(const struct proc *p, int n)
+{
+    if (h_wait_count(p, "msg=listening", n, 10000) != 0)
+        return -1;
+    char *out = h_slurp(p->out);
+    const char *line = out;
+    for (int i = 0; i < n; i++)
+        line = strstr(i ? line + 1 : line, "msg=listening");
+    const char *port = strstr(line, " port=");
+    int value = port ? atoi(port + 6) : -1;
+    free(out);
+    return value;
+}
+
+int h_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        die("free port");
+    close(fd);
+    return ntohs(a.sin_port);
 }

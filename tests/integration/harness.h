@@ -57,6 +57,17 @@ long h_rss_kib(pid_t pid);
  * combined output in *output (free it). */
 int h_run(const char *const *args, char **output);
 
+/* SIGHUP and wait for the reload's verdict (counting f->reloads): 1 when it succeeded, 0 when
+ * it failed, -1 when no verdict came within 10 s. */
+int h_reload(struct fixture *f);
+/* SIGTERM and wait for the exit status (-1 after 10 s, the process then killed). */
+int h_stop(struct fixture *f);
+/* The port of the n-th (1-based) `msg=listening` line the process logged, waiting for it;
+ * -1 when it does not come. */
+int h_listening_port(const struct proc *p, int n);
+/* A loopback port nothing listens on right now. */
+int h_free_port(void);
+
 /* The test timeouts scale with ARQ_TEST_SLOW (set for sanitizer builds). */
 int h_ms(int ms);
 

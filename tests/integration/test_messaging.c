@@ -42,12 +42,6 @@ static int start(struct fixture *f, const char *bus_extra, const char *ws_extra)
     return bc_port(&f->p);
 }
 
-static void stop(struct fixture *f)
-{
-    h_kill(&f->p, SIGTERM);
-    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
-}
-
 static void join(struct bus_client *c, const char *room, const char *channel)
 {
     json_t *r;
@@ -72,7 +66,7 @@ static void test_welcome_gives_a_client_id_and_the_server(void **state)
     assert_string_not_equal(a->id, b->id);
     bc_free(a);
     bc_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_channel_message_reaches_exactly_its_members(void **state)
@@ -124,7 +118,7 @@ static void test_channel_message_reaches_exactly_its_members(void **state)
     bc_free(b);
     bc_free(other_room);
     bc_free(other_channel);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_room_message_reaches_every_member_of_the_room_once(void **state)
@@ -155,7 +149,7 @@ static void test_room_message_reaches_every_member_of_the_room_once(void **state
     bc_free(two);
     bc_free(room_level);
     bc_free(outsider);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_direct_message_reaches_one_client(void **state)
@@ -182,7 +176,7 @@ static void test_direct_message_reaches_one_client(void **state)
     bc_free(a);
     bc_free(b);
     bc_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 /* Send raw text; expect an error frame with `code` whose errors (when given) contain
@@ -259,7 +253,7 @@ static void test_every_validation_error_keeps_the_connection(void **state)
     assert_string_equal(bc_str(e, "error_code"), "UNSUPPORTED_FRAME");
     json_decref(e);
     bc_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_publishing_needs_membership(void **state)
@@ -276,7 +270,7 @@ static void test_publishing_needs_membership(void **state)
     bc_expect_nothing(b, 200);
     bc_free(a);
     bc_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_builtin_commands(void **state)
@@ -350,7 +344,7 @@ static void test_builtin_commands(void **state)
     json_decref(r);
     bc_free(a);
     bc_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_help_lists_the_commands_of_every_command_set(void **state)
@@ -374,7 +368,7 @@ static void test_help_lists_the_commands_of_every_command_set(void **state)
     d = bc_command_ok(a, &r, "echo", "{s:s}", "text", "hello");
     json_decref(r);
     bc_free(a);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_admin_commands_for_an_admin(void **state)
@@ -402,7 +396,7 @@ static void test_admin_commands_for_an_admin(void **state)
     assert_string_equal(ws_close_reason(b->ws), "bye");
     bc_free(a);
     bc_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_presence_events_in_the_rooms_configured(void **state)
@@ -432,7 +426,7 @@ static void test_presence_events_in_the_rooms_configured(void **state)
     bc_free(a);
     bc_free(c);
     bc_free(d);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_channels_are_created_by_joins_unless_auto_create_is_off(void **state)
@@ -453,7 +447,7 @@ static void test_channels_are_created_by_joins_unless_auto_create_is_off(void **
     assert_int_equal(json_array_size(json_object_get(d, "channels")), 1);
     json_decref(r);
     bc_free(a);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 
     /* ...while one made by a join goes, and its room with it. */
     port = start(f, NULL, NULL);
@@ -468,7 +462,7 @@ static void test_channels_are_created_by_joins_unless_auto_create_is_off(void **
     assert_int_equal(json_array_size(json_object_get(d, "rooms")), 0);
     json_decref(r);
     bc_free(a);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_slow_consumer_is_cut_while_others_keep_receiving(void **state)
@@ -520,7 +514,7 @@ static void test_slow_consumer_is_cut_while_others_keep_receiving(void **state)
     bc_free(pub);
     bc_free(fast);
     bc_free(slow);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_thousand_clients_in_hundred_rooms_get_exactly_their_messages(void **state)
@@ -574,7 +568,7 @@ static void test_thousand_clients_in_hundred_rooms_get_exactly_their_messages(vo
     free(c);
     free(got);
     free(pfd);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_clients_and_memberships_survive_a_reload(void **state)
@@ -604,33 +598,7 @@ static void test_clients_and_memberships_survive_a_reload(void **state)
     json_decref(r);
     bc_free(a);
     bc_free(b);
-    stop(f);
-}
-
-/* A port nothing listens on right now. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-/* The port of the n-th listener logged (1-based). */
-static int nth_port(const struct proc *p, int n)
-{
-    assert_int_equal(h_wait_count(p, "msg=listening", n, 10000), 0);
-    char *out = h_slurp(p->out);
-    const char *line = out;
-    for (int i = 0; i < n; i++)
-        line = strstr(i ? line + 1 : line, "msg=listening");
-    const char *port = strstr(line, " port=");
-    int value = atoi(port + 6);
-    free(out);
-    return value;
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_port_change_opens_a_new_listener_and_drains_the_old(void **state)
@@ -641,7 +609,7 @@ static void test_port_change_opens_a_new_listener_and_drains_the_old(void **stat
     join(old_client, "lobby", "general");
 
     /* Move to another free port. */
-    int want = free_port();
+    int want = h_free_port();
     h_write(f->dir, "10-ws.yaml",
             "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
             "      host: 127.0.0.1\n      port: %d\n      retire_timeout: 1500ms\n",
@@ -654,7 +622,7 @@ static void test_port_change_opens_a_new_listener_and_drains_the_old(void **stat
                                   "clients=1 retire=drain",
                                   1, 5000),
                      0);
-    int new_port = nth_port(&f->p, 2);
+    int new_port = h_listening_port(&f->p, 2);
     assert_int_equal(new_port, want);
     assert_int_not_equal(new_port, old_port);
 
@@ -682,7 +650,7 @@ static void test_port_change_opens_a_new_listener_and_drains_the_old(void **stat
     json_decref(r);
     bc_free(old_client);
     bc_free(new_client);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_retire_keep_serves_old_clients_until_they_leave(void **state)
@@ -694,7 +662,7 @@ static void test_retire_keep_serves_old_clients_until_they_leave(void **state)
             "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
             "      host: 127.0.0.1\n      port: %d\n      retire: keep\n"
             "      retire_timeout: 100ms\n",
-            free_port());
+            h_free_port());
     h_kill(&f->p, SIGHUP);
     assert_int_equal(h_wait_count(&f->p,
                                   "msg=\"listener retired; serving its clients\" "
@@ -711,7 +679,7 @@ static void test_retire_keep_serves_old_clients_until_they_leave(void **state)
     ws_close(old_client->ws, 1000, NULL);
     assert_int_equal(h_wait_count(&f->p, "msg=\"instance retired\" instance=ws", 1, 5000), 0);
     bc_free(old_client);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 int main(void)

@@ -30,29 +30,6 @@ static void start(struct fixture *f)
     assert_int_equal(h_wait_count(&f->p, "msg=started", 1, 10000), 0);
 }
 
-/* SIGHUP and wait for the reload's verdict; returns 1 when it succeeded. */
-static int reload(struct fixture *f)
-{
-    int ok_before = h_count(&f->p, "msg=\"reload ok\"");
-    f->reloads++;
-    h_kill(&f->p, SIGHUP);
-    for (int waited = 0; waited < h_ms(10000); waited += 5) {
-        int ok = h_count(&f->p, "msg=\"reload ok\"");
-        int failed = h_count(&f->p, "msg=\"reload failed;");
-        if (ok + failed >= f->reloads)
-            return ok > ok_before;
-        usleep(5000);
-    }
-    fail_msg("no reload verdict after SIGHUP %d", f->reloads);
-    return 0;
-}
-
-static void stop(struct fixture *f)
-{
-    h_kill(&f->p, SIGTERM);
-    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
-}
-
 static int has(const struct fixture *f, const char *needle)
 {
     return h_count(&f->p, needle) > 0;
@@ -72,14 +49,14 @@ static void test_unchanged_instance_is_carried_over_with_its_state(void **state)
     write_p1(f, "      label: one\n      interval: 10ms\n");
     start(f);
     assert_int_equal(h_wait_count(&f->p, "serial=1 label=one ticks=20", 1, 10000), 0);
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "msg=\"reload ok\" generation=2 carried=1 reconfigured=0 replaced=0 "
                        "added=0 removed=0"));
     /* The same object keeps counting: its tick counter was not reset. */
     assert_int_equal(h_wait_count(&f->p, "serial=1 label=one ticks=40", 1, 10000), 0);
     assert_int_equal(h_count(&f->p, "msg=\"probe created\""), 1);
     assert_int_equal(h_count(&f->p, "msg=\"probe destroyed\""), 0);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_reloadable_change_goes_through_reconfigure(void **state)
@@ -88,13 +65,13 @@ static void test_reloadable_change_goes_through_reconfigure(void **state)
     write_p1(f, "      label: one\n");
     start(f);
     write_p1(f, "      label: two\n");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "msg=\"reload ok\" generation=2 carried=0 reconfigured=1 replaced=0 "
                        "added=0 removed=0"));
     assert_true(has(f, "msg=\"instance reconfigured\" instance=p1 module=probe"));
     assert_true(has(f, "component=p1 msg=\"probe reconfigured\" serial=1 label=two"));
     assert_int_equal(h_count(&f->p, "msg=\"probe created\""), 1);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_other_change_replaces_the_instance_after_creating_the_new_one(void **state)
@@ -103,10 +80,10 @@ static void test_other_change_replaces_the_instance_after_creating_the_new_one(v
     write_p1(f, "      tag: a\n");
     start(f);
     write_p1(f, "      tag: b\n");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "msg=\"reload ok\" generation=2 carried=0 reconfigured=0 replaced=1 "
                        "added=0 removed=0"));
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
     char *out = h_slurp(f->p.out);
     const char *created = find(out, "msg=\"probe created\" serial=2");
     const char *takes = find(out, "msg=\"probe takes over\" predecessor=1");
@@ -126,7 +103,7 @@ static void test_invalid_yaml_keeps_the_running_generation(void **state)
     write_p1(f, "      label: one\n      interval: 10ms\n");
     start(f);
     h_write(f->dir, "30-broken.yaml", "plugins:\n  p2: [unclosed\n");
-    assert_false(reload(f));
+    assert_int_equal(h_reload(f), 0);
     char want[700];
     snprintf(want, sizeof want, "msg=\"configuration error\" error=\"%s/30-broken.yaml:", f->dir);
     assert_true(has(f, want));
@@ -137,9 +114,9 @@ static void test_invalid_yaml_keeps_the_running_generation(void **state)
     assert_int_equal(h_count(&f->p, "msg=\"probe created\""), 1);
 
     h_unlink(f->dir, "30-broken.yaml");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "msg=\"reload ok\" generation=2 carried=1"));
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_invalid_option_keeps_the_running_generation(void **state)
@@ -148,7 +125,7 @@ static void test_invalid_option_keeps_the_running_generation(void **state)
     write_p1(f, "      label: one\n");
     start(f);
     write_p1(f, "      label: two\n      port: 99999\n");
-    assert_false(reload(f));
+    assert_int_equal(h_reload(f), 0);
     char want[900];
     snprintf(want, sizeof want,
              "error=\"%s/20-p1.yaml:6:13: plugin \\\"p1\\\" (module probe): option \\\"port\\\": "
@@ -157,7 +134,7 @@ static void test_invalid_option_keeps_the_running_generation(void **state)
     assert_true(has(f, want));
     assert_false(has(f, "probe reconfigured"));
     assert_int_equal(h_count(&f->p, "msg=\"probe created\""), 1);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_added_plugin_starts_and_removed_plugin_stops(void **state)
@@ -166,14 +143,14 @@ static void test_added_plugin_starts_and_removed_plugin_stops(void **state)
     write_p1(f, "      label: one\n");
     start(f);
     h_write(f->dir, "30-p2.yaml", "plugins:\n  p2:\n    module: probe\n");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "msg=\"reload ok\" generation=2 carried=1 reconfigured=0 replaced=0 "
                        "added=1 removed=0"));
     assert_true(has(f, "msg=\"instance started\" instance=p2 module=probe kind=telemetry"));
     assert_true(has(f, "component=p2 msg=\"probe started\" serial=2"));
 
     h_unlink(f->dir, "30-p2.yaml");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "msg=\"reload ok\" generation=3 carried=1 reconfigured=0 replaced=0 "
                        "added=0 removed=1"));
     assert_true(has(f, "component=p2 msg=\"probe stopped\" serial=2"));
@@ -183,9 +160,9 @@ static void test_added_plugin_starts_and_removed_plugin_stops(void **state)
     /* enabled: false retires an instance as well. */
     write_p1(f, "      label: one\n");
     h_write(f->dir, "20-p1.yaml", "plugins:\n  p1:\n    module: probe\n    enabled: false\n");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(has(f, "component=p1 msg=\"probe destroyed\" serial=1"));
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_failures_while_committing_roll_back(void **state)
@@ -198,7 +175,7 @@ static void test_failures_while_committing_roll_back(void **state)
     h_write(f->dir, "30-p3.yaml",
             "plugins:\n  p3:\n    module: probe\n    config:\n      fail_start: true\n");
     write_p1(f, "      label: two\n");
-    assert_false(reload(f));
+    assert_int_equal(h_reload(f), 0);
     assert_true(has(f, "plugin \\\"p3\\\" (module probe) ("));
     assert_true(has(f, "cannot start: the probe was told to fail (fail_start: true)"));
     assert_true(has(f, "component=p3 msg=\"probe destroyed\""));
@@ -209,11 +186,11 @@ static void test_failures_while_committing_roll_back(void **state)
 
     /* A reconfigure that refuses: the old options stay in force. */
     write_p1(f, "      label: three\n      fail_reconfigure: true\n");
-    assert_false(reload(f));
+    assert_int_equal(h_reload(f), 0);
     assert_true(has(f, "cannot apply the new options: the probe was told to refuse"));
     assert_false(has(f, "label=three"));
     assert_int_equal(h_count(&f->p, "component=p1 msg=\"probe created\""), 1);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_reload_failure_in_create_keeps_the_old_instance(void **state)
@@ -222,12 +199,12 @@ static void test_reload_failure_in_create_keeps_the_old_instance(void **state)
     write_p1(f, "      tag: a\n");
     start(f);
     write_p1(f, "      tag: b\n      fail_create: true\n");
-    assert_false(reload(f));
+    assert_int_equal(h_reload(f), 0);
     assert_true(has(f, "(module probe): cannot create instance: the probe was told to fail "
                        "(fail_create: true)"));
     assert_false(has(f, "probe stopped"));
     assert_int_equal(h_wait_count(&f->p, "serial=1 label=probe ticks=10", 1, 10000), 0);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_hundred_reloads_leak_no_memory_and_no_descriptors(void **state)
@@ -255,7 +232,7 @@ static void test_hundred_reloads_leak_no_memory_and_no_descriptors(void **state)
                     "plugins:\n  events:\n    module: %s/telemetry-log.so\n    config:\n"
                     "      path: %s\n      events: [reload_ok%s]\n",
                     ARQ_BUILD_PLUGIN_DIR, tlog, i % 20 ? ", system_started" : "");
-        assert_true(reload(f));
+        assert_int_equal(h_reload(f), 1);
         if (i == 20)
             rss_at_20 = h_rss_kib(f->p.pid);
     }
@@ -270,7 +247,7 @@ static void test_hundred_reloads_leak_no_memory_and_no_descriptors(void **state)
         assert_true(rss_at_100 - rss_at_20 < 512);
     }
     /* Exit 0 also means LeakSanitizer found nothing in the sanitizer build. */
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
     char *out = h_slurp(f->p.out);
     assert_null(strstr(out, "LeakSanitizer"));
     free(out);

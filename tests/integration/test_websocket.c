@@ -36,49 +36,11 @@ static void write_ws(const struct fixture *f, const char *ws_config)
             ws_config ? ws_config : "      port: 0\n");
 }
 
-/* The port of the `n`th (1-based) "listening" line of the ws instance, waiting for it. */
-static int listening_port(const struct fixture *f, int n)
-{
-    assert_int_equal(h_wait_count(&f->p, "component=ws msg=listening", n, 10000), 0);
-    char *out = h_slurp(f->p.out);
-    const char *line = out;
-    for (int i = 0; i < n; i++)
-        line = strstr(i ? line + 1 : line, "component=ws msg=listening");
-    const char *port = strstr(line, " port=");
-    int value = port ? atoi(port + 6) : 0;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
 static int start(struct fixture *f, const char *ws_config)
 {
     write_ws(f, ws_config);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    return listening_port(f, 1);
-}
-
-static void stop(struct fixture *f)
-{
-    h_kill(&f->p, SIGTERM);
-    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
-}
-
-/* SIGHUP and wait for the verdict; returns 1 when the reload succeeded. */
-static int reload(struct fixture *f)
-{
-    int ok_before = h_count(&f->p, "msg=\"reload ok\"");
-    f->reloads++;
-    h_kill(&f->p, SIGHUP);
-    for (int waited = 0; waited < h_ms(10000); waited += 5) {
-        int ok = h_count(&f->p, "msg=\"reload ok\"");
-        int failed = h_count(&f->p, "msg=\"reload failed;");
-        if (ok + failed >= f->reloads)
-            return ok > ok_before;
-        usleep(5000);
-    }
-    fail_msg("no reload verdict after SIGHUP %d", f->reloads);
-    return 0;
+    return h_listening_port(&f->p, 1);
 }
 
 /* --- clients ------------------------------------------------------------------------------- */
@@ -197,18 +159,6 @@ static int listeners(const char *table, int port, char *addrs, size_t size, unsi
     return n;
 }
 
-/* A port nobody listens on right now. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int tcp_connects(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -239,7 +189,7 @@ static void test_binds_the_configured_address_only_and_port_0_picks_a_logged_por
     struct ws_client *c = join(port, NULL);
     ws_close(c, 1000, NULL);
     ws_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_invalid_listener_settings_are_refused_before_anything_opens(void **state)
@@ -317,7 +267,7 @@ static void test_handshake_with_and_without_the_arqonbus_v1_subprotocol(void **s
     ws_close(v1, 1000, NULL);
     ws_free(plain);
     ws_free(v1);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_plain_http_gets_426_upgrade_required(void **state)
@@ -340,7 +290,7 @@ static void test_plain_http_gets_426_upgrade_required(void **state)
     close(fd);
     assert_non_null(strstr(buf, "HTTP/1.1 426 "));
     assert_non_null(strstr(buf, "\"error\":\"Upgrade Required\""));
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 /* --- messages ------------------------------------------------------------------------------ */
@@ -380,7 +330,7 @@ static void test_message_over_max_message_bytes_closes_1009_whole_or_fragmented(
 
     free(at_limit);
     free(over);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_fragmented_message_is_reassembled_with_pings_in_between(void **state)
@@ -418,7 +368,7 @@ static void test_fragmented_message_is_reassembled_with_pings_in_between(void **
     ws_close(b, 1000, NULL);
     ws_free(a);
     ws_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_binary_frame_reaches_the_host_as_binary(void **state)
@@ -434,7 +384,7 @@ static void test_binary_frame_reaches_the_host_as_binary(void **state)
     expect_error(c, "INVALID_JSON");
     ws_close(c, 1000, NULL);
     ws_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_many_queued_frames_arrive_whole_and_in_order(void **state)
@@ -471,7 +421,7 @@ static void test_many_queued_frames_arrive_whole_and_in_order(void **state)
     ws_close(b, 1000, NULL);
     ws_free(a);
     ws_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 /* --- limits and liveness ------------------------------------------------------------------- */
@@ -498,7 +448,7 @@ static void test_max_connections_refuses_further_upgrades_with_503(void **state)
     assert_non_null(c);
     ws_free(c);
     ws_free(b);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_silent_client_is_closed_after_ping_timeout_and_a_ponging_one_stays(void **state)
@@ -528,7 +478,7 @@ static void test_silent_client_is_closed_after_ping_timeout_and_a_ponging_one_st
     ws_free(silent);
     ws_close(alive, 1000, NULL);
     ws_free(alive);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_shutdown_closes_clients_with_1001(void **state)
@@ -552,7 +502,7 @@ static void test_reloadable_max_message_bytes_applies_in_place_keeping_clients(v
     char *big = filler(3000), *bigger = filler(5000);
 
     write_ws(f, "      port: 0\n      max_message_bytes: 4KiB\n");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(h_count(&f->p, "msg=\"reload ok\" generation=2 carried=0 reconfigured=1 "
                                "replaced=0") == 1);
     assert_int_equal(h_count(&f->p, "component=ws msg=listening"), 1);
@@ -565,7 +515,7 @@ static void test_reloadable_max_message_bytes_applies_in_place_keeping_clients(v
     ws_free(c);
     free(big);
     free(bigger);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 /* Sends one direct message with a `len`-byte payload from `from` to client `to`. */
@@ -594,7 +544,7 @@ static void test_reloadable_queue_and_connection_limits_reach_open_connections(v
     json_decref(got);
 
     write_ws(f, "      port: 0\n      max_connections: 3\n      max_queued_bytes: 64KiB\n");
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(h_count(&f->p, "reconfigured=1 replaced=0") == 1);
 
     /* A third connection fits now, and b's queue is bounded at 64 KiB: it is dropped. */
@@ -606,7 +556,7 @@ static void test_reloadable_queue_and_connection_limits_reach_open_connections(v
     ws_close(c, 1000, NULL);
     ws_free(a);
     ws_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_port_change_opens_the_new_listener_and_closes_the_old(void **state)
@@ -614,13 +564,13 @@ static void test_port_change_opens_the_new_listener_and_closes_the_old(void **st
     struct fixture *f = *state;
     int old_port = start(f, NULL);
     struct ws_client *old_client = join(old_port, NULL);
-    int new_port = free_port();
+    int new_port = h_free_port();
     char cfg[64];
     snprintf(cfg, sizeof cfg, "      port: %d\n      retire: close\n", new_port);
     write_ws(f, cfg);
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(h_count(&f->p, "replaced=1") == 1);
-    assert_int_equal(listening_port(f, 2), new_port);
+    assert_int_equal(h_listening_port(&f->p, 2), new_port);
 
     /* With retire: close the replaced instance's clients are told at once to go away and
      * reconnect (test_messaging covers retire: drain). */
@@ -633,7 +583,7 @@ static void test_port_change_opens_the_new_listener_and_closes_the_old(void **st
     assert_int_equal(listeners("/proc/net/tcp", old_port, NULL, 0, NULL), 0);
     ws_close(c, 1000, NULL);
     ws_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_replacement_on_the_same_address_inherits_the_listening_socket(void **state)
@@ -647,17 +597,17 @@ static void test_replacement_on_the_same_address_inherits_the_listening_socket(v
     char cfg[96];
     snprintf(cfg, sizeof cfg, "      port: %d\n      ping_interval: 30s\n", port);
     write_ws(f, cfg);
-    assert_true(reload(f));
+    assert_int_equal(h_reload(f), 1);
     assert_true(h_count(&f->p, "replaced=1") == 1);
     assert_true(h_count(&f->p, "listener=inherited") == 1);
-    assert_int_equal(listening_port(f, 2), port);
+    assert_int_equal(h_listening_port(&f->p, 2), port);
     assert_int_equal(listeners("/proc/net/tcp", port, NULL, 0, &after), 1);
     assert_true(before == after);
 
     struct ws_client *c = join(port, NULL);
     ws_close(c, 1000, NULL);
     ws_free(c);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 static void test_failed_reload_gives_the_socket_back_to_the_running_instance(void **state)
@@ -682,7 +632,7 @@ static void test_failed_reload_gives_the_socket_back_to_the_running_instance(voi
              "  ws_z:\n    module: transport-websocket\n    config:\n      port: %d\n",
              port, ntohs(a.sin_port));
     write_ws(f, cfg);
-    assert_false(reload(f));
+    assert_int_equal(h_reload(f), 0);
     assert_int_equal(h_count(&f->p, "listener=inherited"), 1);
     assert_int_equal(h_count(&f->p, "listener=returned"), 1);
     close(busy);
@@ -697,7 +647,7 @@ static void test_failed_reload_gives_the_socket_back_to_the_running_instance(voi
     ws_close(kept, 1000, NULL);
     ws_free(c);
     ws_free(kept);
-    stop(f);
+    assert_int_equal(h_stop(f), 0);
 }
 
 int main(void)
