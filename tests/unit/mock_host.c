@@ -1,14 +1,25 @@
 /* The mock host (see mock_host.h). Allocation failures inside the mock abort the test run:
  * a mock that silently loses a record would make tests lie. */
+#define _XOPEN_SOURCE 700 /* nftw */
+
 #include "mock_host.h"
 
-#include <jansson.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <ftw.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cfg.h"
+#include "diag.h"
 #include "options.h"
 #include "telemetry.h"
 
@@ -880,4 +891,125 @@ const char *mock_host_bus_call(const struct mock_host *mh, size_t i)
 arq_request *mock_host_reload_request(const struct mock_host *mh)
 {
     return mh->reload_request;
+}
+
+/* --- helpers for tests ---------------------------------------------------------------------- */
+
+const struct arq_plugin *mock_host_load_plugin(const char *path, void **handle)
+{
+    *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!*handle) {
+        fprintf(stderr, "cannot load %s: %s\n", path, dlerror());
+        return NULL;
+    }
+    void *sym = dlsym(*handle, ARQ_PLUGIN_ENTRY);
+    const struct arq_plugin *desc = NULL;
+    if (sym) {
+        arq_plugin_entry_fn entry;
+        memcpy(&entry, &sym, sizeof entry);
+        desc = entry();
+    }
+    if (!desc) {
+        fprintf(stderr, "%s: no %s or it returned NULL\n", path, ARQ_PLUGIN_ENTRY);
+        dlclose(*handle);
+        *handle = NULL;
+    }
+    return desc;
+}
+
+int mock_host_unload_plugin(void *handle)
+{
+    return handle ? dlclose(handle) : 0;
+}
+
+json_t *mock_host_validate(const struct arq_option *spec, const char *yaml, struct diag_list *diags)
+{
+    struct diag_list local = {0};
+    struct diag_list *d = diags ? diags : &local;
+    struct cfg_doc *doc = cfg_doc_new(NULL, NULL);
+    assert_non_null(doc);
+    json_t *root = cfg_doc_parse(doc, "t.yaml", yaml, strlen(yaml), d);
+    assert_non_null(root);
+    struct cfg_pos where = {"t.yaml", 1, 1};
+    json_t *v = opt_validate(spec, root, doc, &where, "test", d);
+    if (!diags) {
+        for (size_t i = 0; i < local.n; i++)
+            print_message("diag: %s\n", local.items[i]);
+        assert_int_equal(local.n, 0);
+    }
+    diag_clear(&local);
+    cfg_doc_free(doc);
+    return v;
+}
+
+void mock_host_create_plugin(struct mock_host *mh, const struct arq_plugin *desc, json_t *cfg_take,
+                             void **self)
+{
+    struct arq_error err = {""};
+    int rc = desc->create(mock_host_api(), mock_host_ctx(mh), cfg_take, self, &err);
+    json_decref(cfg_take);
+    if (rc != 0)
+        fail_msg("create failed (%d): %s", rc, err.text);
+    assert_non_null(*self);
+}
+
+const struct arq_command *mock_host_command(const struct arq_plugin *desc, const char *name)
+{
+    const struct arq_commands_ops *ops = desc->ops;
+    for (const struct arq_command *c = ops->commands; c->name; c++)
+        if (!strcmp(c->name, name))
+            return c;
+    fail_msg("no command %s", name);
+    return NULL;
+}
+
+const json_t *mock_host_assert_ok(const arq_request *req, const char *message)
+{
+    assert_int_equal(mock_host_reply_count(req), 1);
+    const struct mock_reply *r = mock_host_last_reply(req);
+    if (!r->ok)
+        fail_msg("expected success, got %s: %s", r->error_code, r->text);
+    assert_string_equal(r->message, message);
+    return r->data;
+}
+
+void mock_host_assert_error(const arq_request *req, const char *code, const char *text)
+{
+    assert_int_equal(mock_host_reply_count(req), 1);
+    const struct mock_reply *r = mock_host_last_reply(req);
+    if (r->ok)
+        fail_msg("expected %s, got success: %s", code, r->message);
+    assert_string_equal(r->error_code, code);
+    assert_string_equal(r->text, text);
+}
+
+void mock_host_tmpdir(char *out, size_t size, const char *prefix)
+{
+    const char *dir = getenv("TMPDIR");
+    if (!dir || !*dir)
+        dir = "/tmp";
+    size_t len = strlen(dir);
+    while (len > 0 && dir[len - 1] == '/')
+        len--;
+    int n = snprintf(out, size, "%.*s/%s_XXXXXX", (int)len, dir, prefix);
+    if (n < 0 || (size_t)n >= size) {
+        fprintf(stderr, "temporary path under %s for %s is longer than %zu bytes\n", dir, prefix,
+                size - 1);
+        if (size)
+            out[0] = '\0';
+    }
+}
+
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    if (remove(path) != 0)
+        fprintf(stderr, "could not remove %s\n", path);
+    return 0;
+}
+
+void mock_host_remove_tmpdir(const char *dir)
+{
+    if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
 }

@@ -15,7 +15,11 @@
  *     (mock_host_bus_call()).
  *
  * One mock is one instance: mock_host_ctx() is the `arq_ctx *` to pass to `create`. Nothing
- * here is thread-safe, `post` included (tests call it from the test thread). */
+ * here is thread-safe, `post` included (tests call it from the test thread).
+ *
+ * The end of this header has helpers that unit tests share: loading a built plugin, validating
+ * YAML against an option spec, checking command replies, and temporary directories. Those that
+ * check something fail the running cmocka test. */
 #ifndef ARQ_TEST_MOCK_HOST_H
 #define ARQ_TEST_MOCK_HOST_H
 
@@ -23,6 +27,7 @@
 #include <stddef.h>
 
 struct mock_host;
+struct diag_list;
 
 /* A new mock for an instance named `instance_name` on node "test-node". NULL on allocation
  * failure. */
@@ -124,5 +129,41 @@ size_t mock_host_bus_call_count(const struct mock_host *mh);
 const char *mock_host_bus_call(const struct mock_host *mh, size_t i);
 /* The request last passed to bus_reload (which the mock never answers), or NULL. */
 arq_request *mock_host_reload_request(const struct mock_host *mh);
+
+/* --- helpers for tests ---------------------------------------------------------------------- */
+
+/* dlopen the plugin module at `path` and call its ARQ_PLUGIN_ENTRY. Returns the descriptor and
+ * the module in *handle, or NULL (with the reason on stderr, *handle NULL) when it cannot. */
+const struct arq_plugin *mock_host_load_plugin(const char *path, void **handle);
+/* dlclose a module of mock_host_load_plugin (NULL is allowed). Returns dlclose's result, 0 for
+ * NULL, so a cmocka group teardown can return it. */
+int mock_host_unload_plugin(void *handle);
+
+/* `yaml` validated against `spec` the way the host validates config and command args: typed,
+ * defaults filled. NULL when refused, with the problems added to *diags. With `diags` NULL
+ * the YAML must be accepted without any problem: each is printed and the test fails. */
+json_t *mock_host_validate(const struct arq_option *spec, const char *yaml,
+                           struct diag_list *diags);
+
+/* desc->create with this mock's service table and instance; takes `cfg_take`. The test fails
+ * unless create returns 0 and sets *self. */
+void mock_host_create_plugin(struct mock_host *mh, const struct arq_plugin *desc, json_t *cfg_take,
+                             void **self);
+
+/* The command `name` of commands plugin `desc`; the test fails when there is none. */
+const struct arq_command *mock_host_command(const struct arq_plugin *desc, const char *name);
+/* The test fails unless `req` got exactly one reply, a success with `message`. Returns the
+ * reply's data (NULL when none). */
+const json_t *mock_host_assert_ok(const arq_request *req, const char *message);
+/* The test fails unless `req` got exactly one reply, an error with `code` and `text`. */
+void mock_host_assert_error(const arq_request *req, const char *code, const char *text);
+
+/* A template for mkdtemp() or mkstemp() in out: "<dir>/<prefix>_XXXXXX", where <dir> is
+ * $TMPDIR, or /tmp when it is unset or empty. When it does not fit in `size`, out is "" (which
+ * mkdtemp and mkstemp refuse) and the reason goes to stderr. */
+void mock_host_tmpdir(char *out, size_t size, const char *prefix);
+/* Remove directory `dir` and everything in it (symbolic links are not followed); failures
+ * go to stderr. */
+void mock_host_remove_tmpdir(const char *dir);
 
 #endif

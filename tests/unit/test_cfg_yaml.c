@@ -13,6 +13,7 @@
 
 #include "cfg.h"
 #include "diag.h"
+#include "mock_host.h"
 
 struct fx {
     struct cfg_doc *doc;
@@ -701,23 +702,15 @@ static char tmpdir[64];
 
 static int make_tmpdir(void **state)
 {
-    strcpy(tmpdir, "/tmp/arq_cfg_yaml_XXXXXX");
+    mock_host_tmpdir(tmpdir, sizeof tmpdir, "arq_cfg_yaml");
     if (!mkdtemp(tmpdir))
         return -1;
     return setup(state);
 }
 
-static void rm_rf(const char *dir)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
 static int remove_tmpdir(void **state)
 {
-    rm_rf(tmpdir);
+    mock_host_remove_tmpdir(tmpdir);
     return teardown(state);
 }
 

@@ -9,18 +9,15 @@
 
 #include <cmocka.h>
 
-#include <dlfcn.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cfg.h"
 #include "diag.h"
 #include "loader.h"
 #include "mock_host.h"
-#include "options.h"
 
 #define PLUGIN    ARQ_BUILD_PLUGIN_DIR "/commands-builtin.so"
 #define CLIENT_ID "arq_client_0123456789abcdef0123456789abcdef"
@@ -31,59 +28,17 @@ static const struct arq_plugin *desc;
 static int load_plugin(void **state)
 {
     (void)state;
-    handle = dlopen(PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        fprintf(stderr, "cannot load %s: %s\n", PLUGIN, dlerror());
-        return -1;
-    }
-    void *sym = dlsym(handle, ARQ_PLUGIN_ENTRY);
-    if (!sym)
-        return -1;
-    arq_plugin_entry_fn entry;
-    memcpy(&entry, &sym, sizeof entry);
-    desc = entry();
+    desc = mock_host_load_plugin(PLUGIN, &handle);
     return desc ? 0 : -1;
 }
 
 static int unload_plugin(void **state)
 {
     (void)state;
-    return handle ? dlclose(handle) : 0;
+    return mock_host_unload_plugin(handle);
 }
 
 /* --- helpers ------------------------------------------------------------------------------- */
-
-static const struct arq_command *command(const char *name)
-{
-    const struct arq_commands_ops *ops = desc->ops;
-    for (const struct arq_command *c = ops->commands; c->name; c++)
-        if (!strcmp(c->name, name))
-            return c;
-    fail_msg("no command %s", name);
-    return NULL;
-}
-
-/* `yaml` validated against `spec` as the host validates config and args: typed, defaults
- * filled. NULL (with the problems in *diags when given) when it is refused. */
-static json_t *validate(const struct arq_option *spec, const char *yaml, struct diag_list *diags)
-{
-    struct diag_list local = {0};
-    struct diag_list *d = diags ? diags : &local;
-    struct cfg_doc *doc = cfg_doc_new(NULL, NULL);
-    assert_non_null(doc);
-    json_t *root = cfg_doc_parse(doc, "t.yaml", yaml, strlen(yaml), d);
-    assert_non_null(root);
-    struct cfg_pos where = {"t.yaml", 1, 1};
-    json_t *v = opt_validate(spec, root, doc, &where, "test", d);
-    if (!diags) {
-        for (size_t i = 0; i < local.n; i++)
-            print_message("diag: %s\n", local.items[i]);
-        assert_int_equal(local.n, 0);
-    }
-    diag_clear(&local);
-    cfg_doc_free(doc);
-    return v;
-}
 
 struct fx {
     struct mock_host *mh;
@@ -115,21 +70,16 @@ static int teardown(void **state)
 
 static void create(struct fx *f, const char *yaml)
 {
-    json_t *cfg = validate(desc->options, yaml, NULL);
+    json_t *cfg = mock_host_validate(desc->options, yaml, NULL);
     assert_non_null(cfg);
-    struct arq_error err = {""};
-    int rc = desc->create(mock_host_api(), mock_host_ctx(f->mh), cfg, &f->self, &err);
-    json_decref(cfg);
-    if (rc != 0)
-        fail_msg("create failed (%d): %s", rc, err.text);
-    assert_non_null(f->self);
+    mock_host_create_plugin(f->mh, desc, cfg, &f->self);
 }
 
 /* Run command `name` with args written as YAML; returns its request. */
 static arq_request *run(struct fx *f, const char *name, const char *yaml)
 {
-    const struct arq_command *c = command(name);
-    json_t *args = validate(c->params, yaml, NULL);
+    const struct arq_command *c = mock_host_command(desc, name);
+    json_t *args = mock_host_validate(c->params, yaml, NULL);
     assert_non_null(args);
     arq_request *req = mock_host_request(f->mh);
     c->handler(f->self, req, f->conn, args);
@@ -159,28 +109,6 @@ static void assert_json(const json_t *got, const char *want_text)
         fail();
     }
     json_decref(want);
-}
-
-/* The request got exactly one reply, a success with `message`; returns its data. */
-static const json_t *ok(arq_request *req, const char *message)
-{
-    assert_int_equal(mock_host_reply_count(req), 1);
-    const struct mock_reply *r = mock_host_last_reply(req);
-    if (!r->ok)
-        fail_msg("expected success, got %s: %s", r->error_code, r->text);
-    assert_string_equal(r->message, message);
-    return r->data;
-}
-
-/* The request got exactly one reply, an error with `code` and `text`. */
-static void error(arq_request *req, const char *code, const char *text)
-{
-    assert_int_equal(mock_host_reply_count(req), 1);
-    const struct mock_reply *r = mock_host_last_reply(req);
-    if (r->ok)
-        fail_msg("expected %s, got success: %s", code, r->message);
-    assert_string_equal(r->error_code, code);
-    assert_string_equal(r->text, text);
 }
 
 /* The bus calls made so far are exactly `want` (NULL-terminated). */
@@ -263,7 +191,7 @@ static void assert_params(const char *name, const char *want)
 {
     char got[256] = "";
     size_t len = 0;
-    const struct arq_command *c = command(name);
+    const struct arq_command *c = mock_host_command(desc, name);
     for (const struct arq_option *o = c->params; o && o->name; o++) {
         assert_true(o->type == ARQ_OPT_STRING || o->type == ARQ_OPT_BOOL);
         len += (size_t)snprintf(got + len, sizeof got - len, "%s%s%s%s", len ? " " : "", o->name,
@@ -293,19 +221,20 @@ static void params_declare_required_args_and_defaults(void **state)
     assert_params("delete_channel", "room! channel! force=false");
     assert_params("disconnect_client", "client_id! reason=disconnected by an administrator");
     assert_params("reload", "");
-    assert_int_equal(command("delete_channel")->params[2].type, ARQ_OPT_BOOL);
+    assert_int_equal(mock_host_command(desc, "delete_channel")->params[2].type, ARQ_OPT_BOOL);
 }
 
 static void host_validation_refuses_missing_required_args(void **state)
 {
     (void)state;
     struct diag_list diags = {0};
-    assert_null(validate(command("join_channel")->params, "room: a\n", &diags));
+    assert_null(
+        mock_host_validate(mock_host_command(desc, "join_channel")->params, "room: a\n", &diags));
     assert_int_equal(diags.n, 1);
     assert_non_null(strstr(diags.items[0], "channel"));
     diag_clear(&diags);
-    assert_null(
-        validate(command("delete_channel")->params, "room: a\nchannel: b\nforce: maybe\n", &diags));
+    assert_null(mock_host_validate(mock_host_command(desc, "delete_channel")->params,
+                                   "room: a\nchannel: b\nforce: maybe\n", &diags));
     assert_true(diags.n >= 1);
     diag_clear(&diags);
 }
@@ -313,7 +242,7 @@ static void host_validation_refuses_missing_required_args(void **state)
 static void create_refuses_a_host_without_bus_services(void **state)
 {
     struct fx *f = *state;
-    json_t *cfg = validate(desc->options, "", NULL);
+    json_t *cfg = mock_host_validate(desc->options, "", NULL);
     struct arq_host old = *mock_host_api();
     struct arq_error err = {""};
     void *self = NULL;
@@ -342,7 +271,7 @@ static void ping_returns_pong_server_time_and_client_id(void **state)
     time_t before = time(NULL);
     arq_request *req = run(f, "ping", "");
     time_t after = time(NULL);
-    const json_t *data = ok(req, "pong");
+    const json_t *data = mock_host_assert_ok(req, "pong");
     assert_int_equal(json_object_size(data), 3);
     assert_true(json_is_true(json_object_get(data, "pong")));
     assert_string_equal(json_string_value(json_object_get(data, "client_id")), CLIENT_ID);
@@ -372,7 +301,7 @@ static void status_returns_the_hosts_status(void **state)
                          "\"clients\":2,\"rooms\":1,\"channels\":3,\"plugins\":[],\"reloads\":0}";
     script_query(f, "status", status);
     arq_request *req = run(f, "status", "");
-    assert_json(ok(req, "Server status"), status);
+    assert_json(mock_host_assert_ok(req, "Server status"), status);
     CALLS(f, "bus_query what=status client=" CLIENT_ID " room=- channel=-");
 }
 
@@ -381,7 +310,7 @@ static void status_failure_is_the_queries_error(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_query_fail(f->mh, "status", "INTERNAL_ERROR", "status unavailable");
-    error(run(f, "status", ""), "INTERNAL_ERROR", "status unavailable");
+    mock_host_assert_error(run(f, "status", ""), "INTERNAL_ERROR", "status unavailable");
 }
 
 #define CATALOGUE                                                                                  \
@@ -396,7 +325,8 @@ static void help_returns_the_catalogue_of_every_command(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "commands", CATALOGUE);
-    assert_json(ok(run(f, "help", ""), "Commands"), "{\"commands\":" CATALOGUE "}");
+    assert_json(mock_host_assert_ok(run(f, "help", ""), "Commands"),
+                "{\"commands\":" CATALOGUE "}");
     CALLS(f, "bus_query what=commands client=" CLIENT_ID " room=- channel=-");
 }
 
@@ -405,7 +335,7 @@ static void help_with_a_command_returns_its_entry(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "commands", CATALOGUE);
-    assert_json(ok(run(f, "help", "command: echo\n"), "Command echo"),
+    assert_json(mock_host_assert_ok(run(f, "help", "command: echo\n"), "Command echo"),
                 "{\"name\":\"echo\",\"summary\":\"e\",\"params\":[{\"name\":\"text\"}],"
                 "\"role\":\"guest\"}");
 }
@@ -415,7 +345,8 @@ static void help_for_an_unknown_command_is_unknown_command(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "commands", CATALOGUE);
-    error(run(f, "help", "command: fly\n"), "UNKNOWN_COMMAND", "Unknown command: fly");
+    mock_host_assert_error(run(f, "help", "command: fly\n"), "UNKNOWN_COMMAND",
+                           "Unknown command: fly");
 }
 
 static void whoami_returns_the_client(void **state)
@@ -423,7 +354,7 @@ static void whoami_returns_the_client(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "client", CLIENT_A_GENERAL);
-    assert_json(ok(run(f, "whoami", ""), "You are " CLIENT_ID), CLIENT_A_GENERAL);
+    assert_json(mock_host_assert_ok(run(f, "whoami", ""), "You are " CLIENT_ID), CLIENT_A_GENERAL);
     CALLS(f, Q_CLIENT);
 }
 
@@ -432,7 +363,7 @@ static void list_rooms_returns_rooms(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "rooms", "[{\"room\":\"a\",\"members\":2,\"channels\":1}]");
-    assert_json(ok(run(f, "list_rooms", ""), "Rooms"),
+    assert_json(mock_host_assert_ok(run(f, "list_rooms", ""), "Rooms"),
                 "{\"rooms\":[{\"room\":\"a\",\"members\":2,\"channels\":1}]}");
     CALLS(f, "bus_query what=rooms client=" CLIENT_ID " room=- channel=-");
 }
@@ -442,7 +373,7 @@ static void list_rooms_of_an_empty_bus_is_an_empty_list(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "rooms", "[]");
-    assert_json(ok(run(f, "list_rooms", ""), "Rooms"), "{\"rooms\":[]}");
+    assert_json(mock_host_assert_ok(run(f, "list_rooms", ""), "Rooms"), "{\"rooms\":[]}");
 }
 
 static void list_channels_returns_room_and_channels(void **state)
@@ -450,7 +381,7 @@ static void list_channels_returns_room_and_channels(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "channels", "[" CHANNEL_A_GENERAL "]");
-    assert_json(ok(run(f, "list_channels", "room: a\n"), "Channels of room a"),
+    assert_json(mock_host_assert_ok(run(f, "list_channels", "room: a\n"), "Channels of room a"),
                 "{\"room\":\"a\",\"channels\":[" CHANNEL_A_GENERAL "]}");
     CALLS(f, "bus_query what=channels client=" CLIENT_ID " room=a channel=-");
 }
@@ -460,7 +391,8 @@ static void list_channels_of_a_missing_room_is_room_not_found(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_query_fail(f->mh, "channels", "ROOM_NOT_FOUND", "Room not found: zz");
-    error(run(f, "list_channels", "room: zz\n"), "ROOM_NOT_FOUND", "Room not found: zz");
+    mock_host_assert_error(run(f, "list_channels", "room: zz\n"), "ROOM_NOT_FOUND",
+                           "Room not found: zz");
 }
 
 /* --- users --------------------------------------------------------------------------------- */
@@ -470,7 +402,8 @@ static void channel_info_returns_the_channel(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "channel", CHANNEL_A_GENERAL);
-    assert_json(ok(run(f, "channel_info", "room: a\nchannel: general\n"), "Channel a/general"),
+    assert_json(mock_host_assert_ok(run(f, "channel_info", "room: a\nchannel: general\n"),
+                                    "Channel a/general"),
                 CHANNEL_A_GENERAL);
     CALLS(f, "bus_query what=channel client=" CLIENT_ID " room=a channel=general");
 }
@@ -480,8 +413,8 @@ static void channel_info_of_a_missing_channel_is_channel_not_found(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_query_fail(f->mh, "channel", "CHANNEL_NOT_FOUND", "Channel not found: a/x");
-    error(run(f, "channel_info", "room: a\nchannel: x\n"), "CHANNEL_NOT_FOUND",
-          "Channel not found: a/x");
+    mock_host_assert_error(run(f, "channel_info", "room: a\nchannel: x\n"), "CHANNEL_NOT_FOUND",
+                           "Channel not found: a/x");
 }
 
 #define MEMBERSHIPS "[{\"room\":\"a\"},{\"room\":\"a\",\"channel\":\"general\"}]"
@@ -491,7 +424,7 @@ static void join_room_returns_the_memberships_after_the_change(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "client", CLIENT_A_GENERAL);
-    assert_json(ok(run(f, "join_room", "room: a\n"), "Joined room a"),
+    assert_json(mock_host_assert_ok(run(f, "join_room", "room: a\n"), "Joined room a"),
                 "{\"room\":\"a\",\"memberships\":" MEMBERSHIPS "}");
     CALLS(f, "bus_join client=" CLIENT_ID " room=a channel=-", Q_CLIENT);
 }
@@ -502,7 +435,8 @@ static void join_room_refused_by_the_bus_is_its_error_and_nothing_else(void **st
     create(f, "");
     script_query(f, "client", CLIENT_A_GENERAL);
     mock_host_bus_fail(f->mh, "bus_join", "VALIDATION_ERROR", "Invalid room name: a b");
-    error(run(f, "join_room", "room: a b\n"), "VALIDATION_ERROR", "Invalid room name: a b");
+    mock_host_assert_error(run(f, "join_room", "room: a b\n"), "VALIDATION_ERROR",
+                           "Invalid room name: a b");
     CALLS(f, "bus_join client=" CLIENT_ID " room=a b channel=-");
 }
 
@@ -511,7 +445,7 @@ static void leave_room_returns_the_memberships_after_the_change(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "client", "{\"client_id\":\"" CLIENT_ID "\",\"memberships\":[]}");
-    assert_json(ok(run(f, "leave_room", "room: a\n"), "Left room a"),
+    assert_json(mock_host_assert_ok(run(f, "leave_room", "room: a\n"), "Left room a"),
                 "{\"room\":\"a\",\"memberships\":[]}");
     CALLS(f, "bus_leave client=" CLIENT_ID " room=a channel=-", Q_CLIENT);
 }
@@ -521,7 +455,8 @@ static void leave_room_not_joined_is_not_found(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_bus_fail(f->mh, "bus_leave", "NOT_FOUND", "Not a member of room a");
-    error(run(f, "leave_room", "room: a\n"), "NOT_FOUND", "Not a member of room a");
+    mock_host_assert_error(run(f, "leave_room", "room: a\n"), "NOT_FOUND",
+                           "Not a member of room a");
 }
 
 static void join_channel_returns_room_channel_and_memberships(void **state)
@@ -529,9 +464,9 @@ static void join_channel_returns_room_channel_and_memberships(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "client", CLIENT_A_GENERAL);
-    assert_json(
-        ok(run(f, "join_channel", "room: a\nchannel: general\n"), "Joined channel a/general"),
-        "{\"room\":\"a\",\"channel\":\"general\",\"memberships\":" MEMBERSHIPS "}");
+    assert_json(mock_host_assert_ok(run(f, "join_channel", "room: a\nchannel: general\n"),
+                                    "Joined channel a/general"),
+                "{\"room\":\"a\",\"channel\":\"general\",\"memberships\":" MEMBERSHIPS "}");
     CALLS(f, "bus_join client=" CLIENT_ID " room=a channel=general", Q_CLIENT);
 }
 
@@ -540,8 +475,8 @@ static void join_channel_without_auto_create_is_channel_not_found(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_bus_fail(f->mh, "bus_join", "CHANNEL_NOT_FOUND", "Channel not found: a/new");
-    error(run(f, "join_channel", "room: a\nchannel: new\n"), "CHANNEL_NOT_FOUND",
-          "Channel not found: a/new");
+    mock_host_assert_error(run(f, "join_channel", "room: a\nchannel: new\n"), "CHANNEL_NOT_FOUND",
+                           "Channel not found: a/new");
 }
 
 static void leave_channel_returns_room_channel_and_memberships(void **state)
@@ -550,9 +485,9 @@ static void leave_channel_returns_room_channel_and_memberships(void **state)
     create(f, "");
     script_query(f, "client",
                  "{\"client_id\":\"" CLIENT_ID "\",\"memberships\":[{\"room\":\"a\"}]}");
-    assert_json(
-        ok(run(f, "leave_channel", "room: a\nchannel: general\n"), "Left channel a/general"),
-        "{\"room\":\"a\",\"channel\":\"general\",\"memberships\":[{\"room\":\"a\"}]}");
+    assert_json(mock_host_assert_ok(run(f, "leave_channel", "room: a\nchannel: general\n"),
+                                    "Left channel a/general"),
+                "{\"room\":\"a\",\"channel\":\"general\",\"memberships\":[{\"room\":\"a\"}]}");
     CALLS(f, "bus_leave client=" CLIENT_ID " room=a channel=general", Q_CLIENT);
 }
 
@@ -561,7 +496,8 @@ static void membership_unreadable_after_a_change_is_the_queries_error(void **sta
     struct fx *f = *state;
     create(f, "");
     mock_host_query_fail(f->mh, "client", "INTERNAL_ERROR", "client gone");
-    error(run(f, "join_channel", "room: a\nchannel: general\n"), "INTERNAL_ERROR", "client gone");
+    mock_host_assert_error(run(f, "join_channel", "room: a\nchannel: general\n"), "INTERNAL_ERROR",
+                           "client gone");
 }
 
 static void create_channel_returns_the_new_channel(void **state)
@@ -569,8 +505,9 @@ static void create_channel_returns_the_new_channel(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "channel", CHANNEL_A_GENERAL);
-    assert_json(ok(run(f, "create_channel", "room: a\nchannel: general\ndescription: chat\n"),
-                   "Created channel a/general"),
+    assert_json(mock_host_assert_ok(
+                    run(f, "create_channel", "room: a\nchannel: general\ndescription: chat\n"),
+                    "Created channel a/general"),
                 CHANNEL_A_GENERAL);
     CALLS(f, "bus_create_channel room=a channel=general description=chat",
           "bus_query what=channel client=" CLIENT_ID " room=a channel=general");
@@ -581,7 +518,8 @@ static void create_channel_without_description_passes_none(void **state)
     struct fx *f = *state;
     create(f, "");
     script_query(f, "channel", CHANNEL_A_GENERAL);
-    ok(run(f, "create_channel", "room: a\nchannel: general\n"), "Created channel a/general");
+    mock_host_assert_ok(run(f, "create_channel", "room: a\nchannel: general\n"),
+                        "Created channel a/general");
     CALLS(f, "bus_create_channel room=a channel=general description=-",
           "bus_query what=channel client=" CLIENT_ID " room=a channel=general");
 }
@@ -592,8 +530,8 @@ static void create_channel_that_exists_is_channel_exists(void **state)
     create(f, "");
     mock_host_bus_fail(f->mh, "bus_create_channel", "CHANNEL_EXISTS",
                        "Channel already exists: a/general");
-    error(run(f, "create_channel", "room: a\nchannel: general\n"), "CHANNEL_EXISTS",
-          "Channel already exists: a/general");
+    mock_host_assert_error(run(f, "create_channel", "room: a\nchannel: general\n"),
+                           "CHANNEL_EXISTS", "Channel already exists: a/general");
     CALLS(f, "bus_create_channel room=a channel=general description=-");
 }
 
@@ -603,9 +541,9 @@ static void delete_channel_is_not_forced_by_default(void **state)
 {
     struct fx *f = *state;
     create(f, "");
-    assert_json(
-        ok(run(f, "delete_channel", "room: a\nchannel: general\n"), "Deleted channel a/general"),
-        "{\"room\":\"a\",\"channel\":\"general\"}");
+    assert_json(mock_host_assert_ok(run(f, "delete_channel", "room: a\nchannel: general\n"),
+                                    "Deleted channel a/general"),
+                "{\"room\":\"a\",\"channel\":\"general\"}");
     CALLS(f, "bus_delete_channel room=a channel=general force=0");
 }
 
@@ -613,8 +551,8 @@ static void delete_channel_with_force_forces(void **state)
 {
     struct fx *f = *state;
     create(f, "");
-    ok(run(f, "delete_channel", "room: a\nchannel: general\nforce: true\n"),
-       "Deleted channel a/general");
+    mock_host_assert_ok(run(f, "delete_channel", "room: a\nchannel: general\nforce: true\n"),
+                        "Deleted channel a/general");
     CALLS(f, "bus_delete_channel room=a channel=general force=1");
 }
 
@@ -624,16 +562,16 @@ static void delete_channel_with_members_is_execution_error(void **state)
     create(f, "");
     mock_host_bus_fail(f->mh, "bus_delete_channel", "EXECUTION_ERROR",
                        "Channel a/general has 2 members (use force)");
-    error(run(f, "delete_channel", "room: a\nchannel: general\n"), "EXECUTION_ERROR",
-          "Channel a/general has 2 members (use force)");
+    mock_host_assert_error(run(f, "delete_channel", "room: a\nchannel: general\n"),
+                           "EXECUTION_ERROR", "Channel a/general has 2 members (use force)");
 }
 
 static void disconnect_client_gives_the_default_reason(void **state)
 {
     struct fx *f = *state;
     create(f, "");
-    const json_t *data =
-        ok(run(f, "disconnect_client", "client_id: arq_client_ff\n"), "Disconnected arq_client_ff");
+    const json_t *data = mock_host_assert_ok(
+        run(f, "disconnect_client", "client_id: arq_client_ff\n"), "Disconnected arq_client_ff");
     assert_null(data);
     CALLS(f, "bus_disconnect client_id=arq_client_ff reason=disconnected by an administrator");
 }
@@ -642,8 +580,8 @@ static void disconnect_client_passes_the_reason_given(void **state)
 {
     struct fx *f = *state;
     create(f, "");
-    ok(run(f, "disconnect_client", "client_id: arq_client_ff\nreason: spam\n"),
-       "Disconnected arq_client_ff");
+    mock_host_assert_ok(run(f, "disconnect_client", "client_id: arq_client_ff\nreason: spam\n"),
+                        "Disconnected arq_client_ff");
     CALLS(f, "bus_disconnect client_id=arq_client_ff reason=spam");
 }
 
@@ -652,8 +590,8 @@ static void disconnect_of_an_unknown_client_is_not_found(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_bus_fail(f->mh, "bus_disconnect", "NOT_FOUND", "No such client: arq_client_ff");
-    error(run(f, "disconnect_client", "client_id: arq_client_ff\n"), "NOT_FOUND",
-          "No such client: arq_client_ff");
+    mock_host_assert_error(run(f, "disconnect_client", "client_id: arq_client_ff\n"), "NOT_FOUND",
+                           "No such client: arq_client_ff");
 }
 
 static void reload_hands_the_request_to_the_host_which_replies(void **state)
@@ -672,11 +610,11 @@ static void without_admin_commands_they_answer_unknown_command(void **state)
 {
     struct fx *f = *state;
     create(f, "admin_commands: false\n");
-    error(run(f, "delete_channel", "room: a\nchannel: general\n"), "UNKNOWN_COMMAND",
-          "Unknown command: delete_channel");
-    error(run(f, "disconnect_client", "client_id: arq_client_ff\n"), "UNKNOWN_COMMAND",
-          "Unknown command: disconnect_client");
-    error(run(f, "reload", ""), "UNKNOWN_COMMAND", "Unknown command: reload");
+    mock_host_assert_error(run(f, "delete_channel", "room: a\nchannel: general\n"),
+                           "UNKNOWN_COMMAND", "Unknown command: delete_channel");
+    mock_host_assert_error(run(f, "disconnect_client", "client_id: arq_client_ff\n"),
+                           "UNKNOWN_COMMAND", "Unknown command: disconnect_client");
+    mock_host_assert_error(run(f, "reload", ""), "UNKNOWN_COMMAND", "Unknown command: reload");
     NO_CALLS(f);
     assert_null(mock_host_reload_request(f->mh));
 }
@@ -686,11 +624,12 @@ static void without_admin_commands_help_does_not_list_them(void **state)
     struct fx *f = *state;
     create(f, "admin_commands: false\n");
     script_query(f, "commands", CATALOGUE);
-    assert_json(ok(run(f, "help", ""), "Commands"),
+    assert_json(mock_host_assert_ok(run(f, "help", ""), "Commands"),
                 "{\"commands\":[{\"name\":\"ping\",\"summary\":\"p\",\"params\":[],"
                 "\"role\":\"guest\"},{\"name\":\"echo\",\"summary\":\"e\",\"params\":"
                 "[{\"name\":\"text\"}],\"role\":\"guest\"}]}");
-    error(run(f, "help", "command: reload\n"), "UNKNOWN_COMMAND", "Unknown command: reload");
+    mock_host_assert_error(run(f, "help", "command: reload\n"), "UNKNOWN_COMMAND",
+                           "Unknown command: reload");
 }
 
 static void reconfigure_switches_admin_commands_in_place(void **state)
@@ -698,15 +637,16 @@ static void reconfigure_switches_admin_commands_in_place(void **state)
     struct fx *f = *state;
     create(f, "admin_commands: false\n");
     struct arq_error err = {""};
-    json_t *cfg = validate(desc->options, "admin_commands: true\n", NULL);
+    json_t *cfg = mock_host_validate(desc->options, "admin_commands: true\n", NULL);
     assert_int_equal(desc->reconfigure(f->self, cfg, &err), 0);
     json_decref(cfg);
-    ok(run(f, "delete_channel", "room: a\nchannel: general\n"), "Deleted channel a/general");
+    mock_host_assert_ok(run(f, "delete_channel", "room: a\nchannel: general\n"),
+                        "Deleted channel a/general");
 
-    cfg = validate(desc->options, "admin_commands: false\n", NULL);
+    cfg = mock_host_validate(desc->options, "admin_commands: false\n", NULL);
     assert_int_equal(desc->reconfigure(f->self, cfg, &err), 0);
     json_decref(cfg);
-    error(run(f, "reload", ""), "UNKNOWN_COMMAND", "Unknown command: reload");
+    mock_host_assert_error(run(f, "reload", ""), "UNKNOWN_COMMAND", "Unknown command: reload");
 }
 
 /* --- every command ------------------------------------------------------------------------- */
@@ -716,8 +656,8 @@ static void bus_error_without_text_gets_a_generic_text(void **state)
     struct fx *f = *state;
     create(f, "");
     mock_host_bus_fail(f->mh, "bus_join", "ROOM_NOT_FOUND", NULL);
-    error(run(f, "join_room", "room: a\n"), "ROOM_NOT_FOUND",
-          "the request failed (ROOM_NOT_FOUND)");
+    mock_host_assert_error(run(f, "join_room", "room: a\n"), "ROOM_NOT_FOUND",
+                           "the request failed (ROOM_NOT_FOUND)");
 }
 
 /* Args holding every REQUIRED param of `c`, as YAML. */

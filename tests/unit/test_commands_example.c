@@ -9,18 +9,15 @@
 
 #include <cmocka.h>
 
-#include <dlfcn.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cfg.h"
 #include "diag.h"
 #include "loader.h"
 #include "mock_host.h"
-#include "options.h"
 
 #define PLUGIN ARQ_BUILD_PLUGIN_DIR "/commands-example.so"
 
@@ -30,55 +27,14 @@ static const struct arq_plugin *desc;
 static int load_plugin(void **state)
 {
     (void)state;
-    handle = dlopen(PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        fprintf(stderr, "cannot load %s: %s\n", PLUGIN, dlerror());
-        return -1;
-    }
-    void *sym = dlsym(handle, ARQ_PLUGIN_ENTRY);
-    if (!sym)
-        return -1;
-    arq_plugin_entry_fn entry;
-    memcpy(&entry, &sym, sizeof entry);
-    desc = entry();
+    desc = mock_host_load_plugin(PLUGIN, &handle);
     return desc ? 0 : -1;
 }
 
 static int unload_plugin(void **state)
 {
     (void)state;
-    return handle ? dlclose(handle) : 0;
-}
-
-static const struct arq_command *command(const char *name)
-{
-    const struct arq_commands_ops *ops = desc->ops;
-    for (const struct arq_command *c = ops->commands; c->name; c++)
-        if (!strcmp(c->name, name))
-            return c;
-    fail_msg("no command %s", name);
-    return NULL;
-}
-
-/* `yaml` validated against `spec` the way the host validates config and args. */
-static json_t *validate(const struct arq_option *spec, const char *yaml, struct diag_list *diags)
-{
-    struct diag_list local = {0};
-    struct diag_list *d = diags ? diags : &local;
-    struct cfg_doc *doc = cfg_doc_new(NULL, NULL);
-    assert_non_null(doc);
-    json_t *root = cfg_doc_parse(doc, "t.yaml", yaml, strlen(yaml), d);
-    assert_non_null(root);
-    struct cfg_pos where = {"t.yaml", 1, 1};
-    json_t *v = opt_validate(spec, root, doc, &where, "test", d);
-    if (!diags) {
-        for (size_t i = 0; i < local.n; i++)
-            print_message("diag: %s\n", local.items[i]);
-        assert_int_equal(local.n, 0);
-    }
-    diag_clear(&local);
-    cfg_doc_free(doc);
-    return v;
+    return mock_host_unload_plugin(handle);
 }
 
 struct fx {
@@ -113,41 +69,16 @@ static int teardown(void **state)
 
 static void create(struct fx *f, const char *yaml)
 {
-    json_t *cfg = validate(desc->options, yaml, NULL);
-    struct arq_error err = {""};
-    int rc = desc->create(mock_host_api(), mock_host_ctx(f->mh), cfg, &f->self, &err);
-    json_decref(cfg);
-    if (rc != 0)
-        fail_msg("create failed (%d): %s", rc, err.text);
+    mock_host_create_plugin(f->mh, desc, mock_host_validate(desc->options, yaml, NULL), &f->self);
 }
 
 /* Run `name` with args given as a JSON object (typed, as a client sends them). */
 static arq_request *run(struct fx *f, const char *name, json_t *args_take)
 {
     arq_request *req = mock_host_request(f->mh);
-    command(name)->handler(f->self, req, f->conn, args_take);
+    mock_host_command(desc, name)->handler(f->self, req, f->conn, args_take);
     json_decref(args_take);
     return req;
-}
-
-static const json_t *ok(arq_request *req, const char *message)
-{
-    assert_int_equal(mock_host_reply_count(req), 1);
-    const struct mock_reply *r = mock_host_last_reply(req);
-    if (!r->ok)
-        fail_msg("expected success, got %s: %s", r->error_code, r->text);
-    assert_string_equal(r->message, message);
-    return r->data;
-}
-
-static void error(arq_request *req, const char *code, const char *text)
-{
-    assert_int_equal(mock_host_reply_count(req), 1);
-    const struct mock_reply *r = mock_host_last_reply(req);
-    if (r->ok)
-        fail_msg("expected %s, got success", code);
-    assert_string_equal(r->error_code, code);
-    assert_string_equal(r->text, text);
 }
 
 /* --- tests --------------------------------------------------------------------------------- */
@@ -175,7 +106,7 @@ static void echo_needs_text(void **state)
 {
     (void)state;
     struct diag_list diags = {0};
-    assert_null(validate(command("echo")->params, "", &diags));
+    assert_null(mock_host_validate(mock_host_command(desc, "echo")->params, "", &diags));
     assert_int_equal(diags.n, 1);
     assert_non_null(strstr(diags.items[0], "text"));
     diag_clear(&diags);
@@ -185,8 +116,8 @@ static void echo_returns_its_text(void **state)
 {
     struct fx *f = *state;
     create(f, "");
-    const json_t *data =
-        ok(run(f, "echo", json_pack("{s:s}", "text", "h\xc3\xa9llo \"you\"")), "echo");
+    const json_t *data = mock_host_assert_ok(
+        run(f, "echo", json_pack("{s:s}", "text", "h\xc3\xa9llo \"you\"")), "echo");
     json_t *want = json_pack("{s:s}", "text", "h\xc3\xa9llo \"you\"");
     assert_true(json_equal(data, want));
     json_decref(want);
@@ -196,9 +127,9 @@ static void echo_refuses_text_over_max_text(void **state)
 {
     struct fx *f = *state;
     create(f, "max_text: 4\n");
-    ok(run(f, "echo", json_pack("{s:s}", "text", "four")), "echo");
-    error(run(f, "echo", json_pack("{s:s}", "text", "fives")), "VALIDATION_ERROR",
-          "text is 5 bytes; the limit is 4");
+    mock_host_assert_ok(run(f, "echo", json_pack("{s:s}", "text", "four")), "echo");
+    mock_host_assert_error(run(f, "echo", json_pack("{s:s}", "text", "fives")), "VALIDATION_ERROR",
+                           "text is 5 bytes; the limit is 4");
 }
 
 static void max_text_defaults_to_1KiB(void **state)
@@ -208,22 +139,22 @@ static void max_text_defaults_to_1KiB(void **state)
     create(f, "");
     memset(text, 'x', sizeof text - 1);
     text[1024] = '\0';
-    ok(run(f, "echo", json_pack("{s:s}", "text", text)), "echo");
+    mock_host_assert_ok(run(f, "echo", json_pack("{s:s}", "text", text)), "echo");
     text[1024] = 'x';
     text[1025] = '\0';
-    error(run(f, "echo", json_pack("{s:s}", "text", text)), "VALIDATION_ERROR",
-          "text is 1025 bytes; the limit is 1024");
+    mock_host_assert_error(run(f, "echo", json_pack("{s:s}", "text", text)), "VALIDATION_ERROR",
+                           "text is 1025 bytes; the limit is 1024");
 }
 
 static void reconfigure_changes_max_text_in_place(void **state)
 {
     struct fx *f = *state;
     create(f, "max_text: 4\n");
-    json_t *cfg = validate(desc->options, "max_text: 8\n", NULL);
+    json_t *cfg = mock_host_validate(desc->options, "max_text: 8\n", NULL);
     struct arq_error err = {""};
     assert_int_equal(desc->reconfigure(f->self, cfg, &err), 0);
     json_decref(cfg);
-    ok(run(f, "echo", json_pack("{s:s}", "text", "eight ok")), "echo");
+    mock_host_assert_ok(run(f, "echo", json_pack("{s:s}", "text", "eight ok")), "echo");
 }
 
 static void time_returns_rfc3339_and_unix_ms_of_the_same_instant(void **state)
@@ -232,7 +163,7 @@ static void time_returns_rfc3339_and_unix_ms_of_the_same_instant(void **state)
     create(f, "");
     struct timespec before, after;
     timespec_get(&before, TIME_UTC);
-    const json_t *data = ok(run(f, "time", json_object()), "server time");
+    const json_t *data = mock_host_assert_ok(run(f, "time", json_object()), "server time");
     timespec_get(&after, TIME_UTC);
     assert_int_equal(json_object_size(data), 2);
     const char *t = json_string_value(json_object_get(data, "time"));

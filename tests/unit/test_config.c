@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "diag.h"
+#include "mock_host.h"
 
 struct fx {
     char dir[64];
@@ -39,7 +40,7 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    strcpy(f->dir, "/tmp/arq_config_XXXXXX");
+    mock_host_tmpdir(f->dir, sizeof f->dir, "arq_config");
     if (!mkdtemp(f->dir)) {
         free(f);
         return -1;
@@ -53,12 +54,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[128];
     config_free(f->conf);
     diag_clear(&f->diags);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->dir);
+    mock_host_remove_tmpdir(f->dir);
     unsetenv("ARQONBUS_PLUGIN_DIR");
     free(f);
     return 0;

@@ -14,6 +14,7 @@
 #include "generation.h"
 #include "host.h"
 #include "instance.h"
+#include "mock_host.h"
 
 struct fx {
     char dir[64];
@@ -44,7 +45,7 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    strcpy(f->dir, "/tmp/arq_generation_XXXXXX");
+    mock_host_tmpdir(f->dir, sizeof f->dir, "arq_generation");
     if (!mkdtemp(f->dir)) {
         free(f);
         return -1;
@@ -75,13 +76,10 @@ static int finish(struct fx *f)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[128];
     int closed = finish(f);
     host_cleanup(&f->h);
     diag_clear(&f->diags);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->dir);
+    mock_host_remove_tmpdir(f->dir);
     free(f);
     return closed;
 }

@@ -14,6 +14,7 @@
 
 #include "diag.h"
 #include "loader.h"
+#include "mock_host.h"
 
 /* --- descriptors built here ---------------------------------------------------------------- */
 
@@ -486,7 +487,7 @@ static int setup_load(void **state)
     struct fx *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    strcpy(f->dir, "/tmp/arq_loader_XXXXXX");
+    mock_host_tmpdir(f->dir, sizeof f->dir, "arq_loader");
     if (!mkdtemp(f->dir)) {
         free(f);
         return -1;
@@ -498,12 +499,9 @@ static int setup_load(void **state)
 static int teardown_load(void **state)
 {
     struct fx *f = *state;
-    char cmd[128];
     loader_free(&f->loader);
     diag_clear(&f->diags);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->dir);
+    mock_host_remove_tmpdir(f->dir);
     free(f);
     return 0;
 }

@@ -14,10 +14,11 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mock_host.h"
 
 #define MARK "\xe2\x80\xa6" /* … */
 
-static char dir[] = "/tmp/test_log_XXXXXX";
+static char dir[64];
 static char path[256];
 
 static int setup(void **state)
@@ -265,7 +266,7 @@ static void reopen_after_rename_writes_to_a_new_file(void **state)
 static void failed_reopen_keeps_writing_to_the_old_file(void **state)
 {
     (void)state;
-    char sub[64], moved[64], file[128], moved_file[128];
+    char sub[80], moved[80], file[96], moved_file[96];
     snprintf(sub, sizeof sub, "%s/sub", dir);
     snprintf(moved, sizeof moved, "%s/sub.old", dir);
     snprintf(file, sizeof file, "%s/arq.log", sub);
@@ -397,6 +398,7 @@ static void fields_that_no_longer_fit_are_dropped_with_a_marker(void **state)
 int main(void)
 {
     umask(022);
+    mock_host_tmpdir(dir, sizeof dir, "test_log");
     if (!mkdtemp(dir))
         return 1;
     const struct CMUnitTest tests[] = {

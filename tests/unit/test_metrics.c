@@ -13,8 +13,9 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "mock_host.h"
 
-static char log_path[] = "/tmp/test_metrics_log_XXXXXX";
+static char log_path[256];
 
 static int setup(void **state)
 {
@@ -394,6 +395,7 @@ static void free_releases_families_whatever_their_references(void **state)
 
 int main(void)
 {
+    mock_host_tmpdir(log_path, sizeof log_path, "test_metrics_log");
     int fd = mkstemp(log_path);
     if (fd < 0 || log_open_file(log_path) != 0)
         return 1;

@@ -13,11 +13,12 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mock_host.h"
 #include "telemetry.h"
 
 #define TS_FIXED 1795788185123456LL /* 2026-11-27T14:03:05.123456Z */
 
-static char log_path[] = "/tmp/test_telemetry_log_XXXXXX";
+static char log_path[256];
 
 /* What a deliver callback saw, plus what it should do while delivering. */
 struct recorder {
@@ -473,6 +474,7 @@ static void now_us_is_wall_clock_microseconds(void **state)
 
 int main(void)
 {
+    mock_host_tmpdir(log_path, sizeof log_path, "test_telemetry_log");
     int fd = mkstemp(log_path);
     if (fd < 0 || log_open_file(log_path) != 0)
         return 1;

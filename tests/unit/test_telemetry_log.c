@@ -8,7 +8,6 @@
 
 #include <cmocka.h>
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -16,11 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cfg.h"
-#include "diag.h"
 #include "loader.h"
 #include "mock_host.h"
-#include "options.h"
 #include "telemetry.h"
 
 #define PLUGIN  ARQ_BUILD_PLUGIN_DIR "/telemetry-log.so"
@@ -32,24 +28,14 @@ static const struct arq_plugin *desc;
 static int load_plugin(void **state)
 {
     (void)state;
-    handle = dlopen(PLUGIN, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        fprintf(stderr, "cannot load %s: %s\n", PLUGIN, dlerror());
-        return -1;
-    }
-    void *sym = dlsym(handle, ARQ_PLUGIN_ENTRY);
-    if (!sym)
-        return -1;
-    arq_plugin_entry_fn entry;
-    memcpy(&entry, &sym, sizeof entry);
-    desc = entry();
+    desc = mock_host_load_plugin(PLUGIN, &handle);
     return desc ? 0 : -1;
 }
 
 static int unload_plugin(void **state)
 {
     (void)state;
-    return handle ? dlclose(handle) : 0;
+    return mock_host_unload_plugin(handle);
 }
 
 struct fx {
@@ -64,7 +50,7 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof *f);
     if (!f)
         return -1;
-    strcpy(f->dir, "/tmp/arq_tlog_XXXXXX");
+    mock_host_tmpdir(f->dir, sizeof f->dir, "arq_tlog");
     if (!mkdtemp(f->dir) || !(f->mh = mock_host_new("audit"))) {
         free(f);
         return -1;
@@ -77,13 +63,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    char cmd[128];
     if (f->self)
         desc->destroy(f->self);
     mock_host_free(f->mh);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", f->dir);
+    mock_host_remove_tmpdir(f->dir);
     free(f);
     return 0;
 }
@@ -97,30 +80,14 @@ static json_t *config(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(yaml, sizeof yaml, fmt, ap);
     va_end(ap);
-    struct diag_list diags = {0};
-    struct cfg_doc *doc = cfg_doc_new(NULL, NULL);
-    assert_non_null(doc);
-    json_t *root = cfg_doc_parse(doc, "t.yaml", yaml, strlen(yaml), &diags);
-    assert_non_null(root);
-    struct cfg_pos where = {"t.yaml", 1, 1};
-    json_t *cfg = opt_validate(desc->options, root, doc, &where, "plugin \"audit\"", &diags);
-    for (size_t i = 0; i < diags.n; i++)
-        print_message("diag: %s\n", diags.items[i]);
-    assert_int_equal(diags.n, 0);
-    diag_clear(&diags);
-    cfg_doc_free(doc);
+    json_t *cfg = mock_host_validate(desc->options, yaml, NULL);
     assert_non_null(cfg);
     return cfg;
 }
 
 static void create(struct fx *f, json_t *cfg_take)
 {
-    struct arq_error err = {""};
-    int rc = desc->create(mock_host_api(), mock_host_ctx(f->mh), cfg_take, &f->self, &err);
-    json_decref(cfg_take);
-    if (rc != 0)
-        fail_msg("create failed (%d): %s", rc, err.text);
-    assert_non_null(f->self);
+    mock_host_create_plugin(f->mh, desc, cfg_take, &f->self);
 }
 
 static int reconfigure(struct fx *f, json_t *cfg_take, struct arq_error *err)
