@@ -9,6 +9,7 @@ cmake
 pkg-config
 clang-format
 valgrind
+openssl
 libuv1-dev
 libyaml-dev
 libjansson-dev

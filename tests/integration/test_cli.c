@@ -14,15 +14,21 @@
 
 #include "bus_client.h"
 
-static int start(struct fixture *f)
+/* `ws_extra`: more lines (indented 6) under the transport's config. */
+static int start_with(struct fixture *f, const char *ws_extra)
 {
     h_write(f->dir, "00.yaml",
             "host:\n  plugin_dir: %s\nplugins:\n  ws:\n    module: transport-websocket\n"
-            "    config:\n      host: 127.0.0.1\n      port: 0\n"
+            "    config:\n      host: 127.0.0.1\n      port: 0\n%s"
             "  builtin:\n    module: commands-builtin\n",
-            ARQ_BUILD_PLUGIN_DIR);
+            ARQ_BUILD_PLUGIN_DIR, ws_extra);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
     return bc_port(&f->p);
+}
+
+static int start(struct fixture *f)
+{
+    return start_with(f, "");
 }
 
 /* Run the CLI with "-p PORT" and `args`; its stdout in *out; returns the exit status. */
@@ -109,12 +115,39 @@ static void test_sub_prints_what_pub_publishes(void **state)
     assert_int_equal(h_wait_exit(&f->p, 10000), 0);
 }
 
+static void test_wss_with_a_configured_certificate(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[2048], tls[1200];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-keyout '%s/key.pem' -out '%s/cert.pem' >/dev/null 2>&1",
+             f->logs, f->logs);
+    assert_int_equal(system(cmd), 0);
+    snprintf(tls, sizeof tls, "      tls_cert: %s/cert.pem\n      tls_key: %s/key.pem\n", f->logs,
+             f->logs);
+    int port = start_with(f, tls);
+    assert_int_equal(h_count(&f->p, "tls=on"), 1);
+    char *out;
+    assert_int_equal(cli(port, &out, (const char *[]){"--tls", "--insecure", "cmd", "ping", NULL}),
+                     0);
+    assert_non_null(strstr(out, "\"pong\":true"));
+    free(out);
+    /* A plain ws:// client does not get through a TLS listener. */
+    assert_int_equal(cli(port, &out, (const char *[]){"--timeout", "3", "cmd", "ping", NULL}), 1);
+    free(out);
+    h_kill(&f->p, SIGTERM);
+    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cmd_prints_the_response_and_exits_by_its_status,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_sub_prints_what_pub_publishes, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_wss_with_a_configured_certificate, h_setup,
+                                        h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
