@@ -207,21 +207,6 @@ void bus_conn_closed(struct bus *b, struct arq_conn *c)
 
 /* --- messages ------------------------------------------------------------------------------ */
 
-static void bus__ack(struct bus *b, struct arq_conn *c, const char *id, size_t delivered)
-{
-    if (!c->ack)
-        return;
-    json_t *ack = bus__frame("message_response");
-    if (!ack)
-        return;
-    json_object_set_new(ack, "request_id", json_string(id));
-    json_object_set_new(ack, "status", json_string("success"));
-    json_object_set_new(ack, "payload", json_pack("{s:I}", "delivered", (json_int_t)delivered));
-    conn_send_json(c, ack);
-    json_decref(ack);
-    (void)b;
-}
-
 static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env)
 {
     struct room *r = NULL;
@@ -272,14 +257,15 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env)
         bus_send_error(b, c, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
         return;
     }
+    snprintf(f->msg_id, sizeof f->msg_id, "%s", env->id);
     size_t delivered;
     if (target)
         delivered = target == c ? 0 : conn_send(target, f) == 0;
     else
         delivered = router_fanout(b, r, ch, f, c);
-    frame_unref(f);
     metrics_add(b->m_deliveries, (double)delivered);
-    bus__ack(b, c, env->id, delivered);
+    storage_append_and_ack(b, c, env, f, delivered);
+    frame_unref(f);
 }
 
 void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len, int binary)

@@ -23,6 +23,7 @@ struct arq_ctx;
 struct frame {
     unsigned refs;
     int binary;
+    char msg_id[64]; /* a routed message's id ("" for the server's own frames)                */
     size_t len;
     unsigned char *data; /* mem + ARQ_FRAME_HEADROOM */
     unsigned char mem[];
@@ -76,6 +77,9 @@ struct arq_conn {
     size_t qcap, qhead, qlen;
     size_t queued_bytes, max_queued_bytes;
     int write_requested;
+    int paused;             /* a join is recovering history: hold routed messages     */
+    size_t pause_mark;      /* frames before it go first; the server's own frames are
+                               inserted there while paused                             */
     uint64_t delivery_mark; /* last fan-out that reached it (room-wide dedup)          */
     struct membership *memberships;
     size_t nmemberships;
@@ -90,6 +94,12 @@ void conn_unref(struct arq_conn *c);
 int conn_send(struct arq_conn *c, struct frame *f);
 /* Queue the compact JSON of `obj`. */
 int conn_send_json(struct arq_conn *c, const json_t *obj);
+/* Hold routed messages (they queue but are not written) until conn_resume; the server's own
+ * frames (replies, acks, errors) queued meanwhile go ahead of them. */
+void conn_pause(struct arq_conn *c);
+void conn_resume(struct arq_conn *c);
+/* Drop a held routed message by id (it reached the client another way). */
+void conn_drop_message(struct arq_conn *c, const char *msg_id);
 /* Ask the transport to close; conn_closed follows from the transport. */
 void conn_close(struct arq_conn *c, int code, const char *reason);
 struct arq_conn *conn_find(struct host *h, const char *client_id);
@@ -208,6 +218,18 @@ size_t router_fanout(struct bus *b, struct room *r, struct channel *ch, struct f
 json_t *router_channel_json(const struct channel *ch, int with_members);
 json_t *router_rooms_json(const struct bus *b);
 json_t *router_memberships_json(const struct arq_conn *c);
+
+/* Storage (storage.c). */
+struct envelope;
+struct arq_ctx *storage_current(struct host *h);
+/* {instance, backend, health, detail?} of the storage in force, or JSON null. */
+json_t *storage_status(struct host *h);
+/* After delivery: store a routed message and send the ack (with offset and epoch once
+ * stored), or send the ack at once when nothing stores it. */
+void storage_append_and_ack(struct bus *b, struct arq_conn *c, const struct envelope *env,
+                            const struct frame *f, size_t delivered);
+void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
+                         int join);
 
 /* Commands (commands.c); the reply services of struct arq_host. */
 void commands_svc_reply_ok(arq_request *req, const char *message, const json_t *data);

@@ -100,14 +100,17 @@ static json_t *bus__status(struct host *h)
                                ctx->mod->desc->name, "kind", loader_kind_name(ctx->mod->desc->kind),
                                "version", ctx->mod->desc->version ? ctx->mod->desc->version : ""));
     }
-    return json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}",
-                     "uptime_seconds", (json_int_t)((telemetry_now_us() - h->started_us) / 1000000),
-                     "version", ARQ_VERSION, "node", h->node, "generation",
-                     (json_int_t)(h->current ? h->current->id : 0), "clients",
-                     (json_int_t)b->nconns, "rooms", (json_int_t)b->rooms.len, "channels",
-                     (json_int_t)b->nchannels, "plugins", plugins, "reloads", "succeeded",
-                     (json_int_t)h->reloads.ok, "failed", (json_int_t)h->reloads.failed, "last_ok",
-                     h->reloads.last_ok, "last_error", h->reloads.last_error);
+    json_t *status = json_pack(
+        "{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}", "uptime_seconds",
+        (json_int_t)((telemetry_now_us() - h->started_us) / 1000000), "version", ARQ_VERSION,
+        "node", h->node, "generation", (json_int_t)(h->current ? h->current->id : 0), "clients",
+        (json_int_t)b->nconns, "rooms", (json_int_t)b->rooms.len, "channels",
+        (json_int_t)b->nchannels, "plugins", plugins, "reloads", "succeeded",
+        (json_int_t)h->reloads.ok, "failed", (json_int_t)h->reloads.failed, "last_ok",
+        h->reloads.last_ok, "last_error", h->reloads.last_error);
+    if (status)
+        json_object_set_new(status, "storage", storage_status(h));
+    return status;
 }
 
 json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,

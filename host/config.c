@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "bus.h"
@@ -35,7 +36,8 @@ const struct arq_option config_host_options[] = {
 static const struct arq_option instance_options[] = {
     ARQ_OPT("module", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED,
             "module name (found in plugin_dir) or path to a .so"),
-    ARQ_OPT("enabled", ARQ_OPT_BOOL, "true", 0, "false: declared but not loaded"),
+    ARQ_OPT("enabled", ARQ_OPT_STRING, "true", 0,
+            "true, false, or a comparison \"A == B\" / \"A != B\" (after ${VAR} expansion)"),
     ARQ_OPT("config", ARQ_OPT_JSON, NULL, 0, "the module's options"), ARQ_OPT_END};
 
 static const char *const top_level_keys[] = {"host", "bus", "plugins", NULL};
@@ -49,6 +51,38 @@ static int instance_name_is_valid(const char *s)
         if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
             return 0;
     return 1;
+}
+
+/* `enabled:` is a boolean, or "A == B" / "A != B" so that an environment variable can pick
+ * one of several instances (${ARQONBUS_STORAGE_BACKEND:-memory} == redis). 1, 0, or -1. */
+static int enabled_value(const char *text)
+{
+    static const char *const ops[] = {" == ", " != "};
+    for (int i = 0; i < 2; i++) {
+        const char *op = strstr(text, ops[i]);
+        if (!op)
+            continue;
+        const char *l = text, *r = op + 4;
+        size_t llen = (size_t)(op - text), rlen = strlen(r);
+        while (llen && isspace((unsigned char)*l))
+            l++, llen--;
+        while (llen && isspace((unsigned char)l[llen - 1]))
+            llen--;
+        while (rlen && isspace((unsigned char)*r))
+            r++, rlen--;
+        while (rlen && isspace((unsigned char)r[rlen - 1]))
+            rlen--;
+        int equal = llen == rlen && !strncmp(l, r, llen);
+        return i == 0 ? equal : !equal;
+    }
+    static const char *const yes[] = {"true", "yes", "on"}, *const no[] = {"false", "no", "off"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(text, yes[i]))
+            return 1;
+        if (!strcasecmp(text, no[i]))
+            return 0;
+    }
+    return -1;
 }
 
 /* `rel` relative to the directory of `file` (when rel is not absolute). */
@@ -211,11 +245,21 @@ static void read_plugins(struct config *conf, const json_t *plugins_merged, stru
         json_t *vals = opt_validate(instance_options, node, conf->doc, kp, who, diags);
         if (!vals)
             continue;
+        int enabled = enabled_value(opt_get_str(vals, "enabled", "true"));
+        if (enabled < 0) {
+            const json_t *en = json_object_get(node, "enabled");
+            diag_add(diags, cfg_pos_of(conf->doc, en),
+                     "%s: \"enabled\": expected true, false, or a comparison such as "
+                     "\"${ARQONBUS_STORAGE_BACKEND:-memory} == memory\", got \"%s\"",
+                     who, opt_get_str(vals, "enabled", ""));
+            json_decref(vals);
+            continue;
+        }
         struct plugin_decl *d = &conf->plugins[conf->nplugins++];
         d->name = strdup(name);
         d->pos = *kp;
         d->module = json_string_value(json_object_get(node, "module"));
-        d->enabled = opt_get_bool(vals, "enabled", 1);
+        d->enabled = enabled;
         d->config_node = json_object_get(node, "config");
         const struct cfg_pos *cp =
             d->config_node ? cfg_key_pos_of(conf->doc, d->config_node) : NULL;

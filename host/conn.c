@@ -19,6 +19,7 @@ struct frame *frame_new(const void *payload, size_t len, int binary)
         return NULL;
     f->refs = 1;
     f->binary = binary;
+    f->msg_id[0] = '\0';
     f->len = len;
     f->data = f->mem + ARQ_FRAME_HEADROOM;
     memcpy(f->data, payload, len);
@@ -36,6 +37,7 @@ struct frame *frame_from_json(const json_t *obj)
         return NULL;
     f->refs = 1;
     f->binary = 0;
+    f->msg_id[0] = '\0';
     f->data = f->mem + ARQ_FRAME_HEADROOM;
     f->len = envelope_dumpb(obj, (char *)f->data, len);
     f->data[f->len] = '\0';
@@ -159,7 +161,8 @@ void conn_svc_recv(arq_conn *c, const void *data, size_t len, int binary)
 size_t conn_svc_pending(arq_conn *c, struct arq_frame_ref *out, size_t max)
 {
     c->write_requested = 0;
-    size_t n = c->qlen < max ? c->qlen : max;
+    size_t ready = c->paused ? c->pause_mark : c->qlen;
+    size_t n = ready < max ? ready : max;
     for (size_t i = 0; i < n; i++) {
         struct frame *f = c->q[(c->qhead + i) % c->qcap];
         out[i] = (struct arq_frame_ref){f->data, f->len, ARQ_FRAME_HEADROOM, f->binary};
@@ -178,6 +181,7 @@ void conn_svc_consumed(arq_conn *c, size_t n)
         c->qhead = (c->qhead + 1) % c->qcap;
     }
     c->qlen -= n;
+    c->pause_mark = c->pause_mark > n ? c->pause_mark - n : 0;
 }
 
 static void conn__unlink(struct bus *b, struct arq_conn *c)
@@ -261,10 +265,19 @@ int conn_send(struct arq_conn *c, struct frame *f)
         c->qcap = cap;
         c->qhead = 0;
     }
-    c->q[(c->qhead + c->qlen) % c->qcap] = f;
+    size_t at = c->qlen;
+    if (c->paused && !f->msg_id[0]) {
+        /* The server's own frame overtakes the held routed messages. */
+        at = c->pause_mark++;
+        for (size_t i = c->qlen; i > at; i--)
+            c->q[(c->qhead + i) % c->qcap] = c->q[(c->qhead + i - 1) % c->qcap];
+    }
+    c->q[(c->qhead + at) % c->qcap] = f;
     c->qlen++;
     f->refs++;
     c->queued_bytes += f->len;
+    if (c->paused && f->msg_id[0])
+        return 0; /* held: written after conn_resume */
     if (!c->write_requested) {
         c->write_requested = 1;
         c->ops->want_write(c->tconn);
@@ -280,6 +293,37 @@ int conn_send_json(struct arq_conn *c, const json_t *obj)
     int rc = conn_send(c, f);
     frame_unref(f);
     return rc;
+}
+
+void conn_pause(struct arq_conn *c)
+{
+    c->paused = 1;
+    c->pause_mark = c->qlen;
+}
+
+void conn_resume(struct arq_conn *c)
+{
+    c->paused = 0;
+    c->pause_mark = 0;
+    if (c->state == CONN_OPEN && c->qlen && !c->write_requested) {
+        c->write_requested = 1;
+        c->ops->want_write(c->tconn);
+    }
+}
+
+void conn_drop_message(struct arq_conn *c, const char *msg_id)
+{
+    size_t kept = c->pause_mark;
+    for (size_t i = c->pause_mark; i < c->qlen; i++) {
+        struct frame *f = c->q[(c->qhead + i) % c->qcap];
+        if (!strcmp(f->msg_id, msg_id)) {
+            c->queued_bytes -= f->len;
+            frame_unref(f);
+            continue;
+        }
+        c->q[(c->qhead + kept++) % c->qcap] = f;
+    }
+    c->qlen = kept;
 }
 
 struct arq_conn *conn_find(struct host *h, const char *client_id)

@@ -247,6 +247,7 @@ const struct arq_host host_api = {
     .bus_disconnect = bus_svc_disconnect,
     .bus_query = bus_svc_query,
     .bus_reload = bus_svc_reload,
+    .bus_history = storage_svc_history,
     .retire_hold = svc_retire_hold,
     .retire_release = svc_retire_release,
 };

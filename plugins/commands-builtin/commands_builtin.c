@@ -54,6 +54,7 @@ static int builtin_create(const struct arq_host *host, arq_ctx *ctx, const json_
                           : !HOST_HAS(host, bus_disconnect)     ? "bus_disconnect"
                           : !HOST_HAS(host, bus_query)          ? "bus_query"
                           : !HOST_HAS(host, bus_reload)         ? "bus_reload"
+                          : !HOST_HAS(host, bus_history)        ? "bus_history"
                                                                 : NULL;
     if (missing)
         return arq_error_set(err, ARQ_ENOTSUP,
@@ -320,7 +321,19 @@ static void cmd_leave_room(void *self, arq_request *req, arq_conn *conn, const j
 static void cmd_join_channel(void *self, arq_request *req, arq_conn *conn, const json_t *args)
 {
     struct builtin *b = self;
+    /* With a position to recover from, the host joins and answers the history at once, so
+     * that nothing falls between the two. */
+    if (b->host->opt_json(args, "since_offset") || b->host->opt_json(args, "epoch")) {
+        b->host->bus_history(b->ctx, req, conn, args, 1);
+        return;
+    }
     change_membership(b, req, conn, 1, arg(b, args, "room"), arg(b, args, "channel"));
+}
+
+static void cmd_history(void *self, arq_request *req, arq_conn *conn, const json_t *args)
+{
+    struct builtin *b = self;
+    b->host->bus_history(b->ctx, req, conn, args, 0); /* the host replies */
 }
 
 static void cmd_leave_channel(void *self, arq_request *req, arq_conn *conn, const json_t *args)
@@ -410,6 +423,26 @@ static const struct arq_option channel_params[] = {
     ARQ_OPT("room", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the room holding the channel"),
     ARQ_OPT("channel", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the channel"), ARQ_OPT_END};
 
+static const struct arq_option join_channel_params[] = {
+    ARQ_OPT("room", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the room holding the channel"),
+    ARQ_OPT("channel", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the channel"),
+    ARQ_OPT_RANGE("since_offset", ARQ_OPT_INT, NULL, 0, 9007199254740991.0, 0,
+                  "recover: the last offset this client received (0: none)"),
+    ARQ_OPT("epoch", ARQ_OPT_STRING, NULL, 0, "recover: the epoch that offset belongs to"),
+    ARQ_OPT_RANGE("limit", ARQ_OPT_INT, "50", 1, 1000, 0, "recover: at most this many messages"),
+    ARQ_OPT_END};
+
+static const struct arq_option history_params[] = {
+    ARQ_OPT("room", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the room"),
+    ARQ_OPT("channel", ARQ_OPT_STRING, NULL, 0, "the channel (none: the room's own messages)"),
+    ARQ_OPT_RANGE("limit", ARQ_OPT_INT, "50", 1, 1000, 0, "at most this many messages"),
+    ARQ_OPT("since", ARQ_OPT_STRING, NULL, 0, "only messages stored at or after (RFC 3339)"),
+    ARQ_OPT("until", ARQ_OPT_STRING, NULL, 0, "only messages stored at or before (RFC 3339)"),
+    ARQ_OPT_RANGE("since_offset", ARQ_OPT_INT, NULL, 0, 9007199254740991.0, 0,
+                  "recover: the last offset received (0: none)"),
+    ARQ_OPT("epoch", ARQ_OPT_STRING, NULL, 0, "recover: the epoch that offset belongs to"),
+    ARQ_OPT_END};
+
 static const struct arq_option create_params[] = {
     ARQ_OPT("room", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the room to create it in"),
     ARQ_OPT("channel", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the new channel's name"),
@@ -441,8 +474,10 @@ static const struct arq_command commands[] = {
      cmd_channel_info},
     {"join_room", "become a member of a room", room_params, "user", cmd_join_room},
     {"leave_room", "stop being a member of a room", room_params, "user", cmd_leave_room},
-    {"join_channel", "become a member of a channel (created if missing, unless auto_create is off)",
-     channel_params, "user", cmd_join_channel},
+    {"join_channel",
+     "become a member of a channel (created if missing, unless auto_create is off); with "
+     "since_offset/epoch, also recover what was missed",
+     join_channel_params, "user", cmd_join_channel},
     {"leave_channel", "stop being a member of a channel", channel_params, "user",
      cmd_leave_channel},
     {"create_channel", "create a channel in a room", create_params, "user", cmd_create_channel},
@@ -451,6 +486,10 @@ static const struct arq_command commands[] = {
     {"disconnect_client", "close a client's connection", disconnect_params, "admin",
      cmd_disconnect_client},
     {"reload", "reload the configuration and answer with the result", NULL, "admin", cmd_reload},
+    {"history", "stored messages of a room or channel, oldest first; recovery by offset+epoch",
+     history_params, "user", cmd_history},
+    {"history.get", "alias of history", history_params, "user", cmd_history},
+    {"op.history.get", "alias of history", history_params, "user", cmd_history},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static const struct arq_commands_ops ops = {

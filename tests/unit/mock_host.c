@@ -108,6 +108,7 @@ struct mock_host {
     struct script *scripts;
     struct strings bus_calls;
     arq_request *reload_request;
+    arq_request *history_request;
 };
 
 static void *must(void *p)
@@ -658,6 +659,16 @@ static json_t *mock_bus_query(arq_ctx *ctx, arq_conn *conn, const char *what, co
     return NULL;
 }
 
+static void mock_bus_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
+                             int join)
+{
+    (void)conn;
+    char *text = json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS);
+    bus_record(ctx->mh, "bus_history join=%d %s", join, text ? text : "?");
+    free(text);
+    ctx->mh->history_request = req;
+}
+
 static void mock_bus_reload(arq_ctx *ctx, arq_request *req)
 {
     bus_record(ctx->mh, "bus_reload");
@@ -707,6 +718,7 @@ static const struct arq_host mock_api = {
     .bus_disconnect = mock_bus_disconnect,
     .bus_query = mock_bus_query,
     .bus_reload = mock_bus_reload,
+    .bus_history = mock_bus_history,
 };
 
 /* --- the mock itself ----------------------------------------------------------------------- */
@@ -886,6 +898,11 @@ size_t mock_host_bus_call_count(const struct mock_host *mh)
 const char *mock_host_bus_call(const struct mock_host *mh, size_t i)
 {
     return i < mh->bus_calls.n ? mh->bus_calls.items[i] : NULL;
+}
+
+arq_request *mock_host_history_request(const struct mock_host *mh)
+{
+    return mh->history_request;
 }
 
 arq_request *mock_host_reload_request(const struct mock_host *mh)

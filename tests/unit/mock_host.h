@@ -127,6 +127,9 @@ void mock_host_query_fail(struct mock_host *mh, const char *what, const char *co
 size_t mock_host_bus_call_count(const struct mock_host *mh);
 /* Call i (0 = oldest); NULL past the end. */
 const char *mock_host_bus_call(const struct mock_host *mh, size_t i);
+/* The request last passed to bus_history (recorded as "bus_history join=J <args>", never
+ * answered by the mock), or NULL. */
+arq_request *mock_host_history_request(const struct mock_host *mh);
 /* The request last passed to bus_reload (which the mock never answers), or NULL. */
 arq_request *mock_host_reload_request(const struct mock_host *mh);
 

@@ -172,7 +172,8 @@ static void table_has_every_builtin_command_with_its_least_role(void **state)
         {"leave_room", "user"},      {"join_channel", "user"},
         {"leave_channel", "user"},   {"create_channel", "user"},
         {"delete_channel", "admin"}, {"disconnect_client", "admin"},
-        {"reload", "admin"}};
+        {"reload", "admin"},         {"history", "user"},
+        {"history.get", "user"},     {"op.history.get", "user"}};
     const struct arq_commands_ops *ops = desc->ops;
     size_t n = 0;
     for (const struct arq_command *c = ops->commands; c->name; c++, n++) {
@@ -193,7 +194,7 @@ static void assert_params(const char *name, const char *want)
     size_t len = 0;
     const struct arq_command *c = mock_host_command(desc, name);
     for (const struct arq_option *o = c->params; o && o->name; o++) {
-        assert_true(o->type == ARQ_OPT_STRING || o->type == ARQ_OPT_BOOL);
+        assert_true(o->type == ARQ_OPT_STRING || o->type == ARQ_OPT_BOOL || o->type == ARQ_OPT_INT);
         len += (size_t)snprintf(got + len, sizeof got - len, "%s%s%s%s", len ? " " : "", o->name,
                                 (o->flags & ARQ_OPT_REQUIRED) ? "!"
                                 : o->default_value            ? "="
@@ -215,12 +216,14 @@ static void params_declare_required_args_and_defaults(void **state)
     assert_params("channel_info", "room! channel!");
     assert_params("join_room", "room!");
     assert_params("leave_room", "room!");
-    assert_params("join_channel", "room! channel!");
+    assert_params("join_channel", "room! channel! since_offset epoch limit=50");
     assert_params("leave_channel", "room! channel!");
     assert_params("create_channel", "room! channel! description");
     assert_params("delete_channel", "room! channel! force=false");
     assert_params("disconnect_client", "client_id! reason=disconnected by an administrator");
     assert_params("reload", "");
+    assert_params("history", "room! channel limit=50 since until since_offset epoch");
+    assert_params("history.get", "room! channel limit=50 since until since_offset epoch");
     assert_int_equal(mock_host_command(desc, "delete_channel")->params[2].type, ARQ_OPT_BOOL);
 }
 
@@ -675,6 +678,26 @@ static const char *const services[] = {"bus_join",           "bus_leave",      "
 static const char *const queries[] = {"status",   "commands", "client", "rooms",
                                       "channels", "channel",  NULL};
 
+static void history_and_recovering_join_are_answered_by_the_host(void **state)
+{
+    struct fx *f = *state;
+    create(f, "");
+    arq_request *req = run(f, "history", "room: lobby\nchannel: general\nlimit: 5\n");
+    assert_int_equal(mock_host_reply_count(req), 0);
+    assert_ptr_equal(mock_host_history_request(f->mh), req);
+    size_t n = mock_host_bus_call_count(f->mh);
+    assert_string_equal(
+        mock_host_bus_call(f->mh, n - 1),
+        "bus_history join=0 {\"channel\":\"general\",\"limit\":5,\"room\":\"lobby\"}");
+    /* join_channel with a position recovers through the host; without, it is a plain join */
+    req = run(f, "join_channel", "room: lobby\nchannel: general\nsince_offset: 7\nepoch: e1\n");
+    assert_ptr_equal(mock_host_history_request(f->mh), req);
+    n = mock_host_bus_call_count(f->mh);
+    assert_string_equal(mock_host_bus_call(f->mh, n - 1),
+                        "bus_history join=1 {\"channel\":\"general\",\"epoch\":\"e1\","
+                        "\"limit\":50,\"room\":\"lobby\",\"since_offset\":7}");
+}
+
 static void every_command_replies_exactly_once_whatever_the_bus_says(void **state)
 {
     struct fx *f = *state;
@@ -693,7 +716,11 @@ static void every_command_replies_exactly_once_whatever_the_bus_says(void **stat
             char yaml[256];
             required_args(c, yaml, sizeof yaml);
             arq_request *req = run(f, c->name, yaml);
-            size_t want = strcmp(c->name, "reload") ? 1 : 0; /* reload: the host replies */
+            /* reload and history: the host replies */
+            size_t want = strcmp(c->name, "reload") && strncmp(c->name, "history", 7) &&
+                                  strcmp(c->name, "op.history.get")
+                              ? 1
+                              : 0;
             if (mock_host_reply_count(req) != want)
                 fail_msg("%s (bus %s) replied %zu times", c->name, failing ? "failing" : "working",
                          mock_host_reply_count(req));
@@ -750,6 +777,7 @@ int main(void)
         T(without_admin_commands_help_does_not_list_them),
         T(reconfigure_switches_admin_commands_in_place),
         T(bus_error_without_text_gets_a_generic_text),
+        T(history_and_recovering_join_are_answered_by_the_host),
         T(every_command_replies_exactly_once_whatever_the_bus_says),
 #undef T
     };

@@ -485,8 +485,27 @@ static void invalid_enabled_value_is_reported_at_the_value(void **state)
     struct fx *f = *state;
     write_file(f, "a.yaml", "plugins:\n  p:\n    module: probe\n    enabled: maybe\n");
     assert_null(load(f));
-    CHECK_DIAGS(f, "%1$s/a.yaml:4:14: plugin \"p\": option \"enabled\": expected true or false, "
-                   "got \"maybe\"");
+    CHECK_DIAGS(f, "%1$s/a.yaml:4:14: plugin \"p\": \"enabled\": expected true, false, or a "
+                   "comparison such as \"${ARQONBUS_STORAGE_BACKEND:-memory} == memory\", got "
+                   "\"maybe\"");
+}
+
+/* `enabled: A == B` lets an environment variable pick one of several instances. */
+static void enabled_comparisons_pick_instances(void **state)
+{
+    struct fx *f = *state;
+    write_file(f, "a.yaml",
+               "plugins:\n"
+               "  mem:\n    module: probe\n    enabled: ${MODULE} == probe\n"
+               "  red:\n    module: probe\n    enabled: ${MODULE} == redis\n"
+               "  not:\n    module: probe\n    enabled: ${MODULE} != redis\n"
+               "  off:\n    module: probe\n    enabled: \"no\"\n");
+    struct config *conf = load(f);
+    assert_non_null(conf);
+    assert_int_equal(config_find(conf, "mem")->enabled, 1);
+    assert_int_equal(config_find(conf, "red")->enabled, 0);
+    assert_int_equal(config_find(conf, "not")->enabled, 1);
+    assert_int_equal(config_find(conf, "off")->enabled, 0);
 }
 
 static void invalid_instance_names_are_refused(void **state)
@@ -615,6 +634,7 @@ int main(void)
         T(unknown_instance_key_suggests_the_closest),
         T(missing_module_is_reported_at_the_instance),
         T(invalid_enabled_value_is_reported_at_the_value),
+        T(enabled_comparisons_pick_instances),
         T(invalid_instance_names_are_refused),
         T(plugins_that_is_not_a_mapping_is_refused),
         T(instance_that_is_not_a_mapping_is_refused),

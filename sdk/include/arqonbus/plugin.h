@@ -427,6 +427,14 @@ struct arq_host {
     /* Start a configuration reload; the host answers `req` with its result (once the reload
      * has run: later than this call). */
     void (*bus_reload)(arq_ctx *ctx, arq_request *req);
+    /* Answer `req` with history: `args` as the `history` command declares them (room,
+     * channel?, limit, since?, until?, since_offset?, epoch?). With `join`, `conn` first joins
+     * room/channel, and no message falls between the history and what it receives live (none
+     * twice either). The host replies {entries:[{envelope, stored_at, offset}], count, epoch,
+     * recovered} (with join: inside {room, channel?, memberships, history}), or
+     * STORAGE_UNAVAILABLE when no storage can answer. */
+    void (*bus_history)(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
+                        int join);
 
     /* --- retiring ---------------------------------------------------------------------- */
 
@@ -471,33 +479,45 @@ struct arq_transport_ops {
 struct arq_stored {
     size_t struct_size;
     const char *room;
-    const char *channel; /* NULL for room-wide messages                                */
+    const char *channel; /* NULL for room-wide messages                                  */
     const char *id;
-    int64_t timestamp_us;
-    const char *json; /* the serialised envelope                                    */
+    int64_t timestamp_us; /* the envelope's timestamp                                    */
+    const char *json;     /* the serialised envelope                                      */
     size_t json_len;
-    uint64_t offset; /* set by storage on append                                   */
+    uint64_t offset;   /* history: the message's offset in its channel (from 1)          */
+    int64_t stored_us; /* history: when storage accepted it                              */
 };
 
+/* A history query. Without `recover`: the newest `limit` messages stored in
+ * [since_us, until_us] (0: unbounded), oldest first. With `recover`: when `epoch` is the
+ * channel's epoch (or `epoch` is NULL and since_offset is 0) and the history still holds the
+ * message after `since_offset`, the messages after since_offset, oldest first, at most
+ * `limit`, and recovered = 1; otherwise as without `recover`, with recovered = 0. */
 struct arq_history_query {
     size_t struct_size;
     const char *room;
-    const char *channel;        /* NULL: room-wide                                            */
-    unsigned limit;             /* 1..1000                                                    */
+    const char *channel;        /* NULL: room-wide                                          */
+    unsigned limit;             /* 1..1000                                                  */
     int64_t since_us, until_us; /* 0: unbounded                                             */
-    uint64_t since_offset;      /* 0: none                                                    */
-    const char *epoch;          /* NULL: none                                                 */
+    int recover;                /* since_offset and epoch apply                             */
+    uint64_t since_offset;
+    const char *epoch; /* NULL: none                                                     */
 };
 
-/* The result of a history query. `entries[i]` is borrowed for the callback's duration. */
+/* The result of a history query: `status` ARQ_OK, or ARQ_EAGAIN when the backend cannot
+ * answer now (strict mode with Redis down). `entries[i]` and `epoch` are borrowed for the
+ * callback's duration; `epoch` is the channel's current epoch (a new channel gets one). */
 typedef void (*arq_history_cb)(void *arg, int status, const struct arq_stored *const *entries,
                                size_t n, const char *epoch, int recovered);
+/* The result of an append: ARQ_OK with the message's offset in its channel and the channel's
+ * epoch, or an error (offset 0, epoch NULL). Called once, possibly before append returns. */
 typedef void (*arq_append_cb)(void *arg, int status, uint64_t offset, const char *epoch);
 
 struct arq_storage_ops {
     size_t struct_size;
-    /* MANDATORY. Store a message; `cb` (may be NULL) gets its offset and epoch, possibly
-     * later. Never blocks. */
+    /* MANDATORY. Store a message (every field borrowed: copy what you keep); `cb` (may be
+     * NULL) gets its offset and epoch, possibly later. Never blocks. Messages of one channel
+     * get increasing offsets in the order append is called. */
     int (*append)(void *self, const struct arq_stored *msg, arq_append_cb cb, void *arg);
     /* MANDATORY. Answer a history query through `cb`, possibly later. */
     int (*query)(void *self, const struct arq_history_query *q, arq_history_cb cb, void *arg);

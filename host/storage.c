@@ -1,0 +1,274 @@
+/* The bus and its storage plugin: every routed room/channel message is appended (after live
+ * delivery: delivery never waits for storage), acks carry the stored offset and epoch, and
+ * history queries (the `history` command, and join_channel with recovery) are answered. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "envelope.h"
+#include "generation.h"
+#include "host.h"
+#include "instance.h"
+#include "log.h"
+#include "options.h"
+
+/* The storage instance in force: the first storage plugin of the running generation. */
+struct arq_ctx *storage_current(struct host *h)
+{
+    struct generation *g = h->current;
+    for (size_t i = 0; g && i < g->n; i++)
+        if (g->inst[i]->started && g->inst[i]->mod->desc->kind == ARQ_KIND_STORAGE)
+            return g->inst[i];
+    return NULL;
+}
+
+json_t *storage_status(struct host *h)
+{
+    struct arq_ctx *s = storage_current(h);
+    if (!s)
+        return json_null();
+    const struct arq_storage_ops *ops = s->mod->desc->ops;
+    const char *detail = NULL;
+    int health = ops->health ? ops->health(s->self, &detail) : 0;
+    static const char *const names[] = {"healthy", "degraded", "down"};
+    return json_pack("{s:s, s:s, s:s, s:s?}", "instance", s->name, "backend", s->mod->desc->name,
+                     "health", names[health >= 0 && health <= 2 ? health : 2], "detail", detail);
+}
+
+/* --- appends and acks ---------------------------------------------------------------------- */
+
+struct ack {
+    struct arq_conn *conn; /* referenced */
+    size_t delivered;
+    char id[];
+};
+
+static void storage__ack(struct arq_conn *c, const char *id, size_t delivered, uint64_t offset,
+                         const char *epoch)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    char frame_id[32], ts[32];
+    int64_t now = bus_now_ms();
+    envelope_new_id(frame_id, now);
+    envelope_format_timestamp(now, ts);
+    json_t *payload = json_pack("{s:I}", "delivered", (json_int_t)delivered);
+    if (payload && epoch) {
+        json_object_set_new(payload, "offset", json_integer((json_int_t)offset));
+        json_object_set_new(payload, "epoch", json_string(epoch));
+    }
+    json_t *ack = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o*}", "id", frame_id, "timestamp", ts,
+                            "version", "1.0", "type", "message_response", "request_id", id,
+                            "status", "success", "payload", payload);
+    if (ack)
+        conn_send_json(c, ack);
+    json_decref(ack);
+}
+
+static void storage__appended(void *arg, int status, uint64_t offset, const char *epoch)
+{
+    struct ack *a = arg;
+    storage__ack(a->conn, a->id, a->delivered, offset, status == ARQ_OK ? epoch : NULL);
+    conn_unref(a->conn);
+    free(a);
+}
+
+void storage_append_and_ack(struct bus *b, struct arq_conn *c, const struct envelope *env,
+                            const struct frame *f, size_t delivered)
+{
+    /* Direct messages are not stored: history belongs to rooms and channels. */
+    struct arq_ctx *s = env->room && !env->to_client ? storage_current(b->host) : NULL;
+    if (!s) {
+        if (c->ack)
+            storage__ack(c, env->id, delivered, 0, NULL);
+        return;
+    }
+    struct ack *a = NULL;
+    if (c->ack) {
+        size_t idlen = strlen(env->id);
+        a = malloc(sizeof *a + idlen + 1);
+        if (!a) {
+            storage__ack(c, env->id, delivered, 0, NULL);
+        } else {
+            a->conn = c;
+            conn_ref(c);
+            a->delivered = delivered;
+            memcpy(a->id, env->id, idlen + 1);
+        }
+    }
+    struct arq_stored msg = {.struct_size = sizeof msg,
+                             .room = env->room,
+                             .channel = env->channel,
+                             .id = env->id,
+                             .timestamp_us = env->timestamp_ms * 1000,
+                             .json = (const char *)f->data,
+                             .json_len = f->len};
+    const struct arq_storage_ops *ops = s->mod->desc->ops;
+    if (ops->append(s->self, &msg, a ? storage__appended : NULL, a) != ARQ_OK && a) {
+        /* Refused at once: the callback will not come. */
+        storage__appended(a, ARQ_EAGAIN, 0, NULL);
+    }
+}
+
+/* --- history ------------------------------------------------------------------------------- */
+
+struct query {
+    struct bus *bus;
+    arq_request *req;
+    struct arq_conn *conn; /* referenced; paused while a join recovers */
+    int join;
+    char *room, *channel;
+};
+
+static json_t *storage__entries(const struct arq_stored *const *entries, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        const struct arq_stored *e = entries[i];
+        char at[32];
+        envelope_format_timestamp(e->stored_us / 1000, at);
+        json_t *env = json_loadb(e->json, e->json_len, 0, NULL);
+        json_array_append_new(arr, json_pack("{s:o*, s:s, s:I}", "envelope", env, "stored_at", at,
+                                             "offset", (json_int_t)e->offset));
+    }
+    return arr;
+}
+
+/* Frames of messages that the history already holds are not delivered live again. */
+static void storage__drop_seen(struct arq_conn *c, const struct arq_stored *const *entries,
+                               size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        conn_drop_message(c, entries[i]->id);
+}
+
+static void storage__answered(void *arg, int status, const struct arq_stored *const *entries,
+                              size_t n, const char *epoch, int recovered)
+{
+    struct query *q = arg;
+    if (status != ARQ_OK) {
+        if (q->join) {
+            /* The join stands; only the history is missing. */
+            json_t *data =
+                json_pack("{s:s, s:s*, s:o, s:n}", "room", q->room, "channel", q->channel,
+                          "memberships", router_memberships_json(q->conn), "history");
+            host_api.reply_ok(q->req, "Joined; history unavailable", data);
+            json_decref(data);
+        } else {
+            host_api.reply_error(q->req, "STORAGE_UNAVAILABLE",
+                                 "History is unavailable: the storage backend is down");
+        }
+    } else {
+        if (q->join)
+            storage__drop_seen(q->conn, entries, n);
+        json_t *history =
+            json_pack("{s:o, s:I, s:s?, s:b}", "entries", storage__entries(entries, n), "count",
+                      (json_int_t)n, "epoch", epoch, "recovered", recovered);
+        json_t *data =
+            q->join ? json_pack("{s:s, s:s*, s:o, s:O}", "room", q->room, "channel", q->channel,
+                                "memberships", router_memberships_json(q->conn), "history", history)
+                    : json_incref(history);
+        char message[64];
+        snprintf(message, sizeof message, "%zu message%s%s", n, n == 1 ? "" : "s",
+                 q->join ? "; joined" : "");
+        host_api.reply_ok(q->req, message, data);
+        json_decref(data);
+        json_decref(history);
+    }
+    if (q->join)
+        conn_resume(q->conn); /* the reply went ahead of what arrived meanwhile */
+    conn_unref(q->conn);
+    free(q->room);
+    free(q->channel);
+    free(q);
+}
+
+static int storage__time_arg(const json_t *args, const char *name, int64_t *us,
+                             struct arq_error *err)
+{
+    const char *s = json_string_value(json_object_get(args, name));
+    int64_t ms;
+    *us = 0;
+    if (!s)
+        return 0;
+    if (envelope_parse_timestamp(s, &ms) != 0) {
+        arq_error_set(err, 0, "Argument '%s': invalid timestamp: %s", name, s);
+        return -1;
+    }
+    *us = ms * 1000;
+    return 0;
+}
+
+void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
+                         int join)
+{
+    struct host *h = ctx->host;
+    struct bus *b = &h->bus;
+    struct arq_error err = {""};
+    const char *room = json_string_value(json_object_get(args, "room"));
+    const char *channel = json_string_value(json_object_get(args, "channel"));
+    const json_t *limit = json_object_get(args, "limit");
+    const json_t *since_offset = json_object_get(args, "since_offset");
+    const char *epoch = json_string_value(json_object_get(args, "epoch"));
+    struct arq_history_query hq = {
+        .struct_size = sizeof hq,
+        .room = room,
+        .channel = channel,
+        .limit = json_is_integer(limit) ? (unsigned)json_integer_value(limit) : 50,
+        .recover = since_offset != NULL || epoch != NULL,
+        .since_offset = (uint64_t)json_integer_value(since_offset),
+        .epoch = epoch};
+    if (!room || !envelope_valid_name(room) || (channel && !envelope_valid_name(channel))) {
+        host_api.reply_error(req, "VALIDATION_ERROR", "Invalid room or channel name");
+        return;
+    }
+    if (hq.limit < 1 || hq.limit > 1000) {
+        host_api.reply_error(req, "VALIDATION_ERROR", "Argument 'limit' must be 1..1000");
+        return;
+    }
+    if (storage__time_arg(args, "since", &hq.since_us, &err) != 0 ||
+        storage__time_arg(args, "until", &hq.until_us, &err) != 0) {
+        host_api.reply_error(req, "VALIDATION_ERROR", err.text);
+        return;
+    }
+    if (join) {
+        const char *code = router_join(b, conn, room, channel, &err);
+        if (code) {
+            host_api.reply_error(req, code, err.text);
+            return;
+        }
+    }
+    struct arq_ctx *s = storage_current(h);
+    if (!s) {
+        if (join) {
+            json_t *data = json_pack("{s:s, s:s*, s:o, s:n}", "room", room, "channel", channel,
+                                     "memberships", router_memberships_json(conn), "history");
+            host_api.reply_ok(req, "Joined; no storage is configured", data);
+            json_decref(data);
+        } else {
+            host_api.reply_error(req, "STORAGE_UNAVAILABLE", "No storage backend is configured");
+        }
+        return;
+    }
+    struct query *q = calloc(1, sizeof *q);
+    if (!q || !(q->room = strdup(room)) || (channel && !(q->channel = strdup(channel)))) {
+        if (q)
+            free(q->room);
+        free(q);
+        host_api.reply_error(req, "INTERNAL_ERROR", "Out of memory");
+        return;
+    }
+    q->bus = b;
+    q->req = req;
+    q->conn = conn;
+    q->join = join;
+    conn_ref(conn);
+    /* Hold live delivery to this client until the history is sent: what arrives meanwhile is
+     * queued behind the reply, and dropped if the history already holds it. */
+    if (join)
+        conn_pause(conn);
+    const struct arq_storage_ops *ops = s->mod->desc->ops;
+    if (ops->query(s->self, &hq, storage__answered, q) != ARQ_OK)
+        storage__answered(q, ARQ_EAGAIN, NULL, 0, NULL, 0);
+}
