@@ -12,7 +12,8 @@
 
 /* --- frames -------------------------------------------------------------------------------- */
 
-struct frame *frame_new(const void *payload, size_t len, int binary)
+/* A frame with room for `len` bytes of payload (and a NUL after them), one reference. */
+static struct frame *frame__alloc(size_t len, int binary)
 {
     struct frame *f = malloc(sizeof *f + ARQ_FRAME_HEADROOM + len + 1);
     if (!f)
@@ -22,25 +23,31 @@ struct frame *frame_new(const void *payload, size_t len, int binary)
     f->msg_id[0] = '\0';
     f->len = len;
     f->data = f->mem + ARQ_FRAME_HEADROOM;
-    memcpy(f->data, payload, len);
     f->data[len] = '\0';
+    return f;
+}
+
+struct frame *frame_new(const void *payload, size_t len, int binary)
+{
+    struct frame *f = frame__alloc(len, binary);
+    if (f)
+        memcpy(f->data, payload, len);
     return f;
 }
 
 struct frame *frame_from_json(const json_t *obj)
 {
-    size_t len = envelope_dumpb(obj, NULL, 0);
+    /* Most envelopes fit the stack buffer: serialise once and copy, instead of measuring
+     * first and serialising again. */
+    char buf[4096];
+    size_t len = envelope_dumpb(obj, buf, sizeof buf);
     if (len == 0)
         return NULL;
-    struct frame *f = malloc(sizeof *f + ARQ_FRAME_HEADROOM + len + 1);
-    if (!f)
-        return NULL;
-    f->refs = 1;
-    f->binary = 0;
-    f->msg_id[0] = '\0';
-    f->data = f->mem + ARQ_FRAME_HEADROOM;
-    f->len = envelope_dumpb(obj, (char *)f->data, len);
-    f->data[f->len] = '\0';
+    if (len <= sizeof buf)
+        return frame_new(buf, len, 0);
+    struct frame *f = frame__alloc(len, 0);
+    if (f)
+        envelope_dumpb(obj, (char *)f->data, len);
     return f;
 }
 
