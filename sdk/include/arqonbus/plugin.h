@@ -513,6 +513,9 @@ typedef void (*arq_history_cb)(void *arg, int status, const struct arq_stored *c
  * epoch, or an error (offset 0, epoch NULL). Called once, possibly before append returns. */
 typedef void (*arq_append_cb)(void *arg, int status, uint64_t offset, const char *epoch);
 
+/* Every append and query callback is called exactly once: a storage instance destroyed with
+ * requests still pending calls their callbacks (status ARQ_ECLOSED) before `destroy`
+ * returns, because the host holds resources (a client's ack, a paused join) until then. */
 struct arq_storage_ops {
     size_t struct_size;
     /* MANDATORY. Store a message (every field borrowed: copy what you keep); `cb` (may be
