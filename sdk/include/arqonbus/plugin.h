@@ -261,6 +261,9 @@ struct arq_frame_ref {
 /* ---------------------------------------------------------------------------------------- */
 
 typedef void (*arq_timer_cb)(void *arg);
+/* The outcome of an asynchronous bus operation (see the server-side APIs of struct arq_host). */
+typedef void (*arq_result_cb)(void *arg, const char *error_code, const char *text,
+                              const json_t *data);
 /* `cancelled` is non-zero when the instance that posted was destroyed before the callback
  * could run; then the callback must only release `arg`. */
 typedef void (*arq_post_cb)(void *arg, int cancelled);
@@ -445,6 +448,23 @@ struct arq_host {
     void (*retire_hold)(arq_ctx *ctx);
     /* A held instance is done: the host destroys it soon, never inside this call. */
     void (*retire_release)(arq_ctx *ctx);
+
+    /* --- server-side APIs (the HTTP transport, admin tools) ---------------------------- */
+    /* Results come through an arq_result_cb: `error_code` NULL and `data` (borrowed) on
+     * success, else the protocol's error code and a text. Called once, possibly before the
+     * function returns. */
+
+    /* 1 while the host accepts clients: started, and not stopping. */
+    int (*bus_ready)(arq_ctx *ctx);
+    /* Publish on behalf of the server. `message` (borrowed) is {room, channel?, to_client?,
+     * payload, metadata?}; the envelope gets an id, a timestamp and sender "arqonbus", and is
+     * routed like a client's (no membership needed). data: {id, delivered, offset?, epoch?}. */
+    void (*bus_publish)(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg);
+    /* A history query with the `history` command's arguments (borrowed); data as that
+     * command returns it. */
+    void (*bus_history_query)(arq_ctx *ctx, const json_t *args, arq_result_cb cb, void *arg);
+    /* Reload the configuration; data {generation} once it succeeded. */
+    void (*bus_reload_async)(arq_ctx *ctx, arq_result_cb cb, void *arg);
 };
 
 /* Convenience: log with the sentinel written for you. */
