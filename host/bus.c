@@ -8,6 +8,7 @@
 
 #include "envelope.h"
 #include "host.h"
+#include "instance.h"
 #include "log.h"
 #include "options.h"
 
@@ -207,7 +208,23 @@ void bus_conn_closed(struct bus *b, struct arq_conn *c)
 
 /* --- messages ------------------------------------------------------------------------------ */
 
-static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env)
+/* A routing failure: an error frame to the publishing client, or the server-side caller's
+ * callback. */
+static void bus__refuse(struct bus *b, struct arq_conn *c, arq_result_cb cb, void *arg,
+                        const char *code, const char *text, const char *id, json_t *payload_take)
+{
+    if (c) {
+        bus_send_error(b, c, code, text, id, payload_take);
+        return;
+    }
+    cb(arg, code, text, payload_take);
+    json_decref(payload_take);
+}
+
+/* Route a message from client `c`, or from the server itself (c NULL: sender "arqonbus", no
+ * membership needed, the outcome through cb). */
+static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env, arq_result_cb cb,
+                       void *arg)
 {
     struct room *r = NULL;
     struct channel *ch = NULL;
@@ -218,43 +235,41 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env)
         target = conn_find(b->host, env->to_client);
         if (!target || target->state != CONN_OPEN) {
             snprintf(text, sizeof text, "Client %s is not connected", env->to_client);
-            bus_send_error(b, c, "NOT_FOUND", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, "NOT_FOUND", text, env->id, NULL);
             return;
         }
     } else if (env->room) {
         r = router_room(b, env->room);
         if (!r) {
             snprintf(text, sizeof text, "Room %s does not exist", env->room);
-            bus_send_error(b, c, "ROOM_NOT_FOUND", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, "ROOM_NOT_FOUND", text, env->id, NULL);
             return;
         }
         if (env->channel && !(ch = router_channel(r, env->channel))) {
             snprintf(text, sizeof text, "Channel %s/%s does not exist", env->room, env->channel);
-            bus_send_error(b, c, "CHANNEL_NOT_FOUND", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, "CHANNEL_NOT_FOUND", text, env->id, NULL);
             return;
         }
-        if (b->settings.members_only && !router_is_member(c, r, ch)) {
+        if (c && b->settings.members_only && !router_is_member(c, r, ch)) {
             if (ch)
                 snprintf(text, sizeof text, "Not a member of channel %s/%s", r->name, ch->name);
             else
                 snprintf(text, sizeof text, "Not a member of room %s", r->name);
-            bus_send_error(b, c, "AUTHORIZATION_ERROR", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, "AUTHORIZATION_ERROR", text, env->id, NULL);
             return;
         }
     } else {
-        bus_send_error(
-            b, c, "VALIDATION_ERROR", "A message needs room, room+channel or to_client", env->id,
+        bus__refuse(
+            b, c, cb, arg, "VALIDATION_ERROR", "A message needs room, room+channel or to_client",
+            env->id,
             json_pack("{s:[s]}", "errors", "A message needs room, room+channel or to_client"));
         return;
     }
 
-    if (envelope_set_sender(env, c->id) != 0) {
-        bus_send_error(b, c, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
-        return;
-    }
-    struct frame *f = frame_from_json(env->root);
-    if (!f) {
-        bus_send_error(b, c, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
+    struct frame *f = NULL;
+    if (envelope_set_sender(env, c ? c->id : "arqonbus") != 0 ||
+        !(f = frame_from_json(env->root))) {
+        bus__refuse(b, c, cb, arg, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
         return;
     }
     snprintf(f->msg_id, sizeof f->msg_id, "%s", env->id);
@@ -264,8 +279,61 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env)
     else
         delivered = router_fanout(b, r, ch, f, c);
     metrics_add(b->m_deliveries, (double)delivered);
-    storage_append_and_ack(b, c, env, f, delivered);
+    storage_store(b, env, f, delivered, c, cb, arg);
     frame_unref(f);
+}
+
+int bus_svc_ready(arq_ctx *ctx)
+{
+    return ctx->host->current && !ctx->host->stopping;
+}
+
+void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg)
+{
+    static const char *const allowed[] = {"room",    "channel",  "to_client",
+                                          "payload", "metadata", NULL};
+    struct bus *b = &ctx->host->bus;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(message)) {
+        cb(arg, "VALIDATION_ERROR", "A publish is a JSON object", NULL);
+        return;
+    }
+    json_object_foreach((json_t *)message, key, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= !strcmp(*a, key);
+        if (!ok) {
+            char text[200];
+            snprintf(text, sizeof text, "Unknown field '%.64s'", key);
+            cb(arg, "VALIDATION_ERROR", text, NULL);
+            return;
+        }
+    }
+    /* Through the envelope parser, so that a server-side message obeys every client rule. */
+    json_t *env_obj = json_deep_copy(message);
+    char *text = NULL;
+    if (!env_obj || json_object_set_new(env_obj, "type", json_string("message")) != 0 ||
+        !(text = envelope_dump(env_obj, NULL))) {
+        json_decref(env_obj);
+        cb(arg, "INTERNAL_ERROR", "Out of memory", NULL);
+        return;
+    }
+    json_decref(env_obj);
+    struct envelope env;
+    struct env_error err;
+    struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
+                                .max_depth = ENV_DEFAULT_MAX_DEPTH};
+    int rc = envelope_parse(text, strlen(text), bus_now_ms(), &limits, &env, &err);
+    free(text);
+    if (rc != 0) {
+        cb(arg, err.code, err.text, err.payload);
+        envelope_error_clear(&err);
+        return;
+    }
+    bus__route(b, NULL, &env, cb, arg);
+    envelope_release(&env);
 }
 
 void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len, int binary)
@@ -289,7 +357,7 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     }
     switch (env.type) {
     case ENV_MESSAGE:
-        bus__route(b, c, &env);
+        bus__route(b, c, &env, NULL, NULL);
         break;
     case ENV_COMMAND:
         commands_execute(b, c, env.id, env.command, env.args);

@@ -151,6 +151,12 @@ struct membership {
 
 /* --- the bus ------------------------------------------------------------------------------- */
 
+struct reload_waiter {
+    arq_result_cb cb;
+    void *arg;
+    struct reload_waiter *next;
+};
+
 struct command_entry {
     const struct arq_command *cmd;
     struct arq_ctx *owner;
@@ -171,7 +177,7 @@ struct bus {
     size_t nentries;
     struct arq_request *pending; /* commands awaiting their reply                           */
     uv_timer_t sweep;            /* expires pending commands                                */
-    struct arq_request *reload_waiters;
+    struct reload_waiter *reload_waiters; /* told the outcome of the pending reload    */
     arq_series *m_conns, *m_conns_total, *m_msgs_in, *m_deliveries, *m_slow, *m_rejected,
         *m_commands_ok, *m_commands_failed, *m_rooms, *m_channels;
 };
@@ -224,10 +230,11 @@ struct envelope;
 struct arq_ctx *storage_current(struct host *h);
 /* {instance, backend, health, detail?} of the storage in force, or JSON null. */
 json_t *storage_status(struct host *h);
-/* After delivery: store a routed message and send the ack (with offset and epoch once
- * stored), or send the ack at once when nothing stores it. */
-void storage_append_and_ack(struct bus *b, struct arq_conn *c, const struct envelope *env,
-                            const struct frame *f, size_t delivered);
+/* After delivery: store a routed message, then tell the publisher where: the client `c` by
+ * its ack (unless acks are off), or, for a server-side publish (c NULL), `cb`. Without
+ * storage they are told at once, without offset and epoch. */
+void storage_store(struct bus *b, const struct envelope *env, const struct frame *f,
+                   size_t delivered, struct arq_conn *c, arq_result_cb cb, void *arg);
 void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
                          int join);
 
@@ -255,6 +262,11 @@ const char *bus_svc_disconnect(arq_ctx *ctx, const char *client_id, const char *
 json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
                       const char *channel, const char **code, struct arq_error *err);
 void bus_svc_reload(arq_ctx *ctx, arq_request *req);
+/* The server-side APIs of struct arq_host. */
+int bus_svc_ready(arq_ctx *ctx);
+void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg);
+void bus_svc_history_query(arq_ctx *ctx, const json_t *args, arq_result_cb cb, void *arg);
+void bus_svc_reload_async(arq_ctx *ctx, arq_result_cb cb, void *arg);
 
 /* Milliseconds since the epoch, now. */
 int64_t bus_now_ms(void);

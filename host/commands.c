@@ -20,7 +20,7 @@ struct arq_request {
     struct arq_ctx *owner; /* the command set whose handler owes the reply */
     int answered;          /* the client has its response (a timeout answered it) */
     int64_t deadline_ms;
-    struct arq_request *prev, *next; /* bus->pending or bus->reload_waiters */
+    struct arq_request *prev, *next; /* bus->pending */
 };
 
 void bus_commands_rebuild(struct bus *b)
@@ -333,32 +333,54 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     json_decref(typed);
 }
 
-/* --- the reload command -------------------------------------------------------------------- */
+/* --- reloads asked for by commands and server-side APIs ---------------------------------- */
+
+void bus_svc_reload_async(arq_ctx *ctx, arq_result_cb cb, void *arg)
+{
+    struct bus *b = &ctx->host->bus;
+    struct reload_waiter *w = malloc(sizeof *w);
+    if (!w || b->host->stopping) {
+        free(w);
+        cb(arg, "EXECUTION_ERROR", w ? "Out of memory" : "The server is stopping", NULL);
+        return;
+    }
+    *w = (struct reload_waiter){cb, arg, NULL};
+    struct reload_waiter **tail = &b->reload_waiters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = w;
+    host_request_reload(b->host);
+}
+
+static void commands__reloaded(void *arg, const char *code, const char *text, const json_t *data)
+{
+    struct arq_request *r = arg;
+    request__respond(r, code, text, code ? NULL : "Configuration reloaded", data);
+    request__free(r);
+}
 
 void bus_svc_reload(arq_ctx *ctx, arq_request *req)
 {
-    struct bus *b = &ctx->host->bus;
     /* The request waits for the reload's verdict instead of the command timeout. */
-    request__unlink(&b->pending, req);
-    request__link(&b->reload_waiters, req);
-    host_request_reload(b->host);
+    request__unlink(&ctx->host->bus.pending, req);
+    bus_svc_reload_async(ctx, commands__reloaded, req);
 }
 
 void bus_reload_done(struct bus *b, int ok, const char *error)
 {
+    json_t *data = ok ? json_pack("{s:I}", "generation",
+                                  (json_int_t)(b->host->current ? b->host->current->id : 0))
+                      : NULL;
     while (b->reload_waiters) {
-        struct arq_request *r = b->reload_waiters;
-        request__unlink(&b->reload_waiters, r);
-        if (ok) {
-            json_t *data = json_pack("{s:I}", "generation",
-                                     (json_int_t)(b->host->current ? b->host->current->id : 0));
-            request__respond(r, NULL, NULL, "Configuration reloaded", data);
-            json_decref(data);
-        } else {
-            request__respond(r, "EXECUTION_ERROR", error ? error : "Reload failed", NULL, NULL);
-        }
-        request__free(r);
+        struct reload_waiter *w = b->reload_waiters;
+        b->reload_waiters = w->next;
+        if (ok)
+            w->cb(w->arg, NULL, NULL, data);
+        else
+            w->cb(w->arg, "EXECUTION_ERROR", error ? error : "Reload failed", NULL);
+        free(w);
     }
+    json_decref(data);
 }
 
 void commands_drop_all(struct bus *b)

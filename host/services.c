@@ -250,4 +250,8 @@ const struct arq_host host_api = {
     .bus_history = storage_svc_history,
     .retire_hold = svc_retire_hold,
     .retire_release = svc_retire_release,
+    .bus_ready = bus_svc_ready,
+    .bus_publish = bus_svc_publish,
+    .bus_history_query = bus_svc_history_query,
+    .bus_reload_async = bus_svc_reload_async,
 };

@@ -38,8 +38,12 @@ json_t *storage_status(struct host *h)
 
 /* --- appends and acks ---------------------------------------------------------------------- */
 
+/* Who learns where a message was stored: the publishing client (its ack), or the server-side
+ * caller of bus_publish. */
 struct ack {
-    struct arq_conn *conn; /* referenced */
+    struct arq_conn *conn; /* referenced, or NULL */
+    arq_result_cb cb;
+    void *arg;
     size_t delivered;
     char id[];
 };
@@ -66,37 +70,52 @@ static void storage__ack(struct arq_conn *c, const char *id, size_t delivered, u
     json_decref(ack);
 }
 
+static void storage__tell(struct arq_conn *c, arq_result_cb cb, void *arg, const char *id,
+                          size_t delivered, uint64_t offset, const char *epoch)
+{
+    if (c) {
+        storage__ack(c, id, delivered, offset, epoch);
+        return;
+    }
+    json_t *data = json_pack("{s:s, s:I}", "id", id, "delivered", (json_int_t)delivered);
+    if (data && epoch) {
+        json_object_set_new(data, "offset", json_integer((json_int_t)offset));
+        json_object_set_new(data, "epoch", json_string(epoch));
+    }
+    cb(arg, data ? NULL : "INTERNAL_ERROR", data ? NULL : "Out of memory", data);
+    json_decref(data);
+}
+
 static void storage__appended(void *arg, int status, uint64_t offset, const char *epoch)
 {
     struct ack *a = arg;
-    storage__ack(a->conn, a->id, a->delivered, offset, status == ARQ_OK ? epoch : NULL);
-    conn_unref(a->conn);
+    storage__tell(a->conn, a->cb, a->arg, a->id, a->delivered, offset,
+                  status == ARQ_OK ? epoch : NULL);
+    if (a->conn)
+        conn_unref(a->conn);
     free(a);
 }
 
-void storage_append_and_ack(struct bus *b, struct arq_conn *c, const struct envelope *env,
-                            const struct frame *f, size_t delivered)
+void storage_store(struct bus *b, const struct envelope *env, const struct frame *f,
+                   size_t delivered, struct arq_conn *c, arq_result_cb cb, void *arg)
 {
+    int tell = c ? c->ack : 1;
     /* Direct messages are not stored: history belongs to rooms and channels. */
     struct arq_ctx *s = env->room && !env->to_client ? storage_current(b->host) : NULL;
-    if (!s) {
-        if (c->ack)
-            storage__ack(c, env->id, delivered, 0, NULL);
-        return;
-    }
     struct ack *a = NULL;
-    if (c->ack) {
+    if (s && tell) {
         size_t idlen = strlen(env->id);
-        a = malloc(sizeof *a + idlen + 1);
-        if (!a) {
-            storage__ack(c, env->id, delivered, 0, NULL);
-        } else {
-            a->conn = c;
-            conn_ref(c);
-            a->delivered = delivered;
+        if ((a = malloc(sizeof *a + idlen + 1))) {
+            *a = (struct ack){.conn = c, .cb = cb, .arg = arg, .delivered = delivered};
             memcpy(a->id, env->id, idlen + 1);
+            if (c)
+                conn_ref(c);
         }
     }
+    if (tell && !a) /* nothing stores it, or no memory to wait: tell now, without offset */
+        storage__tell(c, cb, arg, env->id, delivered, 0, NULL);
+    if (!s)
+        return;
     struct arq_stored msg = {.struct_size = sizeof msg,
                              .room = env->room,
                              .channel = env->channel,
@@ -113,10 +132,12 @@ void storage_append_and_ack(struct bus *b, struct arq_conn *c, const struct enve
 
 /* --- history ------------------------------------------------------------------------------- */
 
+/* One history query under way. A join (conn set, join) holds the client's routed messages
+ * until the answer is sent. */
 struct query {
-    struct bus *bus;
-    arq_request *req;
-    struct arq_conn *conn; /* referenced; paused while a join recovers */
+    arq_result_cb done;
+    void *arg;
+    struct arq_conn *conn; /* referenced, or NULL */
     int join;
     char *room, *channel;
 };
@@ -135,12 +156,26 @@ static json_t *storage__entries(const struct arq_stored *const *entries, size_t 
     return arr;
 }
 
-/* Frames of messages that the history already holds are not delivered live again. */
-static void storage__drop_seen(struct arq_conn *c, const struct arq_stored *const *entries,
-                               size_t n)
+/* {room, channel?, memberships, history} for a join; `history_take` may be NULL. */
+static json_t *storage__joined(const struct query *q, json_t *history_take)
 {
-    for (size_t i = 0; i < n; i++)
-        conn_drop_message(c, entries[i]->id);
+    json_t *data =
+        json_pack("{s:s, s:s*, s:o, s:o*}", "room", q->room, "channel", q->channel, "memberships",
+                  router_memberships_json(q->conn), "history", history_take);
+    return data;
+}
+
+static void storage__finish(struct query *q, const char *code, const char *text, json_t *data_take)
+{
+    q->done(q->arg, code, text, data_take);
+    json_decref(data_take);
+    if (q->join)
+        conn_resume(q->conn); /* the answer went ahead of what arrived meanwhile */
+    if (q->conn)
+        conn_unref(q->conn);
+    free(q->room);
+    free(q->channel);
+    free(q);
 }
 
 static void storage__answered(void *arg, int status, const struct arq_stored *const *entries,
@@ -148,40 +183,20 @@ static void storage__answered(void *arg, int status, const struct arq_stored *co
 {
     struct query *q = arg;
     if (status != ARQ_OK) {
-        if (q->join) {
-            /* The join stands; only the history is missing. */
-            json_t *data =
-                json_pack("{s:s, s:s*, s:o, s:n}", "room", q->room, "channel", q->channel,
-                          "memberships", router_memberships_json(q->conn), "history");
-            host_api.reply_ok(q->req, "Joined; history unavailable", data);
-            json_decref(data);
-        } else {
-            host_api.reply_error(q->req, "STORAGE_UNAVAILABLE",
-                                 "History is unavailable: the storage backend is down");
-        }
-    } else {
+        /* A join stands; only its history is missing. */
         if (q->join)
-            storage__drop_seen(q->conn, entries, n);
-        json_t *history =
-            json_pack("{s:o, s:I, s:s?, s:b}", "entries", storage__entries(entries, n), "count",
-                      (json_int_t)n, "epoch", epoch, "recovered", recovered);
-        json_t *data =
-            q->join ? json_pack("{s:s, s:s*, s:o, s:O}", "room", q->room, "channel", q->channel,
-                                "memberships", router_memberships_json(q->conn), "history", history)
-                    : json_incref(history);
-        char message[64];
-        snprintf(message, sizeof message, "%zu message%s%s", n, n == 1 ? "" : "s",
-                 q->join ? "; joined" : "");
-        host_api.reply_ok(q->req, message, data);
-        json_decref(data);
-        json_decref(history);
+            storage__finish(q, NULL, NULL, storage__joined(q, NULL));
+        else
+            storage__finish(q, "STORAGE_UNAVAILABLE",
+                            "History is unavailable: the storage backend is down", NULL);
+        return;
     }
-    if (q->join)
-        conn_resume(q->conn); /* the reply went ahead of what arrived meanwhile */
-    conn_unref(q->conn);
-    free(q->room);
-    free(q->channel);
-    free(q);
+    if (q->join) /* what the history holds is not delivered live again */
+        for (size_t i = 0; i < n; i++)
+            conn_drop_message(q->conn, entries[i]->id);
+    json_t *history = json_pack("{s:o, s:I, s:s?, s:b}", "entries", storage__entries(entries, n),
+                                "count", (json_int_t)n, "epoch", epoch, "recovered", recovered);
+    storage__finish(q, NULL, NULL, q->join ? storage__joined(q, history) : history);
 }
 
 static int storage__time_arg(const json_t *args, const char *name, int64_t *us,
@@ -200,11 +215,11 @@ static int storage__time_arg(const json_t *args, const char *name, int64_t *us,
     return 0;
 }
 
-void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
-                         int join)
+/* The history query of `args` (the history command's arguments); with `conn` and `join`, the
+ * join first. The outcome goes to done(arg, ...). */
+static void storage__history(struct host *h, struct arq_conn *conn, const json_t *args, int join,
+                             arq_result_cb done, void *arg)
 {
-    struct host *h = ctx->host;
-    struct bus *b = &h->bus;
     struct arq_error err = {""};
     const char *room = json_string_value(json_object_get(args, "room"));
     const char *channel = json_string_value(json_object_get(args, "channel"));
@@ -220,55 +235,86 @@ void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const j
         .since_offset = (uint64_t)json_integer_value(since_offset),
         .epoch = epoch};
     if (!room || !envelope_valid_name(room) || (channel && !envelope_valid_name(channel))) {
-        host_api.reply_error(req, "VALIDATION_ERROR", "Invalid room or channel name");
+        done(arg, "VALIDATION_ERROR", "Invalid room or channel name", NULL);
         return;
     }
-    if (hq.limit < 1 || hq.limit > 1000) {
-        host_api.reply_error(req, "VALIDATION_ERROR", "Argument 'limit' must be 1..1000");
+    if ((limit && !json_is_integer(limit)) || hq.limit < 1 || hq.limit > 1000 ||
+        (since_offset &&
+         (!json_is_integer(since_offset) || json_integer_value(since_offset) < 0))) {
+        done(arg, "VALIDATION_ERROR", "Argument 'limit' must be 1..1000 and 'since_offset' >= 0",
+             NULL);
         return;
     }
     if (storage__time_arg(args, "since", &hq.since_us, &err) != 0 ||
         storage__time_arg(args, "until", &hq.until_us, &err) != 0) {
-        host_api.reply_error(req, "VALIDATION_ERROR", err.text);
+        done(arg, "VALIDATION_ERROR", err.text, NULL);
         return;
     }
     if (join) {
-        const char *code = router_join(b, conn, room, channel, &err);
+        const char *code = router_join(&h->bus, conn, room, channel, &err);
         if (code) {
-            host_api.reply_error(req, code, err.text);
+            done(arg, code, err.text, NULL);
             return;
         }
-    }
-    struct arq_ctx *s = storage_current(h);
-    if (!s) {
-        if (join) {
-            json_t *data = json_pack("{s:s, s:s*, s:o, s:n}", "room", room, "channel", channel,
-                                     "memberships", router_memberships_json(conn), "history");
-            host_api.reply_ok(req, "Joined; no storage is configured", data);
-            json_decref(data);
-        } else {
-            host_api.reply_error(req, "STORAGE_UNAVAILABLE", "No storage backend is configured");
-        }
-        return;
     }
     struct query *q = calloc(1, sizeof *q);
     if (!q || !(q->room = strdup(room)) || (channel && !(q->channel = strdup(channel)))) {
         if (q)
             free(q->room);
         free(q);
-        host_api.reply_error(req, "INTERNAL_ERROR", "Out of memory");
+        done(arg, "INTERNAL_ERROR", "Out of memory", NULL);
         return;
     }
-    q->bus = b;
-    q->req = req;
+    q->done = done;
+    q->arg = arg;
     q->conn = conn;
     q->join = join;
-    conn_ref(conn);
-    /* Hold live delivery to this client until the history is sent: what arrives meanwhile is
-     * queued behind the reply, and dropped if the history already holds it. */
+    if (conn)
+        conn_ref(conn);
+    struct arq_ctx *s = storage_current(h);
+    if (!s) {
+        if (join)
+            storage__finish(q, NULL, NULL, storage__joined(q, NULL));
+        else
+            storage__finish(q, "STORAGE_UNAVAILABLE", "No storage backend is configured", NULL);
+        return;
+    }
+    /* Hold routed messages to this client until the history is sent: what arrives meanwhile
+     * is queued behind the answer, and dropped if the history already holds it. */
     if (join)
         conn_pause(conn);
     const struct arq_storage_ops *ops = s->mod->desc->ops;
     if (ops->query(s->self, &hq, storage__answered, q) != ARQ_OK)
         storage__answered(q, ARQ_EAGAIN, NULL, 0, NULL, 0);
+}
+
+/* The history command's reply. */
+static void storage__reply(void *arg, const char *code, const char *text, const json_t *data)
+{
+    arq_request *req = arg;
+    if (code) {
+        host_api.reply_error(req, code, text);
+        return;
+    }
+    const json_t *history = json_is_object(json_object_get(data, "memberships"))
+                                ? json_object_get(data, "history")
+                                : data;
+    size_t n = (size_t)json_integer_value(json_object_get(history, "count"));
+    char message[64];
+    if (history && !json_is_null(history))
+        snprintf(message, sizeof message, "%zu message%s", n, n == 1 ? "" : "s");
+    else
+        snprintf(message, sizeof message, "Joined; no history available");
+    host_api.reply_ok(req, message, data);
+}
+
+void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
+                         int join)
+{
+    storage__history(ctx->host, conn, args, join, storage__reply, req);
+}
+
+void bus_svc_history_query(arq_ctx *ctx, const json_t *args, arq_result_cb cb, void *arg)
+{
+    storage__history(ctx->host, NULL, args, 0, cb, arg);
 }
