@@ -1,10 +1,12 @@
 /* The bus: what a client's message does, and the frames the server sends on its own. */
 #include "bus.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "envelope.h"
 #include "host.h"
@@ -81,10 +83,15 @@ int bus_init(struct bus *b, struct host *h)
     bus_settings_read(&b->settings, b->settings_values);
     uv_timer_init(h->loop, &b->sweep);
     b->sweep.data = b;
+    static const double latency[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+                                     0.001,   0.0025,   0.005,   0.01,   0.025,   0.1};
+    const char *cmd_labels[] = {"command", "status", NULL};
     b->m_conns = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_connections",
                              "Client connections open.", NULL, NULL);
     b->m_conns_total = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
                                    "Client connections opened.", NULL, NULL);
+    b->m_conns_closed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_closed_total",
+                                    "Client connections closed.", NULL, NULL);
     b->m_msgs_in = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
                                "Messages received from clients.", NULL, NULL);
     b->m_deliveries = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
@@ -94,19 +101,70 @@ int bus_init(struct bus *b, struct host *h)
     b->m_slow =
         host_series(h, ARQ_METRIC_COUNTER, "arqonbus_slow_consumer_disconnects_total",
                     "Clients disconnected because their outbound queue was full.", NULL, NULL);
-    b->m_commands_ok = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
-                                   "Commands executed by result.", "status", "success");
-    b->m_commands_failed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
-                                       "Commands executed by result.", "status", "error");
+    b->m_bytes_in = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_received_bytes_total",
+                                "Bytes of client messages received.", NULL, NULL);
+    b->m_bytes_out = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_sent_bytes_total",
+                                 "Bytes of frames written to clients.", NULL, NULL);
     b->m_rooms =
         host_series(h, ARQ_METRIC_GAUGE, "arqonbus_rooms", "Rooms that exist.", NULL, NULL);
     b->m_channels =
         host_series(h, ARQ_METRIC_GAUGE, "arqonbus_channels", "Channels that exist.", NULL, NULL);
-    if (!b->settings_values || !b->m_conns || !b->m_conns_total || !b->m_msgs_in ||
-        !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_commands_ok ||
-        !b->m_commands_failed || !b->m_rooms || !b->m_channels)
+    b->m_uptime = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_uptime_seconds",
+                              "Seconds since the process started.", NULL, NULL);
+    b->m_rss = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_resident_memory_bytes",
+                           "Resident memory of the process.", NULL, NULL);
+    b->m_fds = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_open_fds",
+                           "Open file descriptors of the process.", NULL, NULL);
+    arq_metric *routing = host_api.metric_register(
+        h->self_ctx, ARQ_METRIC_HISTOGRAM, "arqonbus_routing_duration_seconds",
+        "Time from a message's arrival to its fan-out being queued.", NULL, latency,
+        sizeof latency / sizeof latency[0]);
+    arq_metric *command = host_api.metric_register(
+        h->self_ctx, ARQ_METRIC_HISTOGRAM, "arqonbus_command_duration_seconds",
+        "Time from a command's arrival to its response.", NULL, NULL, 0);
+    b->m_routing_seconds = routing ? metrics_series(routing, NULL) : NULL;
+    b->m_command_seconds = command ? metrics_series(command, NULL) : NULL;
+    b->m_commands =
+        host_api.metric_register(h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
+                                 "Commands executed, by command and result.", cmd_labels, NULL, 0);
+    b->m_cmd_unknown = bus_command_series(b, "unknown", 0);
+    if (!b->settings_values || !b->m_conns || !b->m_conns_total || !b->m_conns_closed ||
+        !b->m_msgs_in || !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_bytes_in ||
+        !b->m_bytes_out || !b->m_rooms || !b->m_channels || !b->m_uptime || !b->m_rss ||
+        !b->m_fds || !b->m_routing_seconds || !b->m_command_seconds || !b->m_cmd_unknown)
         return -1;
     return 0;
+}
+
+arq_series *bus_command_series(struct bus *b, const char *name, int ok)
+{
+    const char *values[] = {name, ok ? "success" : "error", NULL};
+    return b->m_commands ? metrics_series(b->m_commands, values) : NULL;
+}
+
+void bus_update_process_metrics(struct bus *b)
+{
+    struct host *h = b->host;
+    metrics_set(b->m_uptime, (double)(telemetry_now_us() - h->started_us) / 1e6);
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long size;
+        if (fscanf(f, "%ld %ld", &size, &pages) != 2)
+            pages = 0;
+        fclose(f);
+    }
+    metrics_set(b->m_rss, (double)pages * (double)sysconf(_SC_PAGESIZE));
+    size_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)))
+            fds += de->d_name[0] != '.';
+        closedir(d);
+        fds--; /* the directory stream itself */
+    }
+    metrics_set(b->m_fds, (double)fds);
 }
 
 void bus_configure(struct bus *b, json_t *values)
@@ -201,6 +259,7 @@ void bus_conn_closed(struct bus *b, struct arq_conn *c)
 {
     router_leave_all(b, c);
     metrics_set(b->m_conns, (double)b->nconns);
+    metrics_add(b->m_conns_closed, 1);
     struct arq_event ev = {
         .struct_size = sizeof ev, .event_type = "client_disconnected", .client_id = c->id};
     telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
@@ -338,7 +397,9 @@ void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void
 
 void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len, int binary)
 {
+    uint64_t t0 = uv_hrtime();
     metrics_add(b->m_msgs_in, 1);
+    metrics_add(b->m_bytes_in, (double)len);
     if (binary) {
         bus_send_error(b, c, "UNSUPPORTED_FRAME",
                        "Binary frames are not supported: no binary codec is configured", NULL,
@@ -358,6 +419,7 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     switch (env.type) {
     case ENV_MESSAGE:
         bus__route(b, c, &env, NULL, NULL);
+        metrics_observe(b->m_routing_seconds, (double)(uv_hrtime() - t0) / 1e9);
         break;
     case ENV_COMMAND:
         commands_execute(b, c, env.id, env.command, env.args);

@@ -160,6 +160,7 @@ struct reload_waiter {
 struct command_entry {
     const struct arq_command *cmd;
     struct arq_ctx *owner;
+    arq_series *ok, *failed; /* arqonbus_commands_total of this command                  */
 };
 
 struct bus {
@@ -178,8 +179,10 @@ struct bus {
     struct arq_request *pending; /* commands awaiting their reply                           */
     uv_timer_t sweep;            /* expires pending commands                                */
     struct reload_waiter *reload_waiters; /* told the outcome of the pending reload    */
-    arq_series *m_conns, *m_conns_total, *m_msgs_in, *m_deliveries, *m_slow, *m_rejected,
-        *m_commands_ok, *m_commands_failed, *m_rooms, *m_channels;
+    arq_series *m_conns, *m_conns_total, *m_conns_closed, *m_msgs_in, *m_deliveries, *m_slow,
+        *m_rejected, *m_rooms, *m_channels, *m_bytes_in, *m_bytes_out, *m_routing_seconds,
+        *m_command_seconds, *m_uptime, *m_rss, *m_fds, *m_cmd_unknown;
+    arq_metric *m_commands; /* arqonbus_commands_total{command,status}                     */
 };
 
 int bus_init(struct bus *b, struct host *h);
@@ -270,5 +273,9 @@ void bus_svc_reload_async(arq_ctx *ctx, arq_result_cb cb, void *arg);
 
 /* Milliseconds since the epoch, now. */
 int64_t bus_now_ms(void);
+/* Refresh the metrics read at scrape time (uptime, resident memory, open descriptors). */
+void bus_update_process_metrics(struct bus *b);
+/* arqonbus_commands_total{command=name, status} (series are kept while the host runs). */
+arq_series *bus_command_series(struct bus *b, const char *name, int ok);
 
 #endif

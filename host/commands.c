@@ -17,6 +17,8 @@ struct arq_request {
     struct arq_conn *conn; /* referenced until the reply */
     char *id;              /* the command envelope's id: the response's request_id */
     char *command;
+    arq_series *ok, *failed; /* this command's arqonbus_commands_total series */
+    uint64_t started_ns;
     struct arq_ctx *owner; /* the command set whose handler owes the reply */
     int answered;          /* the client has its response (a timeout answered it) */
     int64_t deadline_ms;
@@ -59,6 +61,8 @@ void bus_commands_rebuild(struct bus *b)
             struct command_entry *e = &b->entries[b->nentries];
             e->cmd = c;
             e->owner = ctx;
+            e->ok = bus_command_series(b, c->name, 1);
+            e->failed = bus_command_series(b, c->name, 0);
             if (hmap_put(&b->commands, c->name, e) == 0)
                 b->nentries++;
         }
@@ -123,7 +127,8 @@ static void request__respond(struct arq_request *r, const char *code, const char
     if (r->answered)
         return;
     r->answered = 1;
-    metrics_add(code ? b->m_commands_failed : b->m_commands_ok, 1);
+    metrics_add(code ? r->failed : r->ok, 1);
+    metrics_observe(b->m_command_seconds, (double)(uv_hrtime() - r->started_ns) / 1e9);
     if (r->conn->state == CONN_OPEN) {
         char id[32], ts[32];
         int64_t now = bus_now_ms();
@@ -285,7 +290,7 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     if (!e) {
         snprintf(text, sizeof text, "Unknown command: %s", name);
         bus_send_error(b, c, "UNKNOWN_COMMAND", text, id, NULL);
-        metrics_add(b->m_commands_failed, 1);
+        metrics_add(b->m_cmd_unknown, 1);
         return;
     }
     enum bus_role need = ROLE_USER;
@@ -301,6 +306,9 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     }
     r->bus = b;
     r->conn = c;
+    r->ok = e->ok;
+    r->failed = e->failed;
+    r->started_ns = uv_hrtime();
     conn_ref(c);
     if (c->role < need) {
         snprintf(text, sizeof text, "Command '%s' requires role %s; this client is %s", name,

@@ -181,9 +181,11 @@ void conn_svc_consumed(arq_conn *c, size_t n)
 {
     if (n > c->qlen)
         n = c->qlen;
+    struct bus *b = &c->transport->host->bus;
     for (size_t i = 0; i < n; i++) {
         struct frame *f = c->q[c->qhead];
         c->queued_bytes -= f->len;
+        metrics_add(b->m_bytes_out, (double)f->len);
         frame_unref(f);
         c->qhead = (c->qhead + 1) % c->qcap;
     }

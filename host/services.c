@@ -174,6 +174,7 @@ static arq_metric *svc_metric_register(arq_ctx *ctx, enum arq_metric_type type, 
 
 static char *svc_metrics_render(arq_ctx *ctx)
 {
+    bus_update_process_metrics(&ctx->host->bus);
     return metrics_render(ctx->host->metrics);
 }
 
