@@ -33,6 +33,8 @@ const struct arq_option bus_options[] = {
                   "how far in the future a client's timestamp may be"),
     ARQ_OPT_RANGE("max_memberships", ARQ_OPT_INT, "1000", 1, 1000000, ARQ_OPT_RELOADABLE,
                   "rooms and channels one connection may be a member of"),
+    ARQ_OPT("telemetry_messages", ARQ_OPT_BOOL, "false", ARQ_OPT_RELOADABLE,
+            "emit message_routed / message_rejected telemetry events (one per message)"),
     ARQ_OPT_END};
 
 int bus_role_parse(const char *name, enum bus_role *out)
@@ -62,6 +64,7 @@ void bus_settings_read(struct bus_settings *s, const json_t *v)
     s->command_timeout_ms = (uint64_t)opt_get_int(v, "command_timeout", 30000);
     s->max_clock_skew_ms = opt_get_int(v, "max_clock_skew", 86400000);
     s->max_memberships = (size_t)opt_get_int(v, "max_memberships", 1000);
+    s->telemetry_messages = opt_get_bool(v, "telemetry_messages", 0);
 }
 
 /* --- time ---------------------------------------------------------------------------------- */
@@ -230,6 +233,15 @@ void bus_send_error(struct bus *b, struct arq_conn *c, const char *code, const c
                     const char *request_id, json_t *payload_take)
 {
     metrics_add(b->m_rejected, 1);
+    if (b->settings.telemetry_messages) {
+        struct arq_event ev = {
+            .struct_size = sizeof ev,
+            .event_type = "message_rejected",
+            .client_id = c->id,
+            .data = json_pack("{s:s, s:s?}", "error_code", code, "request_id", request_id)};
+        telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+        json_decref(ev.data);
+    }
     json_t *frame = envelope_error_frame(code, text, request_id, payload_take, bus_now_ms());
     if (frame)
         conn_send_json(c, frame);
@@ -338,6 +350,17 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env, 
     else
         delivered = router_fanout(b, r, ch, f, c);
     metrics_add(b->m_deliveries, (double)delivered);
+    if (b->settings.telemetry_messages) {
+        struct arq_event ev = {
+            .struct_size = sizeof ev,
+            .event_type = "message_routed",
+            .client_id = c ? c->id : NULL,
+            .room = env->room,
+            .channel = env->channel,
+            .data = json_pack("{s:s, s:I}", "id", env->id, "delivered", (json_int_t)delivered)};
+        telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+        json_decref(ev.data);
+    }
     storage_store(b, env, f, delivered, c, cb, arg);
     frame_unref(f);
 }

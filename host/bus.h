@@ -48,6 +48,7 @@ struct bus_settings {
     uint64_t command_timeout_ms;
     int64_t max_clock_skew_ms;
     size_t max_memberships; /* per connection                                           */
+    int telemetry_messages; /* one telemetry event per routed or rejected message */
 };
 
 extern const struct arq_option bus_options[];

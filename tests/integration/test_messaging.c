@@ -399,6 +399,33 @@ static void test_admin_commands_for_an_admin(void **state)
     assert_int_equal(h_stop(f), 0);
 }
 
+static void test_message_telemetry_when_asked_for(void **state)
+{
+    struct fixture *f = *state;
+    char events[600];
+    snprintf(events, sizeof events, "%s/events.jsonl", f->logs);
+    h_write(f->dir, "30-tlog.yaml",
+            "plugins:\n  events:\n    module: telemetry-log\n    config:\n      path: %s\n"
+            "      events: [message_routed, message_rejected]\n",
+            events);
+    int port = start(f, "  telemetry_messages: true\n", NULL);
+    struct bus_client *a = bc_connect(port, NULL);
+    join(a, "lobby", "general");
+    bc_send(a, "{s:s, s:s, s:s, s:i}", "type", "message", "room", "lobby", "channel", "general",
+            "payload", 1);
+    json_decref(bc_expect(a, "message_response", 5000));
+    expect_error(a, "{\"type\":\"message\"}", "VALIDATION_ERROR", NULL);
+    bc_free(a);
+    assert_int_equal(h_stop(f), 0);
+    char *text = h_slurp(events);
+    assert_non_null(strstr(text, "\"event_type\":\"message_routed\""));
+    assert_non_null(strstr(text, "\"room\":\"lobby\",\"channel\":\"general\""));
+    assert_non_null(strstr(text, "\"delivered\":0"));
+    assert_non_null(strstr(text, "\"event_type\":\"message_rejected\""));
+    assert_non_null(strstr(text, "\"error_code\":\"VALIDATION_ERROR\""));
+    free(text);
+}
+
 static void test_presence_events_in_the_rooms_configured(void **state)
 {
     struct fixture *f = *state;
@@ -702,6 +729,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_admin_commands_for_an_admin, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_presence_events_in_the_rooms_configured, h_setup,
                                         h_teardown),
+        cmocka_unit_test_setup_teardown(test_message_telemetry_when_asked_for, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(
             test_channels_are_created_by_joins_unless_auto_create_is_off, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer_is_cut_while_others_keep_receiving,
