@@ -367,7 +367,7 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env, 
 
 int bus_svc_ready(arq_ctx *ctx)
 {
-    return ctx->host->current && !ctx->host->stopping;
+    return ctx->host->current && !ctx->host->stopping && !ctx->host->draining;
 }
 
 void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg)

@@ -25,6 +25,9 @@ const struct arq_option config_host_options[] = {
     ARQ_OPT("plugin_dir", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
             "where modules named without a '/' are found; default: $ARQONBUS_PLUGIN_DIR, "
             "else the installed plugin directory"),
+    ARQ_OPT_RANGE("drain_delay", ARQ_OPT_DURATION, "0s", 0, 600000, ARQ_OPT_RELOADABLE,
+                  "after SIGTERM, keep serving this long while readiness reports 503, so that "
+                  "load balancers move clients away first"),
     ARQ_OPT_RANGE("drain_timeout", ARQ_OPT_DURATION, "10s", 0, 600000, ARQ_OPT_RELOADABLE,
                   "how long a graceful stop waits for plugins to finish"),
     ARQ_OPT_RANGE("telemetry_queue_size", ARQ_OPT_INT, "8192", 16, 1048576, ARQ_OPT_RELOADABLE,
@@ -204,6 +207,7 @@ static void apply_host(struct config *conf, const json_t *host_merged, struct di
     h->log_file = opt_get_str(hv, "log_file", NULL);
     h->node = opt_get_str(hv, "node", NULL);
     h->drain_timeout_ms = (uint64_t)opt_get_int(hv, "drain_timeout", 10000);
+    h->drain_delay_ms = (uint64_t)opt_get_int(hv, "drain_delay", 0);
     h->telemetry_queue_size = (size_t)opt_get_int(hv, "telemetry_queue_size", 8192);
     h->telemetry_batch_size = (size_t)opt_get_int(hv, "telemetry_batch_size", 256);
 

@@ -30,6 +30,7 @@ struct host_settings {
     const char *node;
     char *plugin_dir;
     uint64_t drain_timeout_ms;
+    uint64_t drain_delay_ms;
     size_t telemetry_queue_size;
     size_t telemetry_batch_size;
 };

@@ -46,6 +46,13 @@ static void host_event(struct host *h, const char *type, json_t *data_take)
 
 /* --- signals and posts -------------------------------------------------------------------- */
 
+static void on_drain_delay(uv_timer_t *handle)
+{
+    struct host *h = handle->data;
+    LOG_INFO("stopping", "after", "drain_delay");
+    host_stop(h);
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
     struct host *h = handle->data;
@@ -60,6 +67,17 @@ static void on_signal(uv_signal_t *handle, int signum)
             LOG_INFO("log file reopened");
         break;
     default:
+        if (h->drain_delay_ms && !h->draining) {
+            /* Not ready any more, but still serving: load balancers move clients away. A
+             * second signal stops at once. */
+            char ms[24];
+            snprintf(ms, sizeof ms, "%llu", (unsigned long long)h->drain_delay_ms);
+            LOG_INFO("draining", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+                     "drain_delay_ms", ms);
+            h->draining = 1;
+            uv_timer_start(&h->reload_timer, on_drain_delay, h->drain_delay_ms, 0);
+            break;
+        }
         LOG_INFO("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
         host_stop(h);
         break;
@@ -100,7 +118,7 @@ static void on_reload_timer(uv_timer_t *handle)
 void host_request_reload(struct host *h)
 {
     /* Reloads are coalesced: signals that arrive before the pending one runs join it. */
-    if (h->reload_pending || h->stopping)
+    if (h->reload_pending || h->stopping || h->draining)
         return;
     h->reload_pending = 1;
     uv_timer_start(&h->reload_timer, on_reload_timer, 0, 0);
@@ -208,6 +226,7 @@ static void apply_host_settings(struct host *h, const struct host_settings *s)
         set_default_node(h);
     telemetry_set_limits(h->telemetry, s->telemetry_queue_size, s->telemetry_batch_size);
     h->drain_timeout_ms = s->drain_timeout_ms;
+    h->drain_delay_ms = s->drain_delay_ms;
 }
 
 /* Settings of a configuration: the host's, then the bus's. */

@@ -33,6 +33,8 @@ struct host {
     int64_t started_us;
     int log_level_override;    /* -1, or the --log-level given on the command line           */
     uint64_t drain_timeout_ms; /* host.drain_timeout in force                               */
+    uint64_t drain_delay_ms;   /* host.drain_delay in force                                 */
+    int draining;              /* SIGTERM seen: not ready, stopping after drain_delay       */
 
     struct loader loader;
     struct metrics *metrics;

@@ -263,11 +263,12 @@ static void test_unknown_top_level_and_host_keys_are_refused(void **state)
 
     h_write(f->dir, "10-x.yaml", "host:\n  log_levle: debug\n");
     assert_int_equal(h_run(check, &out), 1);
-    snprintf(want[1], sizeof want[1],
-             "%s/10-x.yaml:2:3: host section: unknown option \"log_levle\"; allowed: log_level, "
-             "log_format, log_file, node, plugin_dir, drain_timeout, telemetry_queue_size, "
-             "telemetry_batch_size (did you mean \"log_level\"?)\n",
-             f->dir);
+    snprintf(
+        want[1], sizeof want[1],
+        "%s/10-x.yaml:2:3: host section: unknown option \"log_levle\"; allowed: log_level, "
+        "log_format, log_file, node, plugin_dir, drain_delay, drain_timeout, telemetry_queue_size, "
+        "telemetry_batch_size (did you mean \"log_level\"?)\n",
+        f->dir);
     assert_true(contains(out, want[1]));
     free(out);
 }

@@ -439,7 +439,7 @@ static void unknown_host_option_suggests_the_closest(void **state)
     write_file(f, "a.yaml", "host:\n  log_levl: debug\n");
     assert_null(load(f));
     CHECK_DIAGS(f, "%1$s/a.yaml:2:3: host section: unknown option \"log_levl\"; allowed: "
-                   "log_level, log_format, log_file, node, plugin_dir, drain_timeout, "
+                   "log_level, log_format, log_file, node, plugin_dir, drain_delay, drain_timeout, "
                    "telemetry_queue_size, telemetry_batch_size (did you mean \"log_level\"?)");
 }
 

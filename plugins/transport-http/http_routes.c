@@ -1,0 +1,371 @@
+/* The endpoints. Each handler answers its request once: now, with http_reply_*, or later,
+ * through http_request__result when it starts an asynchronous bus operation. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+#define BUS_QUERY(srv, what, room, code, err)                                                      \
+    (srv)->host->bus_query((srv)->ctx, NULL, (what), (room), NULL, (code), (err))
+
+/* A body that must be a JSON object, with only `allowed` keys (NULL-terminated; NULL: any),
+ * or NULL with the request answered (400). The caller decrefs. */
+static json_t *body_object(struct http_req *req, const char *const *allowed)
+{
+    size_t len;
+    const char *text = http_req_body(req, &len);
+    json_error_t jerr;
+    json_t *body = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    char msg[256];
+    if (!body) {
+        snprintf(msg, sizeof msg, "Invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "INVALID_JSON", msg);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                         "The body must be a JSON object");
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v)
+    {
+        if (!allowed)
+            break;
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i]) {
+            snprintf(msg, sizeof msg, "Unknown field '%.64s'", key);
+            json_decref(body);
+            http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", msg);
+            return NULL;
+        }
+    }
+    return body;
+}
+
+/* --- observability ------------------------------------------------------------------------- */
+
+static void add_check(json_t *checks, json_t *failing, const char *name, json_t *check_take)
+{
+    const char *st = json_string_value(json_object_get(check_take, "status"));
+    if (st && strcmp(st, "healthy") != 0 && strcmp(st, "not_configured") != 0)
+        json_array_append_new(failing, json_string(name));
+    json_object_set_new(checks, name, check_take);
+}
+
+static void h_health(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    struct arq_error err = {""};
+    const char *code = NULL;
+    json_t *status = BUS_QUERY(srv, "status", NULL, &code, &err);
+    json_t *checks = json_object(), *failing = json_array();
+    if (!status) {
+        add_check(checks, failing, "bus",
+                  json_pack("{s:s, s:s}", "status", "down", "detail",
+                            err.text[0] ? err.text : "no status"));
+    } else {
+        add_check(checks, failing, "bus",
+                  json_pack("{s:s, s:O?}", "status", "healthy", "clients",
+                            json_object_get(status, "clients")));
+        /* The storage in force: {instance, backend, health, detail?}, or null without one
+         * (history is then unavailable, but nothing is failing). */
+        const json_t *storage = json_object_get(status, "storage");
+        if (json_is_object(storage)) {
+            const char *health = json_string_value(json_object_get(storage, "health"));
+            add_check(checks, failing, "storage",
+                      json_pack("{s:s, s:O?, s:O?, s:O?}", "status", health ? health : "down",
+                                "backend", json_object_get(storage, "backend"), "instance",
+                                json_object_get(storage, "instance"), "detail",
+                                json_object_get(storage, "detail")));
+        } else {
+            add_check(checks, failing, "storage", json_pack("{s:s}", "status", "not_configured"));
+        }
+    }
+    int healthy = json_array_size(failing) == 0;
+    json_t *body = json_pack("{s:s, s:o, s:o, s:s, s:O?, s:O?}", "status",
+                             healthy ? "healthy" : "degraded", "checks", checks, "failing", failing,
+                             "version", srv->host->version, "node", json_object_get(status, "node"),
+                             "uptime_seconds", json_object_get(status, "uptime_seconds"));
+    http_reply_json(req, healthy ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+    json_decref(body);
+    json_decref(status);
+}
+
+static void h_ready(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    int ready = srv->host->bus_ready(srv->ctx) != 0;
+    json_t *body = ready ? json_pack("{s:b}", "ready", 1)
+                         : json_pack("{s:b, s:s}", "ready", 0, "reason", "starting or stopping");
+    http_reply_json(req, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
+    json_decref(body);
+}
+
+static void h_status(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    struct arq_error err = {""};
+    const char *code = NULL;
+    json_t *status = BUS_QUERY(srv, "status", NULL, &code, &err);
+    if (!status) {
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, code ? code : "INTERNAL_ERROR",
+                         err.text[0] ? err.text : "No status");
+        return;
+    }
+    http_reply_json(req, MHD_HTTP_OK, status);
+    json_decref(status);
+}
+
+static void h_version(struct http_req *req, const char *url)
+{
+    (void)url;
+    const struct arq_host *h = http_req_server(req)->host;
+    char abi[24];
+    snprintf(abi, sizeof abi, "%u.%u", (unsigned)h->abi_major, (unsigned)h->abi_minor);
+    json_t *body =
+        json_pack("{s:s, s:s, s:s}", "service", "arqonbus", "version", h->version, "abi", abi);
+    http_reply_json(req, MHD_HTTP_OK, body);
+    json_decref(body);
+}
+
+static void h_metrics(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    char *text = srv->host->metrics_render(srv->ctx);
+    if (!text) {
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory");
+        return;
+    }
+    http_reply_text(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
+                    strlen(text), srv->host->free);
+}
+
+/* --- history and listings ------------------------------------------------------------------ */
+
+struct query_args {
+    json_t *args;
+    char error[160];
+};
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    static const char *const strings[] = {"room", "channel", "epoch", "since", "until", NULL};
+    static const char *const integers[] = {"limit", "since_offset", NULL};
+    struct query_args *q = cls;
+    if (json_object_get(q->args, key)) {
+        snprintf(q->error, sizeof q->error, "Parameter '%.64s' is given twice", key);
+        return MHD_NO;
+    }
+    for (size_t i = 0; strings[i]; i++)
+        if (!strcmp(key, strings[i])) {
+            json_object_set_new(q->args, key, json_string(value ? value : ""));
+            return MHD_YES;
+        }
+    for (size_t i = 0; integers[i]; i++)
+        if (!strcmp(key, integers[i])) {
+            char *end;
+            errno = 0;
+            long long n = value && *value ? strtoll(value, &end, 10) : 0;
+            if (!value || !*value || *end || errno) {
+                snprintf(q->error, sizeof q->error, "Parameter '%s' must be an integer", key);
+                return MHD_NO;
+            }
+            json_object_set_new(q->args, key, json_integer((json_int_t)n));
+            return MHD_YES;
+        }
+    snprintf(q->error, sizeof q->error,
+             "Unknown parameter '%.64s' (room, channel, limit, since, until, since_offset, "
+             "epoch)",
+             key);
+    return MHD_NO;
+}
+
+static void h_history(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    struct query_args q = {json_object(), ""};
+    if (!q.args) {
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory");
+        return;
+    }
+    MHD_get_connection_values(http_req_connection(req), MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    if (!q.error[0] && !json_object_get(q.args, "room"))
+        snprintf(q.error, sizeof q.error, "Parameter 'room' is required");
+    if (q.error[0]) {
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", q.error);
+    } else {
+        void *w = http_req_await(req);
+        if (w)
+            srv->host->bus_history_query(srv->ctx, q.args, http_request__result, w);
+    }
+    json_decref(q.args);
+}
+
+static void h_rooms(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    struct arq_error err = {""};
+    const char *code = NULL;
+    json_t *rooms = BUS_QUERY(srv, "rooms", NULL, &code, &err);
+    if (!rooms) {
+        http_reply_error(req, http_status_of(code ? code : "INTERNAL_ERROR"),
+                         code ? code : "INTERNAL_ERROR", err.text);
+        return;
+    }
+    json_t *body = json_pack("{s:o}", "rooms", rooms);
+    http_reply_json(req, MHD_HTTP_OK, body);
+    json_decref(body);
+}
+
+static void h_channels(struct http_req *req, const char *url)
+{
+    struct http_server *srv = http_req_server(req);
+    char room[256];
+    struct arq_error err = {""};
+    const char *code = NULL;
+    http_routes__segment(url, room, sizeof room);
+    json_t *channels = BUS_QUERY(srv, "channels", room, &code, &err);
+    if (!channels) {
+        code = code ? code : "INTERNAL_ERROR";
+        http_reply_error(req, http_status_of(code), code, err.text);
+        return;
+    }
+    json_t *body = json_pack("{s:s, s:o}", "room", room, "channels", channels);
+    http_reply_json(req, MHD_HTTP_OK, body);
+    json_decref(body);
+}
+
+/* --- publish and admin --------------------------------------------------------------------- */
+
+static void h_publish(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    /* The host checks the fields ({room, channel?, to_client?, payload, metadata?}) and the
+     * envelope rules, as for a client's message. */
+    json_t *msg = body_object(req, NULL);
+    if (!msg)
+        return;
+    void *w = http_req_await(req);
+    if (w)
+        srv->host->bus_publish(srv->ctx, msg, http_request__result, w);
+    json_decref(msg);
+}
+
+static void h_reload(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    if (!srv->host->bus_ready(srv->ctx)) {
+        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "EXECUTION_ERROR",
+                         "The server is starting or stopping");
+        return;
+    }
+    ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_INFO, "reload requested", "by", "POST /admin/reload");
+    void *w = http_req_await(req);
+    if (w)
+        srv->host->bus_reload_async(srv->ctx, http_request__result, w);
+}
+
+static void h_disconnect(struct http_req *req, const char *url)
+{
+    (void)url;
+    static const char *const allowed[] = {"client_id", "reason", NULL};
+    struct http_server *srv = http_req_server(req);
+    json_t *body = body_object(req, allowed);
+    if (!body)
+        return;
+    const json_t *id = json_object_get(body, "client_id");
+    const json_t *reason = json_object_get(body, "reason");
+    if (!json_is_string(id) || (reason && !json_is_string(reason))) {
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                         !json_is_string(id) ? "Field 'client_id' (a string) is required"
+                                             : "Field 'reason' must be a string");
+        json_decref(body);
+        return;
+    }
+    struct arq_error err = {""};
+    const char *why = reason ? json_string_value(reason) : "Disconnected by an administrator";
+    const char *code = srv->host->bus_disconnect(srv->ctx, json_string_value(id), why, &err);
+    if (code) {
+        http_reply_error(req, http_status_of(code), code, err.text);
+    } else {
+        ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_INFO, "client disconnected", "client_id",
+                json_string_value(id), "by", "POST /admin/disconnect");
+        json_t *ok = json_pack("{s:O}", "disconnected", id);
+        http_reply_json(req, MHD_HTTP_OK, ok);
+        json_decref(ok);
+    }
+    json_decref(body);
+}
+
+/* --- the table ----------------------------------------------------------------------------- */
+
+static const struct http_route routes[] = {
+    {"/health", HTTP_ALLOW_GET, 0, h_health},
+    {"/ready", HTTP_ALLOW_GET, 0, h_ready},
+    {"/status", HTTP_ALLOW_GET, 0, h_status},
+    {"/version", HTTP_ALLOW_GET, 0, h_version},
+    {"/metrics", HTTP_ALLOW_GET, 0, h_metrics},
+    {"/history", HTTP_ALLOW_GET, 0, h_history},
+    {"/rooms", HTTP_ALLOW_GET, 0, h_rooms},
+    {"/rooms/{}/channels", HTTP_ALLOW_GET, 0, h_channels},
+    {"/publish", HTTP_ALLOW_POST, 1, h_publish},
+    {"/admin/reload", HTTP_ALLOW_POST, 1, h_reload},
+    {"/admin/disconnect", HTTP_ALLOW_POST, 1, h_disconnect},
+};
+
+/* Where "{}" stands in `pattern`, `url` must have one non-empty segment; the rest is equal. */
+static int matches(const char *pattern, const char *url, const char **seg, size_t *seglen)
+{
+    const char *hole = strstr(pattern, "{}");
+    if (!hole)
+        return !strcmp(pattern, url);
+    size_t pre = (size_t)(hole - pattern);
+    if (strncmp(pattern, url, pre) != 0)
+        return 0;
+    const char *s = url + pre, *e = strchr(s, '/');
+    if (!e || e == s || strcmp(e, hole + 2) != 0)
+        return 0;
+    if (seg) {
+        *seg = s;
+        *seglen = (size_t)(e - s);
+    }
+    return 1;
+}
+
+const struct http_route *http_routes__find(const char *url)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (matches(routes[i].path, url, NULL, NULL))
+            return &routes[i];
+    return NULL;
+}
+
+const char *http_routes__segment(const char *url, char *buf, size_t size)
+{
+    const char *seg;
+    size_t len;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (strstr(routes[i].path, "{}") && matches(routes[i].path, url, &seg, &len)) {
+            snprintf(buf, size, "%.*s", (int)len, seg);
+            return buf;
+        }
+    return NULL;
+}
