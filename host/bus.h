@@ -232,6 +232,9 @@ json_t *router_memberships_json(const struct arq_conn *c);
 /* Storage (storage.c). */
 struct envelope;
 struct arq_ctx *storage_current(struct host *h);
+/* "healthy", "degraded" or "down" (storage tables report it; others are healthy while
+ * started), or "stopped"; *detail says why when the plugin says. */
+const char *instance_health(const struct arq_ctx *ctx, const char **detail);
 /* {instance, backend, health, detail?} of the storage in force, or JSON null. */
 json_t *storage_status(struct host *h);
 /* After delivery: store a routed message, then tell the publisher where: the client `c` by

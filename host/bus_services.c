@@ -95,10 +95,13 @@ static json_t *bus__status(struct host *h)
     json_t *plugins = json_array();
     for (size_t i = 0; plugins && h->current && i < h->current->n; i++) {
         const struct arq_ctx *ctx = h->current->inst[i];
+        const char *detail;
+        const char *health = instance_health(ctx, &detail);
         json_array_append_new(
-            plugins, json_pack("{s:s, s:s, s:s, s:s}", "name", ctx->name, "module",
+            plugins, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "name", ctx->name, "module",
                                ctx->mod->desc->name, "kind", loader_kind_name(ctx->mod->desc->kind),
-                               "version", ctx->mod->desc->version ? ctx->mod->desc->version : ""));
+                               "version", ctx->mod->desc->version ? ctx->mod->desc->version : "",
+                               "health", health, "detail", detail));
     }
     json_t *status = json_pack(
         "{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}", "uptime_seconds",

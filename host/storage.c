@@ -23,17 +23,28 @@ struct arq_ctx *storage_current(struct host *h)
     return NULL;
 }
 
+const char *instance_health(const struct arq_ctx *ctx, const char **detail)
+{
+    static const char *const names[] = {"healthy", "degraded", "down"};
+    *detail = NULL;
+    if (!ctx->started)
+        return "stopped";
+    if (ctx->mod->desc->kind != ARQ_KIND_STORAGE)
+        return "healthy"; /* only storage tables report their health */
+    const struct arq_storage_ops *ops = ctx->mod->desc->ops;
+    int health = ops->health ? ops->health(ctx->self, detail) : 0;
+    return names[health >= 0 && health <= 2 ? health : 2];
+}
+
 json_t *storage_status(struct host *h)
 {
     struct arq_ctx *s = storage_current(h);
     if (!s)
         return json_null();
-    const struct arq_storage_ops *ops = s->mod->desc->ops;
-    const char *detail = NULL;
-    int health = ops->health ? ops->health(s->self, &detail) : 0;
-    static const char *const names[] = {"healthy", "degraded", "down"};
+    const char *detail;
+    const char *health = instance_health(s, &detail);
     return json_pack("{s:s, s:s, s:s, s:s?}", "instance", s->name, "backend", s->mod->desc->name,
-                     "health", names[health >= 0 && health <= 2 ? health : 2], "detail", detail);
+                     "health", health, "detail", detail);
 }
 
 /* --- appends and acks ---------------------------------------------------------------------- */

@@ -293,6 +293,12 @@ static void test_builtin_commands(void **state)
     assert_int_equal(json_integer_value(json_object_get(d, "clients")), 2);
     assert_int_equal(json_integer_value(json_object_get(d, "rooms")), 1);
     assert_int_equal(json_integer_value(json_object_get(d, "channels")), 1);
+    /* every plugin with its health */
+    const json_t *plugins = json_object_get(d, "plugins");
+    assert_true(json_array_size(plugins) >= 3);
+    size_t pi;
+    json_t *pv;
+    json_array_foreach(plugins, pi, pv) assert_string_equal(bc_str(pv, "health"), "healthy");
     json_decref(r);
 
     d = bc_command_ok(a, &r, "whoami", NULL);
