@@ -89,12 +89,16 @@ int bus_init(struct bus *b, struct host *h)
     static const double latency[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
                                      0.001,   0.0025,   0.005,   0.01,   0.025,   0.1};
     const char *cmd_labels[] = {"command", "status", NULL};
-    b->m_conns = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_connections",
-                             "Client connections open.", NULL, NULL);
-    b->m_conns_total = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
-                                   "Client connections opened.", NULL, NULL);
-    b->m_conns_closed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_connections_closed_total",
-                                    "Client connections closed.", NULL, NULL);
+    const char *transport_label[] = {"transport", NULL};
+    b->f_conns = host_api.metric_register(h->self_ctx, ARQ_METRIC_GAUGE, "arqonbus_connections",
+                                          "Client connections open, by transport instance.",
+                                          transport_label, NULL, 0);
+    b->f_opened = host_api.metric_register(
+        h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
+        "Client connections opened, by transport instance.", transport_label, NULL, 0);
+    b->f_closed = host_api.metric_register(
+        h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_connections_closed_total",
+        "Client connections closed, by transport instance.", transport_label, NULL, 0);
     b->m_msgs_in = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
                                "Messages received from clients.", NULL, NULL);
     b->m_deliveries = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
@@ -131,10 +135,10 @@ int bus_init(struct bus *b, struct host *h)
         host_api.metric_register(h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
                                  "Commands executed, by command and result.", cmd_labels, NULL, 0);
     b->m_cmd_unknown = bus_command_series(b, "unknown", 0);
-    if (!b->settings_values || !b->m_conns || !b->m_conns_total || !b->m_conns_closed ||
-        !b->m_msgs_in || !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_bytes_in ||
-        !b->m_bytes_out || !b->m_rooms || !b->m_channels || !b->m_uptime || !b->m_rss ||
-        !b->m_fds || !b->m_routing_seconds || !b->m_command_seconds || !b->m_cmd_unknown)
+    if (!b->settings_values || !b->f_conns || !b->f_opened || !b->f_closed || !b->m_msgs_in ||
+        !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_bytes_in || !b->m_bytes_out ||
+        !b->m_rooms || !b->m_channels || !b->m_uptime || !b->m_rss || !b->m_fds ||
+        !b->m_routing_seconds || !b->m_command_seconds || !b->m_cmd_unknown)
         return -1;
     return 0;
 }
@@ -250,8 +254,11 @@ void bus_send_error(struct bus *b, struct arq_conn *c, const char *code, const c
 
 void bus_conn_opened(struct bus *b, struct arq_conn *c)
 {
-    metrics_set(b->m_conns, (double)b->nconns);
-    metrics_add(b->m_conns_total, 1);
+    const char *transport[] = {c->transport->name, NULL};
+    c->m_open = metrics_series(b->f_conns, transport);
+    c->m_closed = metrics_series(b->f_closed, transport);
+    metrics_add(c->m_open, 1);
+    metrics_add(metrics_series(b->f_opened, transport), 1);
     json_t *w = bus__frame("message");
     if (w) {
         json_object_set_new(w, "sender", json_string("arqonbus"));
@@ -270,8 +277,8 @@ void bus_conn_opened(struct bus *b, struct arq_conn *c)
 void bus_conn_closed(struct bus *b, struct arq_conn *c)
 {
     router_leave_all(b, c);
-    metrics_set(b->m_conns, (double)b->nconns);
-    metrics_add(b->m_conns_closed, 1);
+    metrics_add(c->m_open, -1);
+    metrics_add(c->m_closed, 1);
     struct arq_event ev = {
         .struct_size = sizeof ev, .event_type = "client_disconnected", .client_id = c->id};
     telemetry_push(b->host->telemetry, &ev, b->host->node, "host");

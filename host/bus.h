@@ -84,6 +84,7 @@ struct arq_conn {
     uint64_t delivery_mark; /* last fan-out that reached it (room-wide dedup)          */
     struct membership *memberships;
     size_t nmemberships;
+    arq_series *m_open, *m_closed; /* its transport's connection gauge and close counter */
     int64_t connected_ms;
     struct arq_conn *prev, *next; /* all connections                                         */
 };
@@ -179,10 +180,11 @@ struct bus {
     size_t nentries;
     struct arq_request *pending; /* commands awaiting their reply                           */
     uv_timer_t sweep;            /* expires pending commands                                */
-    struct reload_waiter *reload_waiters; /* told the outcome of the pending reload    */
-    arq_series *m_conns, *m_conns_total, *m_conns_closed, *m_msgs_in, *m_deliveries, *m_slow,
-        *m_rejected, *m_rooms, *m_channels, *m_bytes_in, *m_bytes_out, *m_routing_seconds,
-        *m_command_seconds, *m_uptime, *m_rss, *m_fds, *m_cmd_unknown;
+    struct reload_waiter *reload_waiters;      /* told the outcome of the pending reload    */
+    arq_metric *f_conns, *f_opened, *f_closed; /* connections by transport instance        */
+    arq_series *m_msgs_in, *m_deliveries, *m_slow, *m_rejected, *m_rooms, *m_channels, *m_bytes_in,
+        *m_bytes_out, *m_routing_seconds, *m_command_seconds, *m_uptime, *m_rss, *m_fds,
+        *m_cmd_unknown;
     arq_metric *m_commands; /* arqonbus_commands_total{command,status}                     */
 };
 

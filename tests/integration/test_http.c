@@ -604,6 +604,11 @@ static void test_metrics_parse_and_move_with_traffic(void **state)
     assert_string_equal(prom_family(&before, "arqonbus_http_request_duration_seconds")->type,
                         "histogram");
     assert_true(value(&before, "arqonbus_connections") == 2);
+    double ws_conns = 0;
+    assert_int_equal(prom_value(&before, &ws_conns, "arqonbus_connections", "transport", "ws",
+                                (const char *)NULL),
+                     1);
+    assert_true(ws_conns == 2);
 
     /* 3 messages from a (each delivered to b), and 2 HTTP requests of known outcome. */
     for (int i = 0; i < 3; i++) {
