@@ -103,6 +103,12 @@ int bus_init(struct bus *b, struct host *h)
                                "Messages received from clients.", NULL, NULL);
     b->m_deliveries = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
                                   "Messages queued to recipients.", NULL, NULL);
+    b->m_dropped_slow = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_dropped_total",
+                                    "Frames queued to a client but never written, by reason.",
+                                    "reason", "slow_consumer");
+    b->m_dropped_closed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_dropped_total",
+                                      "Frames queued to a client but never written, by reason.",
+                                      "reason", "disconnected");
     b->m_rejected = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_rejected_total",
                                 "Client frames answered with an error.", NULL, NULL);
     b->m_slow =
@@ -135,10 +141,11 @@ int bus_init(struct bus *b, struct host *h)
         host_api.metric_register(h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
                                  "Commands executed, by command and result.", cmd_labels, NULL, 0);
     b->m_cmd_unknown = bus_command_series(b, "unknown", 0);
-    if (!b->settings_values || !b->f_conns || !b->f_opened || !b->f_closed || !b->m_msgs_in ||
-        !b->m_deliveries || !b->m_rejected || !b->m_slow || !b->m_bytes_in || !b->m_bytes_out ||
-        !b->m_rooms || !b->m_channels || !b->m_uptime || !b->m_rss || !b->m_fds ||
-        !b->m_routing_seconds || !b->m_command_seconds || !b->m_cmd_unknown)
+    if (!b->settings_values || !b->f_conns || !b->f_opened || !b->f_closed || !b->m_dropped_slow ||
+        !b->m_dropped_closed || !b->m_msgs_in || !b->m_deliveries || !b->m_rejected || !b->m_slow ||
+        !b->m_bytes_in || !b->m_bytes_out || !b->m_rooms || !b->m_channels || !b->m_uptime ||
+        !b->m_rss || !b->m_fds || !b->m_routing_seconds || !b->m_command_seconds ||
+        !b->m_cmd_unknown)
         return -1;
     return 0;
 }

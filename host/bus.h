@@ -180,8 +180,9 @@ struct bus {
     size_t nentries;
     struct arq_request *pending; /* commands awaiting their reply                           */
     uv_timer_t sweep;            /* expires pending commands                                */
-    struct reload_waiter *reload_waiters;      /* told the outcome of the pending reload    */
-    arq_metric *f_conns, *f_opened, *f_closed; /* connections by transport instance        */
+    struct reload_waiter *reload_waiters;          /* told the outcome of the pending reload    */
+    arq_metric *f_conns, *f_opened, *f_closed;     /* connections by transport instance        */
+    arq_series *m_dropped_slow, *m_dropped_closed; /* messages_dropped_total{reason}        */
     arq_series *m_msgs_in, *m_deliveries, *m_slow, *m_rejected, *m_rooms, *m_channels, *m_bytes_in,
         *m_bytes_out, *m_routing_seconds, *m_command_seconds, *m_uptime, *m_rss, *m_fds,
         *m_cmd_unknown;

@@ -64,8 +64,10 @@ void conn_ref(struct arq_conn *c)
     c->refs++;
 }
 
-static void conn__drop_queue(struct arq_conn *c)
+/* Frames still queued are not delivered: count them under `dropped` (may be NULL). */
+static void conn__drop_queue(struct arq_conn *c, arq_series *dropped)
 {
+    metrics_add(dropped, (double)c->qlen);
     for (size_t i = 0; i < c->qlen; i++)
         frame_unref(c->q[(c->qhead + i) % c->qcap]);
     c->qhead = c->qlen = 0;
@@ -76,7 +78,7 @@ void conn_unref(struct arq_conn *c)
 {
     if (--c->refs)
         return;
-    conn__drop_queue(c);
+    conn__drop_queue(c, NULL); /* already emptied when it closed */
     free(c->q);
     free(c);
 }
@@ -214,7 +216,7 @@ void conn_svc_closed(arq_conn *c, int code, const char *reason)
     struct bus *b = &transport->host->bus;
     c->state = CONN_CLOSED;
     conn__unlink(b, c);
-    conn__drop_queue(c);
+    conn__drop_queue(c, b->m_dropped_closed);
     bus_conn_closed(b, c);
     char codebuf[16];
     snprintf(codebuf, sizeof codebuf, "%d", code);
@@ -242,7 +244,8 @@ void conn_close(struct arq_conn *c, int code, const char *reason)
     if (c->state != CONN_OPEN)
         return;
     c->state = CONN_CLOSING;
-    conn__drop_queue(c);
+    conn__drop_queue(c, code == 1013 ? c->transport->host->bus.m_dropped_slow
+                                     : c->transport->host->bus.m_dropped_closed);
     c->ops->close(c->tconn, code, reason);
 }
 
