@@ -118,7 +118,7 @@ static void link__release(struct sr_link *l)
     ac->data = NULL;
     l->refs++; /* the callbacks run inside redisAsyncFree */
     redisAsyncFree(ac);
-    link__unref(l); /* ... */
+    l->refs--;      /* that hold; the context's reference still keeps l alive here */
     link__unref(l); /* the context's reference */
 }
 
