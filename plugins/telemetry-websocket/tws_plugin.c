@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net_listen.h"
 #include "tws.h"
 
 /* Options. The host has checked them; sizes arrive in bytes, durations in milliseconds. */
@@ -35,35 +36,6 @@ void tws_server__count(struct tws_server *srv, arq_series *s, double v)
 
 /* --- configuration ------------------------------------------------------------------------ */
 
-static int parse_address(const char *host, int port, struct tws_config *c, struct arq_error *err)
-{
-    char text[INET6_ADDRSTRLEN + 2] = "";
-    size_t n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof text)
-        memcpy(text, host + 1, n - 2); /* "[::1]" as in URLs */
-    else if (n < sizeof text)
-        memcpy(text, host, n + 1);
-    memset(&c->addr, 0, sizeof c->addr);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&c->addr;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->addr;
-    if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        c->addr_len = sizeof *in4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        c->addr_len = sizeof *in6;
-        return 0;
-    }
-    return arq_error_set(err, ARQ_EINVAL,
-                         "host \"%s\" is not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, "
-                         "0.0.0.0, ::1)",
-                         host);
-}
-
 static int config_parse(const struct arq_host *host, const json_t *cfg, struct tws_config *c,
                         struct arq_error *err)
 {
@@ -74,7 +46,7 @@ static int config_parse(const struct arq_host *host, const json_t *cfg, struct t
     c->batch_size = (size_t)host->opt_int(cfg, "batch_size", 100);
     c->flush_ms = (uint64_t)host->opt_int(cfg, "flush_interval", 250);
     c->max_queued_bytes = (size_t)host->opt_int(cfg, "max_queued_bytes", 4 << 20);
-    if (parse_address(addr, c->port, c, err) != 0)
+    if (arq_net_parse_address(addr, c->port, &c->addr, &c->addr_len, err) != 0)
         return ARQ_EINVAL;
     if (!(c->host = strdup(addr)))
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");

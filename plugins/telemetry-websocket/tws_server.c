@@ -14,42 +14,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lws_uv.h"
+#include "net_listen.h"
 #include "tws.h"
 
 #define ACCEPTS_PER_WAKEUP 16
 #define BACKOFF_MS         100 /* pause after EMFILE and friends, instead of spinning */
 
 /* --- the context --------------------------------------------------------------------------- */
-
-struct handle_list {
-    uv_handle_t **h;
-    size_t n, cap;
-    int failed;
-};
-
-static void collect(uv_handle_t *h, void *arg)
-{
-    struct handle_list *l = arg;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        uv_handle_t **p = realloc(l->h, cap * sizeof *p);
-        if (!p) {
-            l->failed = 1;
-            return;
-        }
-        l->h = p;
-        l->cap = cap;
-    }
-    l->h[l->n++] = h;
-}
-
-static int listed(const struct handle_list *l, const uv_handle_t *h)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (l->h[i] == h)
-            return 1;
-    return 0;
-}
 
 int tws_server__lws_create(struct tws_server *srv, struct arq_error *err)
 {
@@ -79,19 +51,8 @@ int tws_server__lws_create(struct tws_server *srv, struct arq_error *err)
     info.user = srv;
     info.server_string = "ArqonBus";
 
-    /* Teardown must wait for the handles lws_create_context() adds (other than socket polls):
-     * tell them apart from everything already on the loop. */
-    struct handle_list before = {0}, after = {0};
-    uv_walk(loop, collect, &before);
-    srv->lws = lws_create_context(&info);
-    if (srv->lws && !before.failed) {
-        uv_walk(loop, collect, &after);
-        for (size_t i = 0; i < after.n && srv->nlws_handles < TWS_LWS_HANDLES; i++)
-            if (uv_handle_get_type(after.h[i]) != UV_POLL && !listed(&before, after.h[i]))
-                srv->lws_handles[srv->nlws_handles++] = after.h[i];
-    }
-    free(before.h);
-    free(after.h);
+    srv->lws =
+        arq_lws_uv_create(loop, &info, srv->lws_handles, TWS_LWS_HANDLES, &srv->nlws_handles);
     if (!srv->lws)
         return arq_error_set(err, ARQ_EIO, "cannot create the libwebsockets context");
 
@@ -169,31 +130,14 @@ static void on_backoff(void *arg)
 int tws_server__listen(struct tws_server *srv, struct arq_error *err)
 {
     const struct tws_config *c = &srv->cfg;
-    char where[96];
-    snprintf(where, sizeof where, c->addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", c->host,
-             c->port);
     struct tws_listener *l = calloc(1, sizeof *l);
     if (!l)
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
     l->srv = srv;
-    l->fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (l->fd < 0) {
-        arq_error_set(err, ARQ_EIO, "cannot create a socket for %s: %s", where, strerror(errno));
-        goto fail;
-    }
-    int one = 1;
-    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (c->addr.ss_family == AF_INET6)
-        setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (bind(l->fd, (const struct sockaddr *)&c->addr, c->addr_len) != 0 ||
-        listen(l->fd, SOMAXCONN) != 0 || getsockname(l->fd, (struct sockaddr *)&ss, &len) != 0) {
-        int e = errno;
-        arq_error_set(err, ARQ_EIO, "cannot listen on %s: %s%s", where, strerror(e),
-                      e == EADDRINUSE ? " (another process, or another instance, holds it)" : "");
+    l->fd = arq_net_listen(&c->addr, c->addr_len, c->host, c->port, 0, &ss, err);
+    if (l->fd < 0)
         goto fail;
-    }
     int rc = uv_poll_init_socket(srv->host->uv_loop(srv->ctx), &l->poll, l->fd);
     if (rc != 0) {
         arq_error_set(err, ARQ_EIO, "cannot watch the listening socket: %s", uv_strerror(rc));
@@ -203,13 +147,7 @@ int tws_server__listen(struct tws_server *srv, struct arq_error *err)
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
     srv->listener = l;
 
-    const void *a = ss.ss_family == AF_INET
-                        ? (const void *)&((const struct sockaddr_in *)&ss)->sin_addr
-                        : (const void *)&((const struct sockaddr_in6 *)&ss)->sin6_addr;
-    if (!inet_ntop(ss.ss_family, a, srv->bound_addr, sizeof srv->bound_addr))
-        snprintf(srv->bound_addr, sizeof srv->bound_addr, "?");
-    srv->bound_port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                                    : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    arq_net_describe(&ss, srv->bound_addr, sizeof srv->bound_addr, &srv->bound_port);
     return 0;
 
 fail:
@@ -233,38 +171,9 @@ void tws_server__unlisten(struct tws_server *srv)
 
 /* --- teardown ------------------------------------------------------------------------------ */
 
-struct reaper {
-    uv_timer_t timer;
-    struct tws_server *srv;
-    size_t alive;
-    unsigned ticks;
-};
-
-static void reaper_count(uv_handle_t *h, void *arg)
+static void free_instance(void *srv)
 {
-    struct reaper *r = arg;
-    for (size_t i = 0; i < r->srv->nlws_handles; i++)
-        if (r->srv->lws_handles[i] == h)
-            r->alive++;
-}
-
-static void reaper_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void reaper_tick(uv_timer_t *t)
-{
-    struct reaper *r = t->data;
-    r->alive = 0;
-    uv_walk(t->loop, reaper_count, r);
-    /* Two loop turns at least: the close callbacks of the connections, then lws's own. */
-    if (r->alive || ++r->ticks < 3)
-        return;
-    lws_context_destroy(r->srv->lws); /* the second call: frees the vhost and the context */
-    tws_server__free(r->srv);
-    uv_timer_stop(t);
-    uv_close((uv_handle_t *)t, reaper_closed);
+    tws_server__free(srv);
 }
 
 void tws_server__lws_destroy(struct tws_server *srv)
@@ -273,15 +182,6 @@ void tws_server__lws_destroy(struct tws_server *srv)
         tws_server__free(srv);
         return;
     }
-    uv_loop_t *loop = srv->host->uv_loop(srv->ctx);
-    lws_context_destroy(srv->lws);
-    struct reaper *r = calloc(1, sizeof *r);
-    if (!r || uv_timer_init(loop, &r->timer) != 0) {
-        /* Cannot wait for lws: leaving the context and the instance allocated is safe. */
-        free(r);
-        return;
-    }
-    r->srv = srv;
-    r->timer.data = r;
-    uv_timer_start(&r->timer, reaper_tick, 0, 1);
+    arq_lws_uv_destroy(srv->host->uv_loop(srv->ctx), srv->lws, srv->lws_handles, srv->nlws_handles,
+                       free_instance, srv);
 }

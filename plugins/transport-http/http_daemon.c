@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "http.h"
+#include "net_listen.h"
 
 struct http_uv {
     uv_poll_t poll;
@@ -74,44 +75,14 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* --- the listening socket ------------------------------------------------------------------ */
 
-static void describe(struct http_server *srv, const struct sockaddr_storage *ss)
-{
-    const void *a = ss->ss_family == AF_INET
-                        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
-                        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-    if (!inet_ntop(ss->ss_family, a, srv->bound_addr, sizeof srv->bound_addr))
-        snprintf(srv->bound_addr, sizeof srv->bound_addr, "?");
-    srv->bound_port =
-        ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-                                       : ((const struct sockaddr_in6 *)ss)->sin6_port);
-}
-
 static int open_socket(struct http_server *srv, struct arq_error *err)
 {
     const struct http_config *c = &srv->cfg;
-    char where[96];
-    snprintf(where, sizeof where, c->addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", c->host,
-             c->port);
-    int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return arq_error_set(err, ARQ_EIO, "cannot create a socket for %s: %s", where,
-                             strerror(errno));
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* "::" means IPv6 only, as in nginx: declare another instance on 0.0.0.0 for IPv4. */
-    if (c->addr.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (bind(fd, (const struct sockaddr *)&c->addr, c->addr_len) != 0 ||
-        listen(fd, SOMAXCONN) != 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        int e = errno;
-        close(fd);
-        return arq_error_set(err, ARQ_EIO, "cannot listen on %s: %s%s", where, strerror(e),
-                             e == EADDRINUSE ? " (another process, or another instance, holds it)"
-                                             : "");
-    }
-    describe(srv, &ss);
+    int fd = arq_net_listen(&c->addr, c->addr_len, c->host, c->port, 0, &ss, err);
+    if (fd < 0)
+        return fd;
+    arq_net_describe(&ss, srv->bound_addr, sizeof srv->bound_addr, &srv->bound_port);
     return fd;
 }
 

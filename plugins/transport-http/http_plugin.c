@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "net_listen.h"
 
 /* Options. The host has checked them; sizes arrive in bytes, durations in milliseconds. */
 static const struct arq_option options[] = {
@@ -39,40 +40,6 @@ static void config_free(struct http_config *c)
     memset(c, 0, sizeof *c);
 }
 
-static int parse_address(const char *host, int port, struct http_config *c, struct arq_error *err)
-{
-    char text[INET6_ADDRSTRLEN + 2];
-    size_t n = strlen(host);
-    /* "[::1]" as in URLs is accepted too. */
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof text) {
-        memcpy(text, host + 1, n - 2);
-        text[n - 2] = '\0';
-    } else if (n < sizeof text) {
-        memcpy(text, host, n + 1);
-    } else {
-        text[0] = '\0';
-    }
-    memset(&c->addr, 0, sizeof c->addr);
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&c->addr;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&c->addr;
-    if (inet_pton(AF_INET, text, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        c->addr_len = sizeof *in4;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, text, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        c->addr_len = sizeof *in6;
-        return 0;
-    }
-    return arq_error_set(err, ARQ_EINVAL,
-                         "host \"%s\" is not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, "
-                         "0.0.0.0, ::1)",
-                         host);
-}
-
 /* An origin as browsers send it: scheme://host[:port], nothing after. */
 static int origin_valid(const char *o)
 {
@@ -98,7 +65,7 @@ static int config_parse(const struct arq_host *host, const json_t *cfg, struct h
     c->max_connections = (unsigned)host->opt_int(cfg, "max_connections", 1000);
     /* libmicrohttpd counts idle time in whole seconds: round up, never to 0 unless asked. */
     c->idle_timeout_s = (unsigned)((host->opt_int(cfg, "idle_timeout", 30000) + 999) / 1000);
-    if (parse_address(addr, c->port, c, err) != 0)
+    if (arq_net_parse_address(addr, c->port, &c->addr, &c->addr_len, err) != 0)
         return ARQ_EINVAL;
 
     size_t n = json_is_array(cors) ? json_array_size(cors) : 0;

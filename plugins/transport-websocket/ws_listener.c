@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "net_listen.h"
 #include "ws.h"
 
 #define ACCEPTS_PER_WAKEUP 64
@@ -34,18 +35,6 @@ static void listener_closed(uv_handle_t *h)
     if (l->owns_fd && l->fd >= 0)
         close(l->fd);
     free(l);
-}
-
-static void describe(struct ws_server *srv, const struct sockaddr_storage *ss)
-{
-    const void *a = ss->ss_family == AF_INET
-                        ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
-                        : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
-    if (!inet_ntop(ss->ss_family, a, srv->bound_addr, sizeof srv->bound_addr))
-        snprintf(srv->bound_addr, sizeof srv->bound_addr, "?");
-    srv->bound_port =
-        ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-                                       : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 static void adopt(struct ws_server *srv, int fd)
@@ -147,42 +136,16 @@ static int unwatch(struct ws_server *srv, int keep_fd)
 int ws_listener__open(struct ws_server *srv, struct arq_error *err)
 {
     const struct ws_config *c = &srv->cfg;
-    char where[96];
-    snprintf(where, sizeof where, c->addr.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", c->host,
-             c->port);
-    int fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return arq_error_set(err, ARQ_EIO, "cannot create a socket for %s: %s", where,
-                             strerror(errno));
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    /* "::" means IPv6 only, as in nginx: list 0.0.0.0 in another instance for IPv4. */
-    if (c->addr.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&c->addr, c->addr_len) != 0) {
-        int e = errno;
-        close(fd);
-        return arq_error_set(err, ARQ_EIO, "cannot listen on %s: %s%s", where, strerror(e),
-                             e == EADDRINUSE ? " (another process, or another instance, holds it)"
-                                             : "");
-    }
-    if (listen(fd, SOMAXCONN) != 0) {
-        int e = errno;
-        close(fd);
-        return arq_error_set(err, ARQ_EIO, "cannot listen on %s: %s", where, strerror(e));
-    }
     struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
-        int e = errno;
-        close(fd);
-        return arq_error_set(err, ARQ_EIO, "cannot read the address of %s: %s", where, strerror(e));
-    }
+    int fd =
+        arq_net_listen(&c->addr, c->addr_len, c->host, c->port, ARQ_NET_LISTEN_STEPWISE, &ss, err);
+    if (fd < 0)
+        return ARQ_EIO;
     if (watch(srv, fd, 1, err) != 0) {
         close(fd);
         return ARQ_EIO;
     }
-    describe(srv, &ss);
+    arq_net_describe(&ss, srv->bound_addr, sizeof srv->bound_addr, &srv->bound_port);
     return 0;
 }
 

@@ -1,18 +1,14 @@
 /* The libwebsockets context of an instance, on the host's libuv loop (a "foreign" loop to lws):
  * creation, the route of lws's log lines to the host, and teardown.
  *
- * Teardown is the delicate part. With a foreign loop, lws_context_destroy() only begins: it
- * closes every connection's uv handle, and once those close callbacks have run it closes its
- * own idle and timer handles. Nothing then finishes the job: the owner of the loop must call
- * lws_context_destroy() a second time, after those handles are closed, to free the vhost and
- * the context. So destroy hands the context to a small reaper (a uv timer of our own) that
- * watches for lws's handles to leave the loop, then calls lws_context_destroy() again and frees
- * the instance, whose memory lws's callbacks may reach until then. The host runs its loop after
- * destroy, so this completes within a few loop turns. */
+ * Teardown is the delicate part: lws_context_destroy() must be called twice with a foreign
+ * loop, the second time once lws's own handles have left the loop (see plugins/common/lws_uv.h).
+ * The host runs its loop after destroy, so this completes within a few loop turns. */
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "lws_uv.h"
 #include "ws.h"
 
 /* lws logs process-wide, not per context: its lines go to the first live instance. This list
@@ -46,54 +42,6 @@ static void log_sink_remove(struct ws_server *srv)
         }
     }
     srv->log_next = NULL;
-}
-
-/* --- handles lws puts on the loop ---------------------------------------------------------- */
-
-struct handle_list {
-    uv_handle_t **h;
-    size_t n, cap;
-    int failed;
-};
-
-static void collect(uv_handle_t *h, void *arg)
-{
-    struct handle_list *l = arg;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        uv_handle_t **p = realloc(l->h, cap * sizeof *p);
-        if (!p) {
-            l->failed = 1;
-            return;
-        }
-        l->h = p;
-        l->cap = cap;
-    }
-    l->h[l->n++] = h;
-}
-
-static int by_address(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t) * (uv_handle_t *const *)a, y = (uintptr_t) * (uv_handle_t *const *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The handles lws_create_context() added to the loop, other than per-socket polls: its idle
- * and timer, which live in the context and are the last it closes. */
-static void record_static_handles(struct ws_server *srv, uv_loop_t *loop,
-                                  struct handle_list *before)
-{
-    struct handle_list after = {0};
-    uv_walk(loop, collect, &after);
-    qsort(before->h, before->n, sizeof *before->h, by_address);
-    for (size_t i = 0; i < after.n && srv->nlws_handles < WS_LWS_HANDLES; i++) {
-        uv_handle_t *h = after.h[i];
-        if (uv_handle_get_type(h) == UV_POLL ||
-            bsearch(&h, before->h, before->n, sizeof *before->h, by_address))
-            continue;
-        srv->lws_handles[srv->nlws_handles++] = h;
-    }
-    free(after.h);
 }
 
 /* --- creation ------------------------------------------------------------------------------ */
@@ -155,12 +103,7 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
     info.server_string = "ArqonBus";
     info.max_http_header_data = 8192;
 
-    struct handle_list before = {0};
-    uv_walk(loop, collect, &before);
-    srv->lws = lws_create_context(&info);
-    if (srv->lws && !before.failed)
-        record_static_handles(srv, loop, &before);
-    free(before.h);
+    srv->lws = arq_lws_uv_create(loop, &info, srv->lws_handles, WS_LWS_HANDLES, &srv->nlws_handles);
     if (!srv->lws)
         return arq_error_set(err, ARQ_EIO, "cannot create the libwebsockets context");
 
@@ -182,38 +125,9 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
 
 /* --- teardown ------------------------------------------------------------------------------ */
 
-struct reaper {
-    uv_timer_t timer;
-    struct ws_server *srv;
-    size_t alive;
-    unsigned ticks;
-};
-
-static void reaper_count(uv_handle_t *h, void *arg)
+static void free_instance(void *srv)
 {
-    struct reaper *r = arg;
-    for (size_t i = 0; i < r->srv->nlws_handles; i++)
-        if (r->srv->lws_handles[i] == h)
-            r->alive++;
-}
-
-static void reaper_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void reaper_tick(uv_timer_t *t)
-{
-    struct reaper *r = t->data;
-    r->alive = 0;
-    uv_walk(t->loop, reaper_count, r);
-    /* Two loop turns at least: the close callbacks of the connections, then lws's own. */
-    if (r->alive || ++r->ticks < 3)
-        return;
-    lws_context_destroy(r->srv->lws); /* the second call: frees the vhost and the context */
-    ws_server__free(r->srv);
-    uv_timer_stop(t);
-    uv_close((uv_handle_t *)t, reaper_closed);
+    ws_server__free(srv);
 }
 
 void ws_lws__destroy(struct ws_server *srv)
@@ -223,15 +137,6 @@ void ws_lws__destroy(struct ws_server *srv)
         ws_server__free(srv);
         return;
     }
-    uv_loop_t *loop = srv->host->uv_loop(srv->ctx);
-    lws_context_destroy(srv->lws);
-    struct reaper *r = calloc(1, sizeof *r);
-    if (!r || uv_timer_init(loop, &r->timer) != 0) {
-        /* Cannot wait for lws: leaving the context and the instance allocated is safe. */
-        free(r);
-        return;
-    }
-    r->srv = srv;
-    r->timer.data = r;
-    uv_timer_start(&r->timer, reaper_tick, 0, 1);
+    arq_lws_uv_destroy(srv->host->uv_loop(srv->ctx), srv->lws, srv->lws_handles, srv->nlws_handles,
+                       free_instance, srv);
 }
