@@ -55,12 +55,9 @@ static int tlog_create(const struct arq_host *host, arq_ctx *ctx, const json_t *
     }
     const json_t *events = host->opt_json(cfg, "events");
     t->events = events && json_array_size(events) ? json_incref((json_t *)events) : NULL;
-    const char *labels[] = {"instance", NULL};
-    const char *values[] = {host->instance_name(ctx), NULL};
-    arq_metric *m =
-        host->metric_register(ctx, ARQ_METRIC_COUNTER, "arqonbus_telemetry_log_events_total",
-                              "Telemetry events written by telemetry-log.", labels, NULL, 0);
-    t->written = m ? host->metric_series(m, values) : NULL;
+    t->written =
+        arq_instance_series(host, ctx, ARQ_METRIC_COUNTER, "arqonbus_telemetry_log_events_total",
+                            "Telemetry events written by telemetry-log.");
     *self = t;
     return 0;
 }

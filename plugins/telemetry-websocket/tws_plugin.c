@@ -106,15 +106,6 @@ void tws_server__free(struct tws_server *srv)
     free(srv);
 }
 
-static arq_series *series(struct tws_server *srv, enum arq_metric_type type, const char *name,
-                          const char *help)
-{
-    static const char *const labels[] = {"instance", NULL};
-    const char *values[] = {srv->name, NULL};
-    arq_metric *m = srv->host->metric_register(srv->ctx, type, name, help, labels, NULL, 0);
-    return m ? srv->host->metric_series(m, values) : NULL;
-}
-
 static int tws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
                       struct arq_error *err)
 {
@@ -133,13 +124,15 @@ static int tws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *c
     }
     if ((rc = config_parse(host, cfg, &srv->cfg, err)) != 0)
         goto fail;
-    srv->m_clients = series(srv, ARQ_METRIC_GAUGE, "arqonbus_telemetry_ws_clients",
+    srv->m_clients =
+        arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_GAUGE, "arqonbus_telemetry_ws_clients",
                             "Connected telemetry WebSocket clients.");
-    srv->m_sent = series(srv, ARQ_METRIC_COUNTER, "arqonbus_telemetry_ws_events_sent_total",
-                         "Telemetry events written to telemetry WebSocket clients.");
-    srv->m_dropped =
-        series(srv, ARQ_METRIC_COUNTER, "arqonbus_telemetry_ws_dropped_clients_total",
-               "Telemetry WebSocket clients disconnected with 1013 for falling behind.");
+    srv->m_sent = arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER,
+                                      "arqonbus_telemetry_ws_events_sent_total",
+                                      "Telemetry events written to telemetry WebSocket clients.");
+    srv->m_dropped = arq_instance_series(
+        srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_telemetry_ws_dropped_clients_total",
+        "Telemetry WebSocket clients disconnected with 1013 for falling behind.");
     *self = srv;
     return 0;
 

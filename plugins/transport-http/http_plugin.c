@@ -108,15 +108,6 @@ static void server_free(struct http_server *srv)
     free(srv);
 }
 
-static arq_series *series(struct http_server *srv, enum arq_metric_type type, const char *name,
-                          const char *help)
-{
-    static const char *const labels[] = {"instance", NULL};
-    const char *values[] = {srv->name, NULL};
-    arq_metric *m = srv->host->metric_register(srv->ctx, type, name, help, labels, NULL, 0);
-    return m ? srv->host->metric_series(m, values) : NULL;
-}
-
 /* The server-side services this plugin calls, new in the host's table: refuse a host
  * without them at create time rather than crash at the first request. */
 #define HOST_HAS(h, f) ((h)->struct_size >= offsetof(struct arq_host, f) + sizeof(h)->f && (h)->f)
@@ -157,10 +148,11 @@ static int http_create(const struct arq_host *host, arq_ctx *ctx, const json_t *
     srv->m_requests = host->metric_register(
         ctx, ARQ_METRIC_COUNTER, "arqonbus_http_requests_total",
         "HTTP requests answered, by method and status class (2xx, 4xx, ...).", req_labels, NULL, 0);
-    srv->s_duration = series(srv, ARQ_METRIC_HISTOGRAM, "arqonbus_http_request_duration_seconds",
-                             "Time from a request's headers to its completion.");
-    srv->s_conns =
-        series(srv, ARQ_METRIC_GAUGE, "arqonbus_http_connections", "Open HTTP connections.");
+    srv->s_duration = arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_HISTOGRAM,
+                                          "arqonbus_http_request_duration_seconds",
+                                          "Time from a request's headers to its completion.");
+    srv->s_conns = arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_GAUGE,
+                                       "arqonbus_http_connections", "Open HTTP connections.");
     *self = srv;
     return 0;
 }

@@ -131,15 +131,6 @@ void ws_server__free(struct ws_server *srv)
     free(srv);
 }
 
-static arq_series *series(struct ws_server *srv, enum arq_metric_type type, const char *name,
-                          const char *help)
-{
-    static const char *const labels[] = {"instance", NULL};
-    const char *values[] = {srv->name, NULL};
-    arq_metric *m = srv->host->metric_register(srv->ctx, type, name, help, labels, NULL, 0);
-    return m ? srv->host->metric_series(m, values) : NULL;
-}
-
 static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
                      struct arq_error *err)
 {
@@ -159,18 +150,23 @@ static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cf
         ws_server__free(srv);
         return rc;
     }
-    srv->m_conns =
-        series(srv, ARQ_METRIC_GAUGE, "arqonbus_ws_connections", "Open WebSocket connections.");
-    srv->m_conns_total = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_connections_total",
-                                "WebSocket connections established.");
-    srv->m_rx = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_received_total",
-                       "Payload bytes of inbound WebSocket messages (after inflation).");
-    srv->m_tx = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_sent_total",
-                       "Bytes of WebSocket frames handed to the socket (headers included; "
-                       "payload bytes before deflation).");
-    srv->m_oversize = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_oversize_closes_total",
-                             "Connections closed with 1009: a message over max_message_bytes.");
-    srv->m_refused = series(srv, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
+    srv->m_conns = arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_GAUGE,
+                                       "arqonbus_ws_connections", "Open WebSocket connections.");
+    srv->m_conns_total =
+        arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER,
+                            "arqonbus_ws_connections_total", "WebSocket connections established.");
+    srv->m_rx = arq_instance_series(
+        srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_received_total",
+        "Payload bytes of inbound WebSocket messages (after inflation).");
+    srv->m_tx =
+        arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_sent_total",
+                            "Bytes of WebSocket frames handed to the socket (headers included; "
+                            "payload bytes before deflation).");
+    srv->m_oversize = arq_instance_series(
+        srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_oversize_closes_total",
+        "Connections closed with 1009: a message over max_message_bytes.");
+    srv->m_refused =
+        arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
                             "WebSocket upgrades refused with HTTP 503 at max_connections.");
     *self = srv;
     return 0;

@@ -467,6 +467,19 @@ struct arq_host {
     void (*bus_reload_async)(arq_ctx *ctx, arq_result_cb cb, void *arg);
 };
 
+/* Convenience: the series of metric `name` labelled instance="<this instance's name>",
+ * registering the family on first use (histograms get the default buckets). NULL when the
+ * host refuses the metric. Loop thread, like metric_register. */
+static inline arq_series *arq_instance_series(const struct arq_host *host, arq_ctx *ctx,
+                                              enum arq_metric_type type, const char *name,
+                                              const char *help)
+{
+    static const char *const labels[] = {"instance", NULL};
+    const char *values[] = {host->instance_name(ctx), NULL};
+    arq_metric *m = host->metric_register(ctx, type, name, help, labels, NULL, 0);
+    return m ? host->metric_series(m, values) : NULL;
+}
+
 /* Convenience: log with the sentinel written for you. */
 #define ARQ_LOG(host, ctx, level, ...) (host)->log((ctx), (level), __VA_ARGS__, (const char *)NULL)
 
