@@ -79,7 +79,7 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     }
     case ARQ_KIND_AUTH: {
         const struct arq_auth_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_auth_ops, authorize), kind, err, errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_auth_ops, refresh), kind, err, errsz))
             return -1;
         NEED(o->authenticate || o->authorize,
              "the auth table has neither authenticate nor authorize (one is mandatory)");

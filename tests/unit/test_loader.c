@@ -60,10 +60,10 @@ static enum arq_auth_verdict fake_authenticate(void *self, const struct arq_conn
 }
 
 static enum arq_auth_verdict fake_authorize(void *self, const struct arq_principal *principal,
-                                            const char *action, const char *target,
+                                            const struct arq_action *what,
                                             struct arq_auth_result *out)
 {
-    (void)self, (void)principal, (void)action, (void)target, (void)out;
+    (void)self, (void)principal, (void)what, (void)out;
     return ARQ_AUTH_DEFER;
 }
 
@@ -95,7 +95,8 @@ static const struct arq_command commands[] = {
     {"ping", "answer pong", NULL, "guest", fake_handler},
     {NULL, NULL, NULL, NULL, NULL}};
 static const struct arq_commands_ops commands_ops = {sizeof commands_ops, commands};
-static const struct arq_auth_ops auth_ops = {sizeof auth_ops, fake_authenticate, fake_authorize};
+static const struct arq_auth_ops auth_ops = {sizeof auth_ops, fake_authenticate, fake_authorize,
+                                             NULL};
 static const struct arq_telemetry_ops telemetry_ops = {sizeof telemetry_ops, fake_emit_batch};
 static const struct arq_broker_ops broker_ops = {sizeof broker_ops, fake_publish, fake_subscribe,
                                                  fake_subscribe};
@@ -183,8 +184,9 @@ static void optional_entries_may_be_absent(void **state)
     d = desc_of(ARQ_KIND_TRANSPORT, &no_flush);
     check_accepted(&d);
     static const struct arq_auth_ops only_authenticate = {sizeof only_authenticate,
-                                                          fake_authenticate, NULL};
-    static const struct arq_auth_ops only_authorize = {sizeof only_authorize, NULL, fake_authorize};
+                                                          fake_authenticate, NULL, NULL};
+    static const struct arq_auth_ops only_authorize = {sizeof only_authorize, NULL, fake_authorize,
+                                                       NULL};
     d = desc_of(ARQ_KIND_AUTH, &only_authenticate);
     check_accepted(&d);
     d = desc_of(ARQ_KIND_AUTH, &only_authorize);
@@ -432,7 +434,7 @@ static void commands_need_a_list_of_commands_with_handlers_and_valid_params(void
 static void auth_needs_authenticate_or_authorize(void **state)
 {
     (void)state;
-    struct arq_auth_ops ops = {sizeof ops, NULL, NULL};
+    struct arq_auth_ops ops = {sizeof ops, NULL, NULL, NULL};
     struct arq_plugin d = desc_of(ARQ_KIND_AUTH, &ops);
     check_refused(&d, "the auth table has neither authenticate nor authorize (one is mandatory)");
 }

@@ -191,6 +191,7 @@ typedef struct arq_metric arq_metric;   /* a metric family (name, help, type, la
 typedef struct arq_series arq_series;   /* one labelled series of a family                     */
 typedef struct arq_conn arq_conn;       /* a client connection (refcounted, tombstoned)        */
 typedef struct arq_request arq_request; /* a command being executed, awaiting its reply     */
+typedef struct arq_ticket arq_ticket;   /* an authenticated handshake, until conn_open      */
 
 enum arq_log_level { ARQ_LOG_DEBUG = 0, ARQ_LOG_INFO, ARQ_LOG_WARN, ARQ_LOG_ERROR };
 
@@ -229,6 +230,67 @@ struct arq_conn_info {
     /* Bound of the connection's outbound queue: a client that falls further behind is
      * disconnected with close code 1013. 0: the host's default. */
     size_t max_queued_bytes;
+    /* conn_open: the ticket `auth_handshake` gave for this request (conn_open takes it), or
+     * NULL: conn_open then runs the auth chain itself and refuses what it denies. */
+    arq_ticket *ticket;
+    /* auth_handshake: 1 for a request that opens no bus connection (an HTTP API call), so
+     * that connection limits do not apply to it. */
+    int request_only;
+};
+
+/* Authentication and authorization (see the auth kind below). */
+enum arq_auth_verdict {
+    ARQ_AUTH_ALLOW = 1,
+    ARQ_AUTH_DENY,
+    ARQ_AUTH_DEFER,
+    ARQ_AUTH_PENDING, /* reserved: an asynchronous answer (not accepted by this host yet)  */
+    ARQ_AUTH_RATE_LIMITED
+};
+
+/* Who is acting. Strings are borrowed; the host copies what a policy returns before calling
+ * that policy again, so a policy may point into scratch memory of its own instance. */
+struct arq_principal {
+    size_t struct_size;
+    const char *subject; /* who: a user id, a token name; NULL for anonymous clients        */
+    const char *role;    /* "guest", "user", "admin", or a role the policies define        */
+    const char *tenant;  /* NULL when none                                                 */
+    json_t *claims;      /* borrowed; may be NULL                                          */
+    /* authorize only: the acting connection ("arq_client_…"), NULL for a server-side
+     * request (the HTTP API). */
+    const char *client_id;
+};
+
+/* What a principal wants to do. `action` is one of:
+ *   "connect"  open a connection                 (path)
+ *   "publish"  send to a room or channel         (room, channel: NULL for the room itself)
+ *   "direct"   send to one client                (client_id: the addressee)
+ *   "join"     become a member                   (room, channel)
+ *   "history"  read stored messages              (room, channel)
+ *   "command"  run a command                     (command, group)
+ * Fields the action does not use are NULL. */
+struct arq_action {
+    size_t struct_size;
+    const char *action;
+    const char *room;
+    const char *channel;
+    const char *command;
+    /* command: its group, the least role its command set declares for it ("guest",
+     * "user", "admin"), so that a policy can allow whole groups of commands. */
+    const char *group;
+    const char *client_id;
+    const char *path;
+};
+
+struct arq_auth_result {
+    size_t struct_size;
+    enum arq_auth_verdict verdict;
+    struct arq_principal principal; /* ALLOW at the handshake: the identity (see above)    */
+    int http_status;                /* DENY at the handshake: 401 or 403                   */
+    char reason[256];               /* DENY, RATE_LIMITED: details for the client          */
+    uint64_t retry_after_ms;        /* RATE_LIMITED: when the next attempt can succeed     */
+    /* RATE_LIMITED: 1 when the client is abusing the limit (the policy's repeated-abuse
+     * threshold was passed): the host then disconnects it with 1008. */
+    int abusive;
 };
 
 /* What the host may ask a transport to do with one of its connections. */
@@ -465,6 +527,26 @@ struct arq_host {
     void (*bus_history_query)(arq_ctx *ctx, const json_t *args, arq_result_cb cb, void *arg);
     /* Reload the configuration; data {generation} once it succeeded. */
     void (*bus_reload_async)(arq_ctx *ctx, arq_result_cb cb, void *arg);
+
+    /* --- auth (transports) --------------------------------------------------------------- */
+
+    /* Run the connection limits and the auth chain on a handshake request, before answering
+     * it (`info` and `tconn` as for conn_open; `info->header` must work during this call).
+     * ALLOW: *ticket is set; out->principal points into it. Pass it to conn_open in
+     * arq_conn_info.ticket, or release it with auth_ticket_free. DENY (or a limit):
+     * *ticket is NULL; answer with out->http_status (401, 403, 429 or 503), a JSON body
+     * {"error":"<status text>","details":out->reason} and, for 429, a Retry-After of
+     * out->retry_after_ms; never upgrade. */
+    enum arq_auth_verdict (*auth_handshake)(arq_ctx *ctx, const struct arq_conn_info *info,
+                                            void *tconn, arq_ticket **ticket,
+                                            struct arq_auth_result *out);
+    /* Release a ticket conn_open did not take. NULL is allowed. */
+    void (*auth_ticket_free)(arq_ticket *ticket);
+    /* May the ticket's principal do `what` (a server-side request: client_id is NULL)?
+     * ALLOW, DENY or RATE_LIMITED, with `out` filled as authorize fills it. */
+    enum arq_auth_verdict (*auth_authorize)(arq_ctx *ctx, const arq_ticket *ticket,
+                                            const struct arq_action *what,
+                                            struct arq_auth_result *out);
 };
 
 /* Convenience: the series of metric `name` labelled instance="<this instance's name>",
@@ -579,42 +661,31 @@ struct arq_commands_ops {
     const struct arq_command *commands; /* MANDATORY                                         */
 };
 
-enum arq_auth_verdict {
-    ARQ_AUTH_ALLOW = 1,
-    ARQ_AUTH_DENY,
-    ARQ_AUTH_DEFER,
-    ARQ_AUTH_PENDING,
-    ARQ_AUTH_RATE_LIMITED
-};
-
-struct arq_principal {
-    size_t struct_size;
-    const char *subject;
-    const char *role;
-    const char *tenant;
-    json_t *claims; /* borrowed; may be NULL */
-};
-
-struct arq_auth_result {
-    size_t struct_size;
-    enum arq_auth_verdict verdict;
-    struct arq_principal principal; /* ALLOW: filled by the policy; the host copies it     */
-    int http_status;                /* DENY: 401 or 403                                    */
-    char reason[256];               /* DENY: details for the client                        */
-    uint64_t retry_after_ms;        /* RATE_LIMITED                                        */
-};
-
+/* auth: policies, run as a chain in the order the configuration declares them (file order,
+ * then order within a file). At the handshake each policy's `authenticate` answers in turn
+ * until one does not DEFER; for every publish, join, command and history read each policy's
+ * `authorize` does the same. When every policy DEFERs, the host applies its own defaults
+ * (`bus.default_role` at the handshake; the command's declared role for commands; allowed
+ * for the rest). */
 struct arq_auth_ops {
     size_t struct_size;
     /* At least one of authenticate and authorize is MANDATORY.
-     * At the handshake: decide from the request. */
+     * At the handshake, before any upgrade: decide from the request (`info`, whose `header`
+     * callback reads request headers with `tconn`). ALLOW fills out->principal; DENY fills
+     * out->http_status (401 or 403) and out->reason. */
     enum arq_auth_verdict (*authenticate)(void *self, const struct arq_conn_info *info, void *tconn,
                                           struct arq_auth_result *out);
-    /* May `principal` do `action` ("publish", "join", "command", "history") on
-     * `target` ("room/channel" or the command name)? */
-    enum arq_auth_verdict (*authorize)(void *self, const struct arq_principal *principal,
-                                       const char *action, const char *target,
-                                       struct arq_auth_result *out);
+    /* May `who` do `what`? ALLOW, DENY (out->reason), DEFER, or RATE_LIMITED
+     * (out->retry_after_ms, out->reason, out->abusive). Called on the routing path: keep it
+     * cheap, never block. */
+    enum arq_auth_verdict (*authorize)(void *self, const struct arq_principal *who,
+                                       const struct arq_action *what, struct arq_auth_result *out);
+    /* Optional. After a reload, for every connected client this policy (same instance name)
+     * admitted: ALLOW with out->principal updates its identity (a role changed in the
+     * configuration), DENY disconnects it with 1008 (its credential was revoked), DEFER
+     * leaves it as it is. */
+    enum arq_auth_verdict (*refresh)(void *self, const struct arq_principal *who,
+                                     struct arq_auth_result *out);
 };
 
 struct arq_telemetry_ops {
