@@ -14,8 +14,6 @@
 #include "log.h"
 #include "options.h"
 
-static const char *const role_names[] = {"guest", "user", "admin", NULL};
-
 const struct arq_option bus_options[] = {
     ARQ_OPT("auto_create", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
             "joining a channel that does not exist creates it"),
@@ -23,8 +21,28 @@ const struct arq_option bus_options[] = {
             "publishing to a channel or room requires being a member of it"),
     ARQ_OPT("presence", ARQ_OPT_STRING_LIST, NULL, ARQ_OPT_RELOADABLE,
             "rooms whose members get joined/left events (\"*\": every room)"),
-    ARQ_OPT_CHOICE("anonymous_role", role_names, "user", ARQ_OPT_RELOADABLE,
-                   "role of clients no auth policy identified (admin only for development)"),
+    ARQ_OPT("anonymous_role", ARQ_OPT_STRING, "user", ARQ_OPT_RELOADABLE,
+            "every client's role while no auth policy authenticates (auth off)"),
+    ARQ_OPT("default_role", ARQ_OPT_STRING, "guest", ARQ_OPT_RELOADABLE,
+            "role of a client no auth policy identified; \"\" refuses such clients (401)"),
+    ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "0", 0, 10000000, ARQ_OPT_RELOADABLE,
+                  "client connections over every transport; more are refused with 503 (0: no "
+                  "limit)"),
+    ARQ_OPT_RANGE("max_connections_per_ip", ARQ_OPT_INT, "0", 0, 10000000, ARQ_OPT_RELOADABLE,
+                  "connections from one address; more are refused with 429 (0: no limit; "
+                  "behind a proxy every client has the proxy's address)"),
+    ARQ_OPT_RANGE("connection_rate_per_ip", ARQ_OPT_DOUBLE, "0", 0, 1000000, ARQ_OPT_RELOADABLE,
+                  "new connections per second from one address; faster ones get 429 (0: off)"),
+    ARQ_OPT_RANGE("connection_burst_per_ip", ARQ_OPT_INT, "20", 1, 1000000, ARQ_OPT_RELOADABLE,
+                  "connections from one address allowed at once above connection_rate_per_ip"),
+    ARQ_OPT_RANGE("max_rooms", ARQ_OPT_INT, "100000", 1, 100000000, ARQ_OPT_RELOADABLE,
+                  "rooms that may exist; joining a new room past it is refused"),
+    ARQ_OPT_RANGE("max_channels", ARQ_OPT_INT, "1000000", 1, 100000000, ARQ_OPT_RELOADABLE,
+                  "channels that may exist over all rooms; creating one past it is refused"),
+    ARQ_OPT_RANGE("max_name_length", ARQ_OPT_INT, "128", 1, 1024, ARQ_OPT_RELOADABLE,
+                  "bytes in a room or channel name (letters, digits, _ . : - only)"),
+    ARQ_OPT_RANGE("max_payload_depth", ARQ_OPT_INT, "32", 1, 1024, ARQ_OPT_RELOADABLE,
+                  "nesting levels allowed in payload, args and metadata"),
     ARQ_OPT_RANGE("max_queued_bytes", ARQ_OPT_SIZE, "16MiB", 4096, 1073741824, ARQ_OPT_RELOADABLE,
                   "outbound queue bound per connection when its transport sets none"),
     ARQ_OPT_RANGE("command_timeout", ARQ_OPT_DURATION, "30s", 100, 3600000, ARQ_OPT_RELOADABLE,
@@ -37,29 +55,21 @@ const struct arq_option bus_options[] = {
             "emit message_routed / message_rejected telemetry events (one per message)"),
     ARQ_OPT_END};
 
-int bus_role_parse(const char *name, enum bus_role *out)
-{
-    for (int i = 0; role_names[i]; i++) {
-        if (!strcmp(role_names[i], name)) {
-            *out = (enum bus_role)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-const char *bus_role_name(enum bus_role role)
-{
-    return role_names[role];
-}
-
 void bus_settings_read(struct bus_settings *s, const json_t *v)
 {
     s->auto_create = opt_get_bool(v, "auto_create", 1);
     s->members_only = opt_get_bool(v, "members_only", 1);
     s->presence = opt_get_json(v, "presence");
-    s->anonymous_role = ROLE_USER;
-    bus_role_parse(opt_get_str(v, "anonymous_role", "user"), &s->anonymous_role);
+    s->anonymous_role = opt_get_str(v, "anonymous_role", "user");
+    s->default_role = opt_get_str(v, "default_role", "guest");
+    s->max_connections = (size_t)opt_get_int(v, "max_connections", 0);
+    s->max_connections_per_ip = (size_t)opt_get_int(v, "max_connections_per_ip", 0);
+    s->connection_rate_per_ip = opt_get_double(v, "connection_rate_per_ip", 0);
+    s->connection_burst_per_ip = (size_t)opt_get_int(v, "connection_burst_per_ip", 20);
+    s->max_rooms = (size_t)opt_get_int(v, "max_rooms", 100000);
+    s->max_channels = (size_t)opt_get_int(v, "max_channels", 1000000);
+    s->max_name_length = (size_t)opt_get_int(v, "max_name_length", 128);
+    s->max_payload_depth = (int)opt_get_int(v, "max_payload_depth", 32);
     s->max_queued_bytes = (size_t)opt_get_int(v, "max_queued_bytes", 16 << 20);
     s->command_timeout_ms = (uint64_t)opt_get_int(v, "command_timeout", 30000);
     s->max_clock_skew_ms = opt_get_int(v, "max_clock_skew", 86400000);
@@ -145,7 +155,7 @@ int bus_init(struct bus *b, struct host *h)
         !b->m_dropped_closed || !b->m_msgs_in || !b->m_deliveries || !b->m_rejected || !b->m_slow ||
         !b->m_bytes_in || !b->m_bytes_out || !b->m_rooms || !b->m_channels || !b->m_uptime ||
         !b->m_rss || !b->m_fds || !b->m_routing_seconds || !b->m_command_seconds ||
-        !b->m_cmd_unknown)
+        !b->m_cmd_unknown || auth_init(b) != 0)
         return -1;
     return 0;
 }
@@ -202,6 +212,7 @@ void bus_shutdown(struct bus *b)
 
 void bus_free(struct bus *b)
 {
+    auth_free(b);
     hmap_free(&b->conns);
     size_t i = 0;
     void *v;
@@ -316,6 +327,22 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env, 
     struct arq_conn *target = NULL;
     char text[400];
 
+    if (c && (env->to_client || env->room)) {
+        struct arq_action what = {.struct_size = sizeof what,
+                                  .action = env->to_client ? "direct" : "publish",
+                                  .room = env->to_client ? NULL : env->room,
+                                  .channel = env->to_client ? NULL : env->channel,
+                                  .client_id = env->to_client};
+        uint64_t retry_after_ms = 0;
+        const char *refused = auth_check(b, c, &what, text, sizeof text, &retry_after_ms);
+        if (refused) {
+            bus__refuse(b, c, cb, arg, refused, text, env->id,
+                        retry_after_ms
+                            ? json_pack("{s:I}", "retry_after_ms", (json_int_t)retry_after_ms)
+                            : NULL);
+            return;
+        }
+    }
     if (env->to_client) {
         target = conn_find(b->host, env->to_client);
         if (!target || target->state != CONN_OPEN) {
@@ -420,7 +447,8 @@ void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void
     struct envelope env;
     struct env_error err;
     struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
-                                .max_depth = ENV_DEFAULT_MAX_DEPTH};
+                                .max_depth = b->settings.max_payload_depth,
+                                .max_name_length = b->settings.max_name_length};
     int rc = envelope_parse(text, strlen(text), bus_now_ms(), &limits, &env, &err);
     free(text);
     if (rc != 0) {
@@ -446,7 +474,8 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     struct envelope env;
     struct env_error err;
     struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
-                                .max_depth = ENV_DEFAULT_MAX_DEPTH};
+                                .max_depth = b->settings.max_payload_depth,
+                                .max_name_length = b->settings.max_name_length};
     if (envelope_parse(data, len, bus_now_ms(), &limits, &env, &err) != 0) {
         bus_send_error(b, c, err.code, err.text, err.id, err.payload);
         err.payload = NULL; /* taken */

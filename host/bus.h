@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "hmap.h"
 
 struct host;
@@ -37,14 +38,20 @@ void frame_unref(struct frame *f);
 
 /* --- settings (the `bus:` section) --------------------------------------------------------- */
 
-enum bus_role { ROLE_GUEST = 0, ROLE_USER, ROLE_ADMIN };
-
 struct bus_settings {
-    int auto_create;        /* joining a missing channel creates it                    */
-    int members_only;       /* publishing to a channel or room needs membership         */
-    const json_t *presence; /* array of room names (or "*") with join/leave events     */
-    enum bus_role anonymous_role;
-    size_t max_queued_bytes; /* per connection, when the transport does not say          */
+    int auto_create;                /* joining a missing channel creates it                    */
+    int members_only;               /* publishing to a channel or room needs membership         */
+    const json_t *presence;         /* array of room names (or "*") with join/leave events     */
+    const char *anonymous_role;     /* every client's role when no policy authenticates  */
+    const char *default_role;       /* when policies authenticate but all DEFER; "": refuse */
+    size_t max_connections;         /* 0: unlimited                                   */
+    size_t max_connections_per_ip;  /* 0: unlimited                                   */
+    double connection_rate_per_ip;  /* new connections per second per address; 0: off */
+    size_t connection_burst_per_ip; /* ... and the burst it allows                    */
+    size_t max_rooms, max_channels; /* rooms, and channels over all rooms              */
+    size_t max_name_length;         /* of room and channel names                       */
+    int max_payload_depth;          /* nesting of payload, args and metadata           */
+    size_t max_queued_bytes;        /* per connection, when the transport does not say          */
     uint64_t command_timeout_ms;
     int64_t max_clock_skew_ms;
     size_t max_memberships; /* per connection                                           */
@@ -54,8 +61,6 @@ struct bus_settings {
 extern const struct arq_option bus_options[];
 /* Read validated `bus:` values into settings (strings and arrays borrowed from `values`). */
 void bus_settings_read(struct bus_settings *s, const json_t *values);
-int bus_role_parse(const char *name, enum bus_role *out);
-const char *bus_role_name(enum bus_role role);
 
 /* --- connections --------------------------------------------------------------------------- */
 
@@ -72,7 +77,9 @@ struct arq_conn {
     void *tconn;
     char peer[64];
     int ack; /* send message_response acks                              */
-    enum bus_role role;
+    struct auth_identity identity;
+    char addr[64];  /* the peer's address alone, for per-address limits           */
+    int ip_counted; /* counted in the per-address table                           */
     /* outbound queue: a ring of frame references */
     struct frame **q;
     size_t qcap, qhead, qlen;
@@ -175,6 +182,7 @@ struct bus {
     struct hmap rooms; /* name -> room                                            */
     size_t nchannels;
     uint64_t fanout_seq;
+    struct auth auth;
     struct hmap commands; /* name -> struct command_entry                            */
     struct command_entry *entries;
     size_t nentries;
@@ -272,6 +280,12 @@ const char *bus_svc_disconnect(arq_ctx *ctx, const char *client_id, const char *
 json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
                       const char *channel, const char **code, struct arq_error *err);
 void bus_svc_reload(arq_ctx *ctx, arq_request *req);
+/* Room and channel names as the envelope checks them (NULL, or VALIDATION_ERROR). */
+const char *bus_check_names(const struct bus *b, const char *room, const char *channel,
+                            struct arq_error *err);
+/* Authorize, then join (announcing it). NULL, or the error code with the text in err. */
+const char *bus_join_authorized(struct bus *b, struct arq_conn *c, const char *room,
+                                const char *channel, struct arq_error *err);
 /* The server-side APIs of struct arq_host. */
 int bus_svc_ready(arq_ctx *ctx);
 void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg);

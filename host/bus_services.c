@@ -10,14 +10,15 @@
 #include "loader.h"
 #include "telemetry.h"
 
-/* Names come from command arguments: check them as the envelope checks its own. */
-static const char *bus__names(const char *room, const char *channel, struct arq_error *err)
+const char *bus_check_names(const struct bus *b, const char *room, const char *channel,
+                            struct arq_error *err)
 {
-    if (!room || !envelope_valid_name(room)) {
+    size_t max = b->settings.max_name_length;
+    if (!room || !envelope_valid_name(room, max)) {
         arq_error_set(err, 0, "Invalid room name: %s", room ? room : "(none)");
         return "VALIDATION_ERROR";
     }
-    if (channel && !envelope_valid_name(channel)) {
+    if (channel && !envelope_valid_name(channel, max)) {
         arq_error_set(err, 0, "Invalid channel name: %s", channel);
         return "VALIDATION_ERROR";
     }
@@ -39,13 +40,28 @@ const char *bus_svc_join(arq_conn *conn, const char *room, const char *channel,
                          struct arq_error *err)
 {
     struct bus *b = &conn->transport->host->bus;
-    const char *code = bus__names(room, channel, err);
+    const char *code = bus_check_names(b, room, channel, err);
     if (!code && conn->state != CONN_OPEN) {
         arq_error_set(err, 0, "The client is disconnecting");
         code = "EXECUTION_ERROR";
     }
-    if (!code && !(code = router_join(b, conn, room, channel, err)))
-        bus__event(b, "client_joined", conn, room, channel);
+    if (!code)
+        code = bus_join_authorized(b, conn, room, channel, err);
+    return code;
+}
+
+const char *bus_join_authorized(struct bus *b, struct arq_conn *c, const char *room,
+                                const char *channel, struct arq_error *err)
+{
+    struct arq_action what = {
+        .struct_size = sizeof what, .action = "join", .room = room, .channel = channel};
+    uint64_t retry_after_ms = 0;
+    char text[400];
+    const char *code = auth_check(b, c, &what, text, sizeof text, &retry_after_ms);
+    if (code)
+        arq_error_set(err, 0, "%s", text);
+    else if (!(code = router_join(b, c, room, channel, err)))
+        bus__event(b, "client_joined", c, room, channel);
     return code;
 }
 
@@ -53,7 +69,7 @@ const char *bus_svc_leave(arq_conn *conn, const char *room, const char *channel,
                           struct arq_error *err)
 {
     struct bus *b = &conn->transport->host->bus;
-    const char *code = bus__names(room, channel, err);
+    const char *code = bus_check_names(b, room, channel, err);
     if (!code && !(code = router_leave(b, conn, room, channel, err)))
         bus__event(b, "client_left", conn, room, channel);
     return code;
@@ -62,7 +78,7 @@ const char *bus_svc_leave(arq_conn *conn, const char *room, const char *channel,
 const char *bus_svc_create_channel(arq_ctx *ctx, const char *room, const char *channel,
                                    const char *description, struct arq_error *err)
 {
-    const char *code = bus__names(room, channel ? channel : "", err);
+    const char *code = bus_check_names(&ctx->host->bus, room, channel ? channel : "", err);
     if (!channel) {
         arq_error_set(err, 0, "A channel name is required");
         return "VALIDATION_ERROR";
@@ -73,7 +89,7 @@ const char *bus_svc_create_channel(arq_ctx *ctx, const char *room, const char *c
 const char *bus_svc_delete_channel(arq_ctx *ctx, const char *room, const char *channel, int force,
                                    struct arq_error *err)
 {
-    const char *code = bus__names(room, channel, err);
+    const char *code = bus_check_names(&ctx->host->bus, room, channel, err);
     return code ? code : router_delete_channel(&ctx->host->bus, room, channel, force, err);
 }
 
@@ -136,13 +152,14 @@ json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char
         }
         char since[32];
         envelope_format_timestamp(conn->connected_ms, since);
-        return json_pack("{s:s, s:s, s:s, s:o, s:{s:I, s:I}}", "client_id", conn->id, "role",
-                         bus_role_name(conn->role), "connected_at", since, "memberships",
+        return json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:o, s:{s:I, s:I}}", "client_id", conn->id,
+                         "role", conn->identity.role, "subject", conn->identity.subject, "tenant",
+                         conn->identity.tenant, "connected_at", since, "memberships",
                          router_memberships_json(conn), "limits", "max_queued_bytes",
                          (json_int_t)conn->max_queued_bytes, "max_memberships",
                          (json_int_t)b->settings.max_memberships);
     }
-    if ((*code = bus__names(room, !strcmp(what, "channel") ? channel : NULL, err)))
+    if ((*code = bus_check_names(b, room, !strcmp(what, "channel") ? channel : NULL, err)))
         return NULL;
     struct room *r = router_room(b, room);
     if (!r) {

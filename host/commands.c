@@ -142,6 +142,10 @@ static void request__respond(struct arq_request *r, const char *code, const char
         if (resp && code) {
             json_object_set_new(resp, "error_code", json_string(code));
             json_object_set_new(resp, "error", json_string(text ? text : code));
+            /* RATE_LIMITED says when to come back where every error says it: the payload. */
+            json_t *retry = json_object_get(data, "retry_after_ms");
+            if (retry)
+                json_object_set(json_object_get(resp, "payload"), "retry_after_ms", retry);
         }
         if (resp)
             conn_send_json(r->conn, resp);
@@ -293,9 +297,6 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
         metrics_add(b->m_cmd_unknown, 1);
         return;
     }
-    enum bus_role need = ROLE_USER;
-    if (e->cmd->role)
-        bus_role_parse(e->cmd->role, &need);
     struct arq_request *r = calloc(1, sizeof *r);
     if (!r || !(r->id = strdup(id)) || !(r->command = strdup(name))) {
         if (r)
@@ -310,10 +311,18 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     r->failed = e->failed;
     r->started_ns = uv_hrtime();
     conn_ref(c);
-    if (c->role < need) {
-        snprintf(text, sizeof text, "Command '%s' requires role %s; this client is %s", name,
-                 bus_role_name(need), bus_role_name(c->role));
-        request__respond(r, "AUTHORIZATION_ERROR", text, NULL, NULL);
+    struct arq_action what = {.struct_size = sizeof what,
+                              .action = "command",
+                              .command = name,
+                              .group = e->cmd->role ? e->cmd->role : "user"};
+    uint64_t retry_after_ms = 0;
+    const char *refused = auth_check(b, c, &what, text, sizeof text, &retry_after_ms);
+    if (refused) {
+        json_t *data = retry_after_ms
+                           ? json_pack("{s:I}", "retry_after_ms", (json_int_t)retry_after_ms)
+                           : NULL;
+        request__respond(r, refused, text, NULL, data);
+        json_decref(data);
         request__free(r);
         return;
     }

@@ -79,6 +79,7 @@ void conn_unref(struct arq_conn *c)
     if (--c->refs)
         return;
     conn__drop_queue(c, NULL); /* already emptied when it closed */
+    auth_identity_clear(&c->identity);
     free(c->q);
     free(c);
 }
@@ -127,16 +128,28 @@ arq_conn *conn_svc_open(arq_ctx *ctx, const struct arq_conn_info *info,
 {
     struct host *h = ctx->host;
     struct bus *b = &h->bus;
-    if (h->stopping || !ops || !ops->want_write || !ops->close)
+    /* conn_open takes the ticket whatever happens. */
+    arq_ticket *ticket =
+        info && info->struct_size >= offsetof(struct arq_conn_info, ticket) + sizeof info->ticket
+            ? info->ticket
+            : NULL;
+    struct arq_conn *c = NULL;
+    if (h->stopping || !ops || !ops->want_write || !ops->close || !(c = calloc(1, sizeof *c))) {
+        auth_svc_ticket_free(ticket);
         return NULL;
-    struct arq_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    }
     c->refs = 1; /* the transport's, until conn_closed */
     c->transport = ctx;
     c->ops = ops;
     c->tconn = tconn;
-    c->role = b->settings.anonymous_role;
+    struct arq_auth_result refusal;
+    if (auth_conn_admit(b, c, info, tconn, &refusal) != 0) {
+        char reason[124];
+        snprintf(reason, sizeof reason, "Unauthorized: %.*s", 100, refusal.reason);
+        ops->close(tconn, 1008, reason);
+        free(c);
+        return NULL;
+    }
     c->ack = conn__query_ack(info ? info->query : NULL);
     c->max_queued_bytes =
         info && info->max_queued_bytes ? info->max_queued_bytes : b->settings.max_queued_bytes;
@@ -147,6 +160,8 @@ arq_conn *conn_svc_open(arq_ctx *ctx, const struct arq_conn_info *info,
         conn__new_id(c->id, sizeof c->id);
     while (hmap_get(&b->conns, c->id));
     if (hmap_put(&b->conns, c->id, c) != 0) {
+        auth_conn_closed(b, c);
+        auth_identity_clear(&c->identity);
         free(c);
         return NULL;
     }
@@ -216,6 +231,7 @@ void conn_svc_closed(arq_conn *c, int code, const char *reason)
     struct bus *b = &transport->host->bus;
     c->state = CONN_CLOSED;
     conn__unlink(b, c);
+    auth_conn_closed(b, c);
     conn__drop_queue(c, b->m_dropped_closed);
     bus_conn_closed(b, c);
     char codebuf[16];

@@ -53,14 +53,14 @@ int envelope_valid_id(const char *id)
     return p[6] == '\0';
 }
 
-int envelope_valid_name(const char *name)
+int envelope_valid_name(const char *name, size_t max_len)
 {
     if (!name)
         return 0;
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++, n++) {
         unsigned char c = *p;
-        if (n == 128)
+        if (n == max_len)
             return 0;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '.' || c == ':' || c == '-'))
@@ -771,9 +771,9 @@ static void env__validate(struct env__check *c, json_t *root, struct env__fields
     if ((s = env__string(c, slot, F_VERSION)) && strcmp(s, "1.0") != 0)
         env__problem(c, "Unsupported protocol version: %s", s);
 
-    if ((s = env__string(c, slot, F_ROOM)) && !envelope_valid_name(s))
+    if ((s = env__string(c, slot, F_ROOM)) && !envelope_valid_name(s, lim->max_name_length))
         env__problem(c, "Invalid room name: %s", s);
-    if ((s = env__string(c, slot, F_CHANNEL)) && !envelope_valid_name(s))
+    if ((s = env__string(c, slot, F_CHANNEL)) && !envelope_valid_name(s, lim->max_name_length))
         env__problem(c, "Invalid channel name: %s", s);
     if (slot[F_CHANNEL] && !slot[F_ROOM])
         env__problem(c, "Field 'channel' requires 'room'");

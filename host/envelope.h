@@ -60,12 +60,14 @@ struct envelope {
 struct env_limits {
     int64_t max_clock_skew_ms; /* how far in the future a timestamp may be           */
     int max_depth;             /* nesting allowed in payload, args and metadata       */
+    size_t max_name_length;    /* bytes in a room or channel name                     */
 };
 #define ENV_DEFAULT_MAX_CLOCK_SKEW_MS ((int64_t)24 * 3600 * 1000)
 #define ENV_DEFAULT_MAX_DEPTH         32
+#define ENV_DEFAULT_MAX_NAME_LENGTH   128
 #define ENV_LIMITS_DEFAULT                                                                         \
     {                                                                                              \
-        ENV_DEFAULT_MAX_CLOCK_SKEW_MS, ENV_DEFAULT_MAX_DEPTH                                       \
+        ENV_DEFAULT_MAX_CLOCK_SKEW_MS, ENV_DEFAULT_MAX_DEPTH, ENV_DEFAULT_MAX_NAME_LENGTH          \
     }
 
 struct env_error {
@@ -117,7 +119,7 @@ json_t *envelope_error_frame(const char *code, const char *text, const char *req
 /* 1 when `id` is a valid message id (rules above), else 0. */
 int envelope_valid_id(const char *id);
 /* 1 when `name` is a valid room or channel name (rules above), else 0. */
-int envelope_valid_name(const char *name);
+int envelope_valid_name(const char *name, size_t max_len);
 /* A new message id "arq_" + ULID: 48-bit `now_ms` (clamped to 0..2^48-1) and 80 random bits
  * from getrandom(2), Crockford base32 uppercase, NUL-terminated (30 characters). Ids made in
  * the same millisecond by one thread increase. */

@@ -259,6 +259,7 @@ static int swap_generation(struct host *h, struct diag_list *diags, struct plan 
     }
     h->next_generation++;
     bus_commands_rebuild(&h->bus);
+    auth_rebuild(&h->bus);
     return 0;
 }
 
@@ -402,6 +403,7 @@ void host_stop(struct host *h)
     while (h->retiring)
         instance_destroy(h->retiring); /* held ones go too: the process is stopping */
     bus_commands_rebuild(&h->bus);
+    auth_rebuild(&h->bus);
     telemetry_drain(h->telemetry);
 
     uv_mutex_lock(&h->post_lock);

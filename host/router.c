@@ -160,6 +160,22 @@ static void router__announce(struct bus *b, struct room *r, struct channel *ch,
     frame_unref(f);
 }
 
+/* Would a new room (and/or channel) pass bus.max_rooms / bus.max_channels? */
+static const char *router__full(const struct bus *b, int new_room, int new_channel,
+                                struct arq_error *err)
+{
+    if (new_room && b->rooms.len >= b->settings.max_rooms) {
+        arq_error_set(err, 0, "The bus holds its maximum of %zu rooms", b->settings.max_rooms);
+        return "EXECUTION_ERROR";
+    }
+    if (new_channel && b->nchannels >= b->settings.max_channels) {
+        arq_error_set(err, 0, "The bus holds its maximum of %zu channels",
+                      b->settings.max_channels);
+        return "EXECUTION_ERROR";
+    }
+    return NULL;
+}
+
 const char *router_join(struct bus *b, struct arq_conn *c, const char *room, const char *channel,
                         struct arq_error *err)
 {
@@ -176,6 +192,9 @@ const char *router_join(struct bus *b, struct arq_conn *c, const char *room, con
                       b->settings.max_memberships);
         return "EXECUTION_ERROR";
     }
+    const char *full = router__full(b, !r, channel && !ch, err);
+    if (full)
+        return full;
     int new_room = !r, new_channel = 0;
     if (!r && !(r = router__room_new(b, room)))
         goto oom;
@@ -260,6 +279,9 @@ const char *router_create_channel(struct bus *b, const char *room, const char *c
         arq_error_set(err, 0, "Channel %s/%s already exists", room, channel);
         return "CHANNEL_EXISTS";
     }
+    const char *full = router__full(b, !r, 1, err);
+    if (full)
+        return full;
     int new_room = !r;
     if (!r && !(r = router__room_new(b, room)))
         goto oom;

@@ -255,4 +255,7 @@ const struct arq_host host_api = {
     .bus_publish = bus_svc_publish,
     .bus_history_query = bus_svc_history_query,
     .bus_reload_async = bus_svc_reload_async,
+    .auth_handshake = auth_svc_handshake,
+    .auth_ticket_free = auth_svc_ticket_free,
+    .auth_authorize = auth_svc_authorize,
 };

@@ -245,8 +245,9 @@ static void storage__history(struct host *h, struct arq_conn *conn, const json_t
         .recover = since_offset != NULL || epoch != NULL,
         .since_offset = (uint64_t)json_integer_value(since_offset),
         .epoch = epoch};
-    if (!room || !envelope_valid_name(room) || (channel && !envelope_valid_name(channel))) {
-        done(arg, "VALIDATION_ERROR", "Invalid room or channel name", NULL);
+    const char *code = bus_check_names(&h->bus, room, channel, &err);
+    if (code) {
+        done(arg, code, err.text, NULL);
         return;
     }
     if ((limit && !json_is_integer(limit)) || hq.limit < 1 || hq.limit > 1000 ||
@@ -261,9 +262,13 @@ static void storage__history(struct host *h, struct arq_conn *conn, const json_t
         done(arg, "VALIDATION_ERROR", err.text, NULL);
         return;
     }
-    if (join) {
-        const char *code = router_join(&h->bus, conn, room, channel, &err);
-        if (code) {
+    if (conn) {
+        /* A client's read: may it read this history (and join, when it joins)? */
+        struct arq_action what = {
+            .struct_size = sizeof what, .action = "history", .room = room, .channel = channel};
+        uint64_t retry_after_ms = 0;
+        if ((code = auth_check(&h->bus, conn, &what, err.text, sizeof err.text, &retry_after_ms)) ||
+            (join && (code = bus_join_authorized(&h->bus, conn, room, channel, &err)))) {
             done(arg, code, err.text, NULL);
             return;
         }

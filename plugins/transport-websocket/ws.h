@@ -103,7 +103,10 @@ struct ws_conn {
     int peer_code;
     char peer_reason[WS_REASON_MAX + 1];
 
-    /* during conn_open only: header values handed out by header() */
+    /* the auth chain's answer to the handshake, until conn_open takes it */
+    arq_ticket *ticket;
+
+    /* during auth_handshake and conn_open only: header values handed out by header() */
     int in_open;
     char *scratch[16];
     size_t nscratch;

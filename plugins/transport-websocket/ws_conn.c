@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include <jansson.h>
+
 #include "ws.h"
 
 #define RX_KEEP_BYTES (64 * 1024) /* a reassembly buffer larger than this goes after use */
@@ -103,12 +105,19 @@ static const struct arq_conn_ops conn_ops = {
 
 /* --- HTTP answers before (or instead of) an upgrade ---------------------------------------- */
 
-static int http_refuse(struct lws *wsi, unsigned status, const char *error, const char *details)
+/* An HTTP answer instead of the upgrade: `status` with a JSON body
+ * {"error": <error>, "details": <details>} (and Retry-After for 429). */
+static int http_refuse(struct lws *wsi, unsigned status, const char *error, const char *details,
+                       uint64_t retry_after_ms)
 {
     unsigned char buf[LWS_PRE + 1024];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    char body[256];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"details\":\"%s\"}", error, details);
+    json_t *obj = json_pack("{s:s, s:s}", "error", error, "details", details);
+    char body[512];
+    size_t n = obj ? json_dumpb(obj, body, sizeof body, JSON_COMPACT) : 0;
+    json_decref(obj);
+    if (n == 0 || n > sizeof body)
+        n = (size_t)snprintf(body, sizeof body, "{\"error\":\"%s\"}", error);
     if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)n, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
                                      &p, end))
@@ -117,12 +126,34 @@ static int http_refuse(struct lws *wsi, unsigned status, const char *error, cons
         lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (const unsigned char *)"websocket", 9,
                                      &p, end))
         return -1;
+    if (status == 429) {
+        char secs[24];
+        int len = snprintf(secs, sizeof secs, "%llu",
+                           (unsigned long long)((retry_after_ms + 999) / 1000));
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
+                                        (const unsigned char *)secs, len, &p, end))
+            return -1;
+    }
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    memcpy(start, body, (size_t)n);
-    if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) != n)
+    memcpy(start, body, n);
+    if (lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL) != (int)n)
         return -1;
     return 0;
+}
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 429:
+        return "Too Many Requests";
+    default:
+        return "Service Unavailable";
+    }
 }
 
 /* --- the handshake ------------------------------------------------------------------------- */
@@ -238,33 +269,72 @@ static void peer_of(struct lws *wsi, char *addr, size_t size, int *port)
     }
 }
 
-static int on_established(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
+/* What the host reads of the handshake request. `path` and `query` are allocated into
+ * *path / *query (free them). */
+static struct arq_conn_info request_info(struct ws_server *srv, struct lws *wsi, char *peer,
+                                         size_t peer_size, char **path, char **query)
 {
-    c->wsi = wsi;
-    conn_link(srv, c);
-
-    char peer[INET6_ADDRSTRLEN];
     int peer_port;
-    peer_of(wsi, peer, sizeof peer, &peer_port);
-    char *path = copy_token(wsi, WSI_TOKEN_GET_URI);
-    char *query = rebuild_query(wsi);
-    struct arq_conn_info info = {
-        .struct_size = sizeof info,
+    peer_of(wsi, peer, peer_size, &peer_port);
+    *path = copy_token(wsi, WSI_TOKEN_GET_URI);
+    *query = rebuild_query(wsi);
+    return (struct arq_conn_info){
+        .struct_size = sizeof(struct arq_conn_info),
         .transport = "websocket",
         .peer_addr = peer,
         .peer_port = peer_port,
-        .path = path ? path : "/",
-        .query = query,
+        .path = *path ? *path : "/",
+        .query = *query,
         .header = conn_header,
         .max_queued_bytes = srv->cfg.max_queued_bytes,
     };
-    c->in_open = 1;
-    arq_conn *conn = srv->host->conn_open(srv->ctx, &info, &conn_ops, c);
+}
+
+static void end_request(struct ws_conn *c, char *path, char *query)
+{
     c->in_open = 0;
     while (c->nscratch)
         free(c->scratch[--c->nscratch]);
     free(path);
     free(query);
+}
+
+/* Before the upgrade: connection limits and the auth chain. A refusal is an HTTP answer;
+ * no WebSocket is opened. */
+static int on_filter(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
+{
+    if (!c)
+        return 0; /* no session yet: conn_open runs the chain after the upgrade */
+    char peer[INET6_ADDRSTRLEN], *path, *query;
+    c->wsi = wsi;
+    c->srv = srv;
+    struct arq_conn_info info = request_info(srv, wsi, peer, sizeof peer, &path, &query);
+    struct arq_auth_result res = {.struct_size = sizeof res};
+    c->in_open = 1;
+    srv->host->auth_ticket_free(c->ticket); /* never two: a repeated filter replaces it */
+    c->ticket = NULL;
+    enum arq_auth_verdict v = srv->host->auth_handshake(srv->ctx, &info, c, &c->ticket, &res);
+    end_request(c, path, query);
+    if (v == ARQ_AUTH_ALLOW)
+        return 0;
+    ws_server__count(srv->m_refused, 1, srv);
+    http_refuse(wsi, (unsigned)res.http_status, status_text(res.http_status), res.reason,
+                res.retry_after_ms);
+    return -1;
+}
+
+static int on_established(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
+{
+    c->wsi = wsi;
+    conn_link(srv, c);
+
+    char peer[INET6_ADDRSTRLEN], *path, *query;
+    struct arq_conn_info info = request_info(srv, wsi, peer, sizeof peer, &path, &query);
+    info.ticket = c->ticket; /* conn_open takes it */
+    c->ticket = NULL;
+    c->in_open = 1;
+    arq_conn *conn = srv->host->conn_open(srv->ctx, &info, &conn_ops, c);
+    end_request(c, path, query);
 
     if (!conn) {
         /* Refused. The host may have said why through ops->close during conn_open. */
@@ -446,16 +516,16 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         /* A plain HTTP request on the WebSocket port. */
-        http_refuse(wsi, 426, "Upgrade Required", "this endpoint speaks WebSocket only");
+        http_refuse(wsi, 426, "Upgrade Required", "this endpoint speaks WebSocket only", 0);
         return -1;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (!srv || srv->dead || srv->nconns >= srv->cfg.max_connections) {
             if (srv)
                 ws_server__count(srv->m_refused, 1, srv);
-            http_refuse(wsi, 503, "Service Unavailable", "too many connections");
+            http_refuse(wsi, 503, "Service Unavailable", "too many connections", 0);
             return -1;
         }
-        return 0;
+        return on_filter(srv, c, wsi);
     case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
         if (c)
             c->deflate = 1;
@@ -479,8 +549,12 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             on_closed(c->srv, c);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        if (c && c->srv)
+        if (c && c->srv) {
+            /* A handshake that passed the filter but never became a connection. */
+            c->srv->host->auth_ticket_free(c->ticket);
+            c->ticket = NULL;
             on_closed(c->srv, c);
+        }
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
