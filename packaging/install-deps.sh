@@ -17,6 +17,7 @@ libwebsockets-dev
 libhiredis-dev
 libmicrohttpd-dev
 libjwt-dev
+libssl-dev
 libcmocka-dev
 redis-server
 "
