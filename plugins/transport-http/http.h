@@ -132,7 +132,9 @@ typedef void (*http_handler)(struct http_req *req, const char *url);
 struct http_route {
     const char *path; /* exact, or "/rooms/{}/channels" with one segment in place of {} */
     unsigned allow;   /* HTTP_ALLOW_* */
-    int needs_key;    /* API key required (publish, admin) */
+    /* NULL: open to all. Else the API key is required, or a token an auth policy accepts
+     * for a principal allowed to run this command (group admin). */
+    const char *command;
     http_handler handler;
 };
 

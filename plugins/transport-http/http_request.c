@@ -4,6 +4,8 @@
  *
  * libmicrohttpd calls the access handler first with the headers, then with each piece of the
  * body, then once more with none. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,30 +281,90 @@ static const char *given_key(struct MHD_Connection *mc)
     return a;
 }
 
+static const char *request_header(void *tconn, const char *name)
+{
+    return MHD_lookup_connection_value(tconn, MHD_HEADER_KIND, name);
+}
+
+/* Does an auth policy accept the request's credentials for a principal that may run the
+ * route's command? 1 yes; 0 no policy identified the request; -1 refused (answered). */
+static int token_allows(struct http_req *req)
+{
+    struct http_server *srv = req->srv;
+    char peer[64] = "?";
+    int port = 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ci->client_addr;
+        inet_ntop(AF_INET, &in->sin_addr, peer, sizeof peer);
+        port = ntohs(in->sin_port);
+    } else if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ci->client_addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, peer, sizeof peer);
+        port = ntohs(in6->sin6_port);
+    }
+    struct arq_conn_info info = {.struct_size = sizeof info,
+                                 .transport = "http",
+                                 .peer_addr = peer,
+                                 .peer_port = port,
+                                 .path = req->route->path,
+                                 .header = request_header,
+                                 .request_only = 1};
+    struct arq_auth_result res = {.struct_size = sizeof res};
+    arq_ticket *ticket = NULL;
+    enum arq_auth_verdict v = srv->host->auth_handshake(srv->ctx, &info, req->mc, &ticket, &res);
+    if (v != ARQ_AUTH_ALLOW) {
+        char details[300];
+        snprintf(details, sizeof details, "Invalid API key or token: %s", res.reason);
+        reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", details, NULL);
+        return -1;
+    }
+    if (!res.principal.subject) { /* the host's default role: nobody in particular */
+        srv->host->auth_ticket_free(ticket);
+        return 0;
+    }
+    struct arq_action what = {.struct_size = sizeof what,
+                              .action = "command",
+                              .command = req->route->command,
+                              .group = "admin"};
+    v = srv->host->auth_authorize(srv->ctx, ticket, &what, &res);
+    srv->host->auth_ticket_free(ticket);
+    if (v == ARQ_AUTH_ALLOW)
+        return 1;
+    reply_refusal(req, MHD_HTTP_FORBIDDEN, "Forbidden", res.reason, NULL);
+    return -1;
+}
+
 /* 0 when the request may go on; otherwise it was answered (401 or 403). */
 static int check_key(struct http_req *req)
 {
     static const char *const challenge[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                             "Bearer realm=\"arqonbus\"", NULL};
     const struct http_config *c = &req->srv->cfg;
+    const char *k = given_key(req->mc);
+    if (c->api_key && k && *k && key_matches(c, k))
+        return 0;
+    if (k && *k) {
+        /* Not the API key: perhaps a token of an auth policy (an admin's JWT, say). */
+        int ok = token_allows(req);
+        if (ok)
+            return ok > 0 ? 0 : -1;
+    }
     if (!c->api_key) {
         reply_refusal(req, MHD_HTTP_FORBIDDEN, "Forbidden",
                       "This endpoint is disabled: no api_key is configured for the HTTP API", NULL);
         return -1;
     }
-    const char *k = given_key(req->mc);
     if (!k || !*k) {
         reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
                       "An API key is required: send X-API-Key or Authorization: Bearer", challenge);
         return -1;
     }
-    if (!key_matches(c, k)) {
-        ARQ_LOG(req->srv->host, req->srv->ctx, ARQ_LOG_INFO, "api key refused", "path",
-                req->route->path);
-        reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", "Invalid API key", challenge);
-        return -1;
-    }
-    return 0;
+    ARQ_LOG(req->srv->host, req->srv->ctx, ARQ_LOG_INFO, "api key refused", "path",
+            req->route->path);
+    reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", "Invalid API key", challenge);
+    return -1;
 }
 
 static void reply_too_large(struct http_req *req)
@@ -356,7 +418,7 @@ static void screen(struct http_req *req, const char *url)
         reply_refusal(req, MHD_HTTP_METHOD_NOT_ALLOWED, "Method not allowed", details, h);
         return;
     }
-    if (route->needs_key && check_key(req) != 0)
+    if (route->command && check_key(req) != 0)
         return;
     const char *length =
         MHD_lookup_connection_value(req->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

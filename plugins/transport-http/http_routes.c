@@ -318,17 +318,17 @@ static void h_disconnect(struct http_req *req, const char *url)
 /* --- the table ----------------------------------------------------------------------------- */
 
 static const struct http_route routes[] = {
-    {"/health", HTTP_ALLOW_GET, 0, h_health},
-    {"/ready", HTTP_ALLOW_GET, 0, h_ready},
-    {"/status", HTTP_ALLOW_GET, 0, h_status},
-    {"/version", HTTP_ALLOW_GET, 0, h_version},
-    {"/metrics", HTTP_ALLOW_GET, 0, h_metrics},
-    {"/history", HTTP_ALLOW_GET, 0, h_history},
-    {"/rooms", HTTP_ALLOW_GET, 0, h_rooms},
-    {"/rooms/{}/channels", HTTP_ALLOW_GET, 0, h_channels},
-    {"/publish", HTTP_ALLOW_POST, 1, h_publish},
-    {"/admin/reload", HTTP_ALLOW_POST, 1, h_reload},
-    {"/admin/disconnect", HTTP_ALLOW_POST, 1, h_disconnect},
+    {"/health", HTTP_ALLOW_GET, NULL, h_health},
+    {"/ready", HTTP_ALLOW_GET, NULL, h_ready},
+    {"/status", HTTP_ALLOW_GET, NULL, h_status},
+    {"/version", HTTP_ALLOW_GET, NULL, h_version},
+    {"/metrics", HTTP_ALLOW_GET, NULL, h_metrics},
+    {"/history", HTTP_ALLOW_GET, NULL, h_history},
+    {"/rooms", HTTP_ALLOW_GET, NULL, h_rooms},
+    {"/rooms/{}/channels", HTTP_ALLOW_GET, NULL, h_channels},
+    {"/publish", HTTP_ALLOW_POST, "publish", h_publish},
+    {"/admin/reload", HTTP_ALLOW_POST, "reload", h_reload},
+    {"/admin/disconnect", HTTP_ALLOW_POST, "disconnect_client", h_disconnect},
 };
 
 /* Where "{}" stands in `pattern`, `url` must have one non-empty segment; the rest is equal. */
