@@ -556,12 +556,14 @@ int auth_conn_admit(struct bus *b, struct arq_conn *c, const struct arq_conn_inf
     }
     const char *addr = info && info->peer_addr ? info->peer_addr : "?";
     snprintf(c->addr, sizeof c->addr, "%s", addr);
-    struct auth_ip *e = (b->settings.max_connections_per_ip || b->auth.per_ip.len)
-                            ? auth__ip(b, c->addr, b->settings.max_connections_per_ip != 0)
-                            : NULL;
+    /* Counted whether or not a per-IP limit is set now: a reload may set one, and the
+     * clients already connected must count against it. */
+    struct auth_ip *e = auth__ip(b, c->addr, 1);
     if (e) {
         e->conns++;
         c->ip_counted = 1;
+    } else {
+        LOG_WARN("out of memory: connection not counted against its address", "peer", c->addr);
     }
     return 0;
 }
@@ -574,6 +576,11 @@ void auth_conn_closed(struct bus *b, struct arq_conn *c)
     struct auth_ip *e = auth__ip(b, c->addr, 0);
     if (e && e->conns > 0)
         e->conns--;
+    if (e && e->conns == 0 && b->settings.connection_rate_per_ip <= 0) {
+        /* Nothing left to remember: no connection, no rate bucket. */
+        hmap_del(&b->auth.per_ip, e->addr);
+        free(e);
+    }
 }
 
 /* --- actions ------------------------------------------------------------------------------- */

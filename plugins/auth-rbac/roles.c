@@ -9,10 +9,15 @@
 #include <string.h>
 
 /* The built-in role set, written as a `roles` option would write it: applied with the same
- * code as the operator's YAML, so the two cannot disagree (README.md shows it as a table). */
+ * code as the operator's YAML, so the two cannot disagree (README.md shows it as a table).
+ * Guests run the membership and history commands too (their group is @user): without them
+ * the rooms their `join` and `history` patterns allow could never be joined or read, and
+ * those patterns decide where. */
 static const char rbac__builtin_json[] =
     "{"
-    "\"guest\": {\"connect\": true, \"direct\": false, \"commands\": [\"@guest\"],"
+    "\"guest\": {\"connect\": true, \"direct\": false,"
+    "  \"commands\": [\"@guest\", \"join_room\", \"join_channel\", \"leave_room\","
+    "               \"leave_channel\", \"history\", \"history.get\", \"op.history.get\"],"
     "  \"join\": [\"public*\", \"public*/*\"], \"publish\": [],"
     "  \"history\": [\"public*\", \"public*/*\"],"
     "  \"limits\": {\"messages_per_second\": 10, \"messages_burst\": 20,"

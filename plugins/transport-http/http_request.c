@@ -286,9 +286,13 @@ static const char *request_header(void *tconn, const char *name)
     return MHD_lookup_connection_value(tconn, MHD_HEADER_KIND, name);
 }
 
-/* Does an auth policy accept the request's credentials for a principal that may run the
- * route's command? 1 yes; 0 no policy identified the request; -1 refused (answered). */
-static int token_allows(struct http_req *req)
+static const char *const bearer_challenge[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                               "Bearer realm=\"arqonbus\"", NULL};
+
+/* Does an auth policy accept the request's credentials (`presented`: it sent some) for a
+ * principal that may run the route's command? 1 yes; 0 no policy identified the request; -1
+ * refused (answered). */
+static int token_allows(struct http_req *req, int presented)
 {
     struct http_server *srv = req->srv;
     char peer[64] = "?";
@@ -316,8 +320,11 @@ static int token_allows(struct http_req *req)
     enum arq_auth_verdict v = srv->host->auth_handshake(srv->ctx, &info, req->mc, &ticket, &res);
     if (v != ARQ_AUTH_ALLOW) {
         char details[300];
-        snprintf(details, sizeof details, "Invalid API key or token: %s", res.reason);
-        reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", details, NULL);
+        snprintf(details, sizeof details, "%s: %s",
+                 presented ? "Invalid API key or token" : "A token is required", res.reason);
+        reply_refusal(req, res.http_status == 403 ? MHD_HTTP_FORBIDDEN : MHD_HTTP_UNAUTHORIZED,
+                      res.http_status == 403 ? "Forbidden" : "Unauthorized", details,
+                      res.http_status == 403 ? NULL : bearer_challenge);
         return -1;
     }
     if (!res.principal.subject) { /* the host's default role: nobody in particular */
@@ -339,15 +346,15 @@ static int token_allows(struct http_req *req)
 /* 0 when the request may go on; otherwise it was answered (401 or 403). */
 static int check_key(struct http_req *req)
 {
-    static const char *const challenge[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                            "Bearer realm=\"arqonbus\"", NULL};
     const struct http_config *c = &req->srv->cfg;
     const char *k = given_key(req->mc);
     if (c->api_key && k && *k && key_matches(c, k))
         return 0;
-    if (k && *k) {
-        /* Not the API key: perhaps a token of an auth policy (an admin's JWT, say). */
-        int ok = token_allows(req);
+    if ((k && *k) || !c->api_key) {
+        /* Not the API key: perhaps a token of an auth policy (an admin's JWT, say). Without an
+         * API key, tokens alone open the endpoint, so a request without one is asked the
+         * policies too: one that requires a token answers 401, not "disabled". */
+        int ok = token_allows(req, k && *k);
         if (ok)
             return ok > 0 ? 0 : -1;
     }
@@ -358,12 +365,13 @@ static int check_key(struct http_req *req)
     }
     if (!k || !*k) {
         reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
-                      "An API key is required: send X-API-Key or Authorization: Bearer", challenge);
+                      "An API key is required: send X-API-Key or Authorization: Bearer",
+                      bearer_challenge);
         return -1;
     }
     ARQ_LOG(req->srv->host, req->srv->ctx, ARQ_LOG_INFO, "api key refused", "path",
             req->route->path);
-    reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", "Invalid API key", challenge);
+    reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", "Invalid API key", bearer_challenge);
     return -1;
 }
 

@@ -14,7 +14,8 @@
 
 #include "ws.h"
 
-#define RX_KEEP_BYTES (64 * 1024) /* a reassembly buffer larger than this goes after use */
+#define RX_KEEP_BYTES    (64 * 1024) /* a reassembly buffer larger than this goes after use */
+#define SUBPROTOCOLS_MAX 126         /* the longest Sec-WebSocket-Protocol lws 4.1 reads */
 
 /* --- bookkeeping --------------------------------------------------------------------------- */
 
@@ -518,6 +519,20 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         /* A plain HTTP request on the WebSocket port. */
         http_refuse(wsi, 426, "Upgrade Required", "this endpoint speaks WebSocket only", 0);
         return -1;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* lws 4.1 hangs up without a word, before the filter runs, on a Sec-WebSocket-Protocol
+         * longer than 126 bytes ("protocol list too long"); a `bearer.<jwt>` entry always is.
+         * Say why instead. */
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > SUBPROTOCOLS_MAX) {
+            if (srv)
+                ws_server__count(srv->m_refused, 1, srv);
+            http_refuse(wsi, 431, "Request Header Fields Too Large",
+                        "Sec-WebSocket-Protocol is longer than libwebsockets reads (126 bytes): "
+                        "send a token in Authorization: Bearer or the token query parameter",
+                        0);
+            return 1;
+        }
+        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (!srv || srv->dead || srv->nconns >= srv->cfg.max_connections) {
             if (srv)
