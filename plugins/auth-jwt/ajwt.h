@@ -30,7 +30,7 @@ const char *ajwt_alg_name(enum ajwt_alg alg);
 enum ajwt_refusal {
     AJWT_OK = 0,
     AJWT_MISSING,          /* no token anywhere                                          */
-    AJWT_MALFORMED,        /* not three base64url segments of JSON objects, bad encoding */
+    AJWT_MALFORMED,        /* empty, or not three base64url segments of JSON objects     */
     AJWT_ALGORITHM,        /* the header's alg is not one of `algorithms`                */
     AJWT_SIGNATURE,        /* the signature does not verify with the configured key     */
     AJWT_EXPIRED,          /* exp + leeway has passed                                    */
@@ -87,10 +87,12 @@ enum ajwt_source {
 const char *ajwt_source_name(enum ajwt_source s);
 
 /* Look for a token in the request, in this order: the Authorization header with the Bearer
- * scheme (any case), the first `token` or `access_token` query parameter (percent-decoded),
- * the first `bearer.` entry of Sec-WebSocket-Protocol. AJWT_OK: *token is a copy the caller
- * frees. Otherwise AJWT_MISSING or AJWT_MALFORMED (an empty Bearer, a bad %-escape), with
- * `reason` filled for the client and *detail a constant text for the operator. */
+ * scheme (any case), the first `token` or `access_token` query parameter (percent-decoded as
+ * plugins/common/credentials.h says: `+` stays `+`, a `%` that starts no escape stands for
+ * itself), the first `bearer.` entry of Sec-WebSocket-Protocol. The first source that holds a
+ * token decides. AJWT_OK: *token is a copy the caller frees. Otherwise AJWT_MISSING, or
+ * AJWT_MALFORMED (an empty token, a %00 in the query's), or AJWT_INTERNAL, with `reason`
+ * filled for the client and *detail a constant text for the operator. */
 enum ajwt_refusal ajwt_find_token(const struct arq_conn_info *info, void *tconn, char **token,
                                   enum ajwt_source *source, char *reason, size_t reason_size,
                                   const char **detail);

@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "ajwt.h"
+#include "credentials.h"
 
 const char *ajwt_refusal_word(enum ajwt_refusal r)
 {
@@ -69,154 +70,53 @@ static enum ajwt_refusal refuse(enum ajwt_refusal r, char *reason, size_t size, 
 
 /* --- where the token is ------------------------------------------------------------------- */
 
-static int is_space(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static char *dup_range(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
-/* "Bearer <t>": 1 with the token's range, 0 when the header uses another scheme. */
-static int bearer_of(const char *value, const char **tok, size_t *len)
-{
-    while (is_space(*value))
-        value++;
-    if (strncasecmp(value, "bearer", 6) != 0 || (value[6] && !is_space(value[6])))
-        return 0;
-    value += 6;
-    while (is_space(*value))
-        value++;
-    size_t n = strlen(value);
-    while (n > 0 && is_space(value[n - 1]))
-        n--;
-    *tok = value;
-    *len = n;
-    return 1;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decode s[0..n) ('+' is a space, as in forms). NULL for a bad escape or %00; *oom is
- * set when the allocation failed. */
-static char *percent_decode(const char *s, size_t n, int *oom)
-{
-    char *d = malloc(n + 1), *o = d;
-    if (!d) {
-        *oom = 1;
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
-            if (lo < 0 || (hi == 0 && lo == 0)) {
-                free(d);
-                return NULL;
-            }
-            *o++ = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            *o++ = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    *o = '\0';
-    return d;
-}
-
-/* Is the (still encoded) parameter name s[0..n) "token" or "access_token"? */
-static int is_token_param(const char *s, size_t n)
-{
-    int oom = 0;
-    char *name = percent_decode(s, n, &oom);
-    int yes = name && (strcmp(name, "token") == 0 || strcmp(name, "access_token") == 0);
-    free(name);
-    return yes;
-}
-
 enum ajwt_refusal ajwt_find_token(const struct arq_conn_info *info, void *tconn, char **token,
                                   enum ajwt_source *source, char *reason, size_t reason_size,
                                   const char **detail)
 {
-    const char *tok = NULL;
+    static const char *const query_names[] = {"token", "access_token", NULL};
+    static const char *const empty[] = {
+        [AJWT_SRC_AUTHORIZATION] = "Bearer without a token",
+        [AJWT_SRC_QUERY] = "empty token in the query",
+        [AJWT_SRC_SUBPROTOCOL] = "bearer. subprotocol without a token",
+    };
+    const char *tok = NULL, *v;
     size_t len = 0;
     *token = NULL;
     *source = AJWT_SRC_NONE;
-    const char *auth = info->header ? info->header(tconn, "Authorization") : NULL;
-    if (auth && bearer_of(auth, &tok, &len)) {
+    if (info->header && (v = info->header(tconn, "Authorization")) &&
+        arq_cred_bearer(v, &tok, &len))
         *source = AJWT_SRC_AUTHORIZATION;
-        goto found;
-    }
-    for (const char *p = info->query; p && *p;) {
-        size_t pair = strcspn(p, "&");
-        const char *eq = memchr(p, '=', pair);
-        if (eq && is_token_param(p, (size_t)(eq - p))) {
-            int oom = 0;
-            *source = AJWT_SRC_QUERY;
-            if (!(*token = percent_decode(eq + 1, pair - (size_t)(eq + 1 - p), &oom)))
-                return oom ? refuse(AJWT_INTERNAL, reason, reason_size, detail, "out of memory",
-                                    "internal error")
-                           : refuse(AJWT_MALFORMED, reason, reason_size, detail,
-                                    "bad percent-encoding in the query's token", "malformed token");
-            if (!**token) {
-                free(*token);
-                *token = NULL;
-                return refuse(AJWT_MALFORMED, reason, reason_size, detail,
-                              "empty token in the query", "malformed token");
-            }
-            return AJWT_OK;
-        }
-        p += pair;
-        if (*p == '&')
-            p++;
-    }
+    else if (info->query && arq_cred_query_first_of(info->query, query_names, &tok, &len) >= 0)
+        *source = AJWT_SRC_QUERY;
     /* Browsers cannot set Authorization on a WebSocket: they offer "bearer.<t>" as a
      * subprotocol. */
-    const char *protos = info->header ? info->header(tconn, "Sec-WebSocket-Protocol") : NULL;
-    for (const char *p = protos; p && *p;) {
-        size_t item = strcspn(p, ",");
-        const char *s = p, *e = p + item;
-        while (s < e && is_space(*s))
-            s++;
-        while (e > s && is_space(e[-1]))
-            e--;
-        if ((size_t)(e - s) >= 7 && memcmp(s, "bearer.", 7) == 0) {
-            tok = s + 7;
-            len = (size_t)(e - tok);
-            *source = AJWT_SRC_SUBPROTOCOL;
-            goto found;
-        }
-        p += item;
-        if (*p == ',')
-            p++;
-    }
-    return refuse(AJWT_MISSING, reason, reason_size, detail, "no token in the request",
-                  "missing token");
-found:
+    else if (info->header && (v = info->header(tconn, "Sec-WebSocket-Protocol")) &&
+             arq_cred_subprotocol_bearer(v, &tok, &len))
+        *source = AJWT_SRC_SUBPROTOCOL;
+    else
+        return refuse(AJWT_MISSING, reason, reason_size, detail, "no token in the request",
+                      "missing token");
     if (len == 0)
-        return refuse(AJWT_MALFORMED, reason, reason_size, detail,
-                      *source == AJWT_SRC_AUTHORIZATION ? "Bearer without a token"
-                                                        : "bearer. subprotocol without a token",
+        return refuse(AJWT_MALFORMED, reason, reason_size, detail, empty[*source],
                       "malformed token");
-    if (!(*token = dup_range(tok, len)))
+    char *copy = malloc(len + 1);
+    if (!copy)
         return refuse(AJWT_INTERNAL, reason, reason_size, detail, "out of memory",
                       "internal error");
+    size_t n = len;
+    if (*source == AJWT_SRC_QUERY)
+        n = arq_cred_pct_decode(tok, len, copy);
+    else
+        memcpy(copy, tok, len);
+    copy[n] = '\0';
+    /* A %00 would cut the token short where ajwt_verify reads it. */
+    if (memchr(copy, '\0', n)) {
+        free(copy);
+        return refuse(AJWT_MALFORMED, reason, reason_size, detail, "NUL byte in the query's token",
+                      "malformed token");
+    }
+    *token = copy;
     return AJWT_OK;
 }
 

@@ -999,16 +999,53 @@ static void token_is_read_from_access_token_percent_decoded(void **state)
     struct arq_auth_result out;
     assert_int_equal(authenticate(f, &r, &out), ARQ_AUTH_ALLOW);
     assert_string_equal(out.principal.subject, "alice");
-    /* A bad escape in the token itself is malformed; so is %00. */
+    /* A % that starts no escape stands for itself, and + stays +: neither is in a JWT's
+     * alphabet, so such a token fails the form check. %00 would cut the token: malformed too. */
     struct request bad = {.query = "access_token=abc%zzdef"};
     request_refused(f, &bad, "malformed token");
-    struct request cut = {.query = "token=abc%2"};
+    struct request cut = {.query = fmt("token=%s%%2", t)};
     request_refused(f, &cut, "malformed token");
+    struct request plus = {.query = fmt("token=%s+", t)};
+    request_refused(f, &plus, "malformed token");
     struct request nul = {.query = fmt("token=%s%%00", t)};
     request_refused(f, &nul, "malformed token");
-    struct request empty = {.query = "token=&access_token=x"};
+    /* The first token parameter decides, even when it is empty. */
+    struct request empty = {.query = fmt("token=&access_token=%s", t)};
     request_refused(f, &empty, "malformed token");
     free(t);
+}
+
+/* The token ajwt_find_token takes from `query`: AJWT_OK with exactly `want`, or the refusal. */
+static enum ajwt_refusal found_in_query(const char *query, const char *want)
+{
+    struct arq_conn_info info = {.struct_size = sizeof info, .query = query};
+    char *token = NULL, reason[128] = "";
+    enum ajwt_source source = AJWT_SRC_NONE;
+    const char *detail = NULL;
+    enum ajwt_refusal why =
+        ajwt_find_token(&info, NULL, &token, &source, reason, sizeof reason, &detail);
+    if (why == AJWT_OK) {
+        assert_int_equal(source, AJWT_SRC_QUERY);
+        assert_non_null(token);
+        assert_string_equal(token, want);
+    } else {
+        assert_null(token);
+        assert_string_equal(reason, "malformed token");
+        assert_non_null(detail);
+    }
+    free(token);
+    return why;
+}
+
+static void query_token_keeps_plus_and_a_stray_percent_as_they_are(void **state)
+{
+    (void)state;
+    assert_int_equal(found_in_query("token=a+b%2Bc", "a+b+c"), AJWT_OK);
+    assert_int_equal(found_in_query("token=abc%zz%41", "abc%zzA"), AJWT_OK);
+    assert_int_equal(found_in_query("x=1&access%5Ftoken=abc%&token=d", "abc%"), AJWT_OK);
+    assert_int_equal(found_in_query("token=abc%4", "abc%4"), AJWT_OK);
+    assert_int_equal(found_in_query("token=abc%00def", NULL), AJWT_MALFORMED);
+    assert_int_equal(found_in_query("access_token=&token=abc", NULL), AJWT_MALFORMED);
 }
 
 static void token_is_read_from_a_bearer_subprotocol_among_others(void **state)
@@ -1294,6 +1331,7 @@ int main(void)
         T(token_is_read_from_a_bearer_header_of_any_case),
         T(token_is_read_from_the_token_query_parameter),
         T(token_is_read_from_access_token_percent_decoded),
+        cmocka_unit_test(query_token_keeps_plus_and_a_stray_percent_as_they_are),
         T(token_is_read_from_a_bearer_subprotocol_among_others),
         T(sources_are_tried_header_then_query_then_subprotocol),
         T(options_without_a_key_are_refused),
