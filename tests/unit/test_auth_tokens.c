@@ -302,6 +302,10 @@ static void test_no_token_defers(void **state)
     const char *const empty[] = {"Authorization", "Bearer   ", "Sec-WebSocket-Protocol",
                                  "chat, bearer.", NULL};
     assert_verdict(f, empty, "token=&access_token", ARQ_AUTH_DEFER);
+    /* The first occurrence is the source's value, even when empty: a later one is not read. */
+    const char *const empty_first[] = {"Sec-WebSocket-Protocol", "bearer., bearer." CI_TOKEN, NULL};
+    assert_verdict(f, empty_first, "token=&token=" CI_TOKEN "&access_token=&access_token=" CI_TOKEN,
+                   ARQ_AUTH_DEFER);
     /* Without a header callback, only the query counts. */
     struct arq_conn_info info = {.struct_size = sizeof info, .transport = "websocket"};
     struct arq_auth_result out = {.struct_size = sizeof out};
@@ -358,6 +362,8 @@ static void test_query_token_is_percent_decoded(void **state)
     assert_verdict(f, NULL, "token=ci-Token-7f3a9c2e51%", ARQ_AUTH_DENY);
     assert_verdict(f, NULL, "token=ci-Token-7f3a9c2e51%2", ARQ_AUTH_DENY);
     assert_verdict(f, NULL, "token=%zzci-Token-7f3a9c2e51", ARQ_AUTH_DENY);
+    /* A parameter without '=' has no value; the next one is read. */
+    assert_allowed(f, NULL, "token&token=%63i-Token-7f3a9c2e51&", "ci", "user", "acme");
 }
 
 static void test_subprotocol_bearer_entry_is_read(void **state)
