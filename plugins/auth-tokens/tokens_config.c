@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "atok.h"
+#include "credentials.h"
 
 static const char *const atok_cfg__keys[] = {"name", "sha256", "token", "role", "tenant", NULL};
 
@@ -127,17 +128,6 @@ static int atok_cfg__label_text(const json_t *e, const char *key, const char *la
     return ARQ_OK;
 }
 
-static int atok_cfg__hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The secret of entry `e`, exactly one of sha256 and token, into `ent->digest`. */
 static int atok_cfg__secret(const json_t *e, const char *label, EVP_MD_CTX *md,
                             struct atok_entry *ent, struct arq_error *err)
@@ -179,7 +169,7 @@ static int atok_cfg__secret(const json_t *e, const char *label, EVP_MD_CTX *md,
                              "sha256sum's output), not %zu characters",
                              label, hex_len);
     for (size_t i = 0; i < hex_len; i += 2) {
-        int hi = atok_cfg__hex(hex[i]), lo = atok_cfg__hex(hex[i + 1]);
+        int hi = arq_cred_hex_digit(hex[i]), lo = arq_cred_hex_digit(hex[i + 1]);
         if (hi < 0 || lo < 0)
             return arq_error_set(err, ARQ_EINVAL,
                                  "%s: sha256 must be 64 hexadecimal digits; character %zu is "
