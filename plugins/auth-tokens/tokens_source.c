@@ -28,25 +28,10 @@ const char *atok_source_name(enum atok_source src)
     return "?";
 }
 
-/* Record the digest of `len` bytes at `s` as what `src` presents (nothing when empty). */
-static int atok_src__take(struct atok_presented *p, enum atok_source src, const char *s, size_t len,
-                          EVP_MD_CTX *md)
+/* SHA-256 of the percent-encoded [s, s + len) once decoded, through a small buffer. */
+static int atok_src__sha256_decoded(EVP_MD_CTX *md, const char *s, size_t len,
+                                    unsigned char out[ATOK_DIGEST_LEN])
 {
-    if (len == 0)
-        return ARQ_OK;
-    if (atok_sha256(md, s, len, p->digest[src]) != ARQ_OK)
-        return ARQ_EIO;
-    p->present[src] = 1;
-    p->count++;
-    return ARQ_OK;
-}
-
-/* The digest of the percent-encoded value [s, s + len), decoded through a small buffer. */
-static int atok_src__take_encoded(struct atok_presented *p, enum atok_source src, const char *s,
-                                  size_t len, EVP_MD_CTX *md)
-{
-    if (len == 0)
-        return ARQ_OK;
     unsigned char buf[128];
     size_t used = 0, i = 0;
     int ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL);
@@ -58,9 +43,21 @@ static int atok_src__take_encoded(struct atok_presented *p, enum atok_source src
         }
     }
     unsigned int n = 0;
-    ok = ok && EVP_DigestFinal_ex(md, p->digest[src], &n) && n == ATOK_DIGEST_LEN;
+    ok = ok && EVP_DigestFinal_ex(md, out, &n) && n == ATOK_DIGEST_LEN;
     OPENSSL_cleanse(buf, sizeof buf);
-    if (!ok)
+    return ok ? ARQ_OK : ARQ_EIO;
+}
+
+/* Record the digest of the `len` bytes at `s` (percent-encoded when `encoded`) as what `src`
+ * presents; an empty value presents nothing. */
+static int atok_src__take(struct atok_presented *p, enum atok_source src, const char *s, size_t len,
+                          int encoded, EVP_MD_CTX *md)
+{
+    if (len == 0)
+        return ARQ_OK;
+    int rc = encoded ? atok_src__sha256_decoded(md, s, len, p->digest[src])
+                     : atok_sha256(md, s, len, p->digest[src]);
+    if (rc != ARQ_OK)
         return ARQ_EIO;
     p->present[src] = 1;
     p->count++;
@@ -76,20 +73,20 @@ int atok_presented_read(const struct arq_conn_info *info, void *tconn, const cha
     memset(out, 0, sizeof *out);
     if (info->header) {
         if ((v = info->header(tconn, "Authorization")) && arq_cred_bearer(v, &tok, &len))
-            rc = atok_src__take(out, ATOK_SRC_AUTHORIZATION, tok, len, md);
+            rc = atok_src__take(out, ATOK_SRC_AUTHORIZATION, tok, len, 0, md);
         if (rc == ARQ_OK && header && (v = info->header(tconn, header))) {
             len = strlen(v);
             arq_cred_trim(&v, &len);
-            rc = atok_src__take(out, ATOK_SRC_HEADER, v, len, md);
+            rc = atok_src__take(out, ATOK_SRC_HEADER, v, len, 0, md);
         }
         if (rc == ARQ_OK && (v = info->header(tconn, "Sec-WebSocket-Protocol")) &&
             arq_cred_subprotocol_bearer(v, &tok, &len))
-            rc = atok_src__take(out, ATOK_SRC_SUBPROTOCOL, tok, len, md);
+            rc = atok_src__take(out, ATOK_SRC_SUBPROTOCOL, tok, len, 0, md);
     }
     if (rc == ARQ_OK && info->query && arq_cred_query_param(info->query, "token", &tok, &len))
-        rc = atok_src__take_encoded(out, ATOK_SRC_QUERY_TOKEN, tok, len, md);
+        rc = atok_src__take(out, ATOK_SRC_QUERY_TOKEN, tok, len, 1, md);
     if (rc == ARQ_OK && info->query &&
         arq_cred_query_param(info->query, "access_token", &tok, &len))
-        rc = atok_src__take_encoded(out, ATOK_SRC_QUERY_ACCESS, tok, len, md);
+        rc = atok_src__take(out, ATOK_SRC_QUERY_ACCESS, tok, len, 1, md);
     return rc;
 }
