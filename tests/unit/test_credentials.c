@@ -31,6 +31,27 @@ struct find_case {
     const char *want;
 };
 
+/* Run `find` (arq_cred_bearer's signature) on every row of `cases`. */
+static void assert_finds(int (*find)(const char *, const char **, size_t *),
+                         const struct find_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *tok = NULL;
+        size_t len = 0;
+        int found = find(cases[i].in, &tok, &len);
+        if (found != (cases[i].want != NULL))
+            fail_msg("\"%s\": found %d", cases[i].in, found);
+        if (found)
+            assert_range(cases[i].in, tok, len, cases[i].want, strlen(cases[i].want));
+    }
+}
+
+/* arq_cred_query_param for the name "token". */
+static int query_token(const char *query, const char **val, size_t *len)
+{
+    return arq_cred_query_param(query, "token", val, len);
+}
+
 static void hex_digits_are_0_to_9_and_a_to_f_in_either_case(void **state)
 {
     (void)state;
@@ -99,15 +120,7 @@ static void bearer_token_is_found_in_any_case_with_spaces_and_tabs_trimmed(void 
         {"", NULL},
         {"  \t ", NULL},
     };
-    for (size_t i = 0; i < N(cases); i++) {
-        const char *tok = NULL;
-        size_t len = 0;
-        int found = arq_cred_bearer(cases[i].in, &tok, &len);
-        if (found != (cases[i].want != NULL))
-            fail_msg("\"%s\": found %d", cases[i].in, found);
-        if (found)
-            assert_range(cases[i].in, tok, len, cases[i].want, strlen(cases[i].want));
-    }
+    assert_finds(arq_cred_bearer, cases, N(cases));
 }
 
 static void subprotocol_bearer_entry_is_the_first_that_starts_with_bearer_dot(void **state)
@@ -138,15 +151,7 @@ static void subprotocol_bearer_entry_is_the_first_that_starts_with_bearer_dot(vo
         {",", NULL},
         {" , \t, ", NULL},
     };
-    for (size_t i = 0; i < N(cases); i++) {
-        const char *tok = NULL;
-        size_t len = 0;
-        int found = arq_cred_subprotocol_bearer(cases[i].in, &tok, &len);
-        if (found != (cases[i].want != NULL))
-            fail_msg("\"%s\": found %d", cases[i].in, found);
-        if (found)
-            assert_range(cases[i].in, tok, len, cases[i].want, strlen(cases[i].want));
-    }
+    assert_finds(arq_cred_subprotocol_bearer, cases, N(cases));
 }
 
 static void query_param_is_the_first_whose_decoded_name_matches_with_its_raw_value(void **state)
@@ -179,15 +184,7 @@ static void query_param_is_the_first_whose_decoded_name_matches_with_its_raw_val
         {"&", NULL},
         {"&&", NULL},
     };
-    for (size_t i = 0; i < N(cases); i++) {
-        const char *val = NULL;
-        size_t len = 0;
-        int found = arq_cred_query_param(cases[i].in, "token", &val, &len);
-        if (found != (cases[i].want != NULL))
-            fail_msg("\"%s\": found %d", cases[i].in, found);
-        if (found)
-            assert_range(cases[i].in, val, len, cases[i].want, strlen(cases[i].want));
-    }
+    assert_finds(query_token, cases, N(cases));
 }
 
 static void query_first_of_names_takes_whichever_comes_first(void **state)
