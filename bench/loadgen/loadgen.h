@@ -100,7 +100,7 @@ struct lg_stats {
     uint64_t acks_win;
     uint64_t window_skips; /* rate mode: a due publish skipped because the window was full */
     uint64_t max_lag_ns;   /* rate mode: how far publishing fell behind its schedule */
-    uint64_t stalls;       /* window mode: 1 s without progress, window written off */
+    uint64_t stalls;       /* window mode: 5 s without progress, window written off */
     uint64_t bad_frames;   /* deliveries without a readable timestamp */
 };
 
@@ -204,6 +204,11 @@ long meminfo_slab_kb(void);         /* Slab of /proc/meminfo */
 long slab_socket_kb(void);          /* the socket-related slab caches of /proc/slabinfo */
 long raise_nofile(long want);       /* raises RLIMIT_NOFILE as far as allowed; returns it */
 double self_cpu_seconds(void);
+struct cpu_times {
+    unsigned long long busy, idle, steal;
+};
+#define MAX_CPUS 8 /* CPUs described in a report */
+int proc_stat_cpus(struct cpu_times *t, int max);
 
 /* --- relay.c, sha1.c ---------------------------------------------------------------------- */
 
@@ -225,6 +230,9 @@ struct lg_report {
     long tcp_mem_pages0, tcp_mem_pages1, slab_kb0, slab_kb1, sock_slab_kb0, sock_slab_kb1;
     long gen_rss_kb0, gen_rss_kb1;
     uint32_t connected;
+    /* what each CPU did over the measured window */
+    int ncpus;
+    struct cpu_times cpu0[MAX_CPUS], cpu1[MAX_CPUS];
 };
 
 void report_write(const struct lg_report *rep);

@@ -13,8 +13,8 @@
 
 #include "loadgen.h"
 
-#define DRAIN_QUIET_NS 1000000000ull  /* drain ends after this long without a delivery... */
-#define DRAIN_MAX_NS   10000000000ull /* ...or after this long in all */
+#define DRAIN_QUIET_NS 3000000000ull  /* drain ends after this long without a delivery... */
+#define DRAIN_MAX_NS   30000000000ull /* ...or after this long in all */
 
 static void usage(FILE *f)
 {
@@ -431,6 +431,7 @@ int main(int argc, char **argv)
     double scpu0 = sp ? proc_cpu_seconds(sp) : -1;
     double acpu0 = r->o.aux_pid ? proc_cpu_seconds(r->o.aux_pid) : -1;
     double gcpu0 = self_cpu_seconds();
+    rep.ncpus = proc_stat_cpus(rep.cpu0, MAX_CPUS);
     if (r->o.scenario == SC_CONNECTIONS) {
         rep.tcp_mem_pages1 = sockstat_tcp_mem_pages();
         rep.slab_kb1 = meminfo_slab_kb();
@@ -446,6 +447,8 @@ int main(int argc, char **argv)
     double scpu1 = sp ? proc_cpu_seconds(sp) : -1;
     double acpu1 = r->o.aux_pid ? proc_cpu_seconds(r->o.aux_pid) : -1;
     double gcpu1 = self_cpu_seconds();
+    if (proc_stat_cpus(rep.cpu1, MAX_CPUS) != rep.ncpus)
+        rep.ncpus = 0;
     if (r->o.scenario != SC_CONNECTIONS)
         rep.server_rss_kb = sp ? proc_rss_kb(sp) : -1;
 

@@ -46,9 +46,12 @@ static void conn_place(const struct lg_run *r, const struct lg_conn *c, char *ro
     }
 }
 
+/* ArqonBus publishers join too (bus.members_only); an MQTT publisher that subscribed would
+ * get its own messages back (3.1.1 has no no-local), so only subscribers subscribe. */
 static int needs_channel(const struct lg_run *r, const struct lg_conn *c)
 {
-    return (c->role & (ROLE_PUB | ROLE_SUB)) || (r->o.scenario == SC_CONNECTIONS && r->o.idle_join);
+    int roles = r->o.proto == PROTO_MQTT ? ROLE_SUB : ROLE_PUB | ROLE_SUB;
+    return (c->role & roles) || (r->o.scenario == SC_CONNECTIONS && r->o.idle_join);
 }
 
 int proto_upgrade_request(const struct lg_run *r, const struct lg_conn *c, char *buf, size_t size,

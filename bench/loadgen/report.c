@@ -137,6 +137,7 @@ static void write_json(FILE *f, const struct lg_report *rep, const struct derive
     kv_u64(&o, "setup_failed", st->setup_failed);
     kv_u64(&o, "bad_frames", st->bad_frames);
     kv_u64(&o, "expected", rep->expected_marked);
+    kv_u64(&o, "received", st->recv_marked);
     kv_u64(&o, "lost", rep->lost);
     kv_u64(&o, "stalls", st->stalls);
     kv_u64(&o, "window_skips", st->window_skips);
@@ -165,6 +166,18 @@ static void write_json(FILE *f, const struct lg_report *rep, const struct derive
     }
     if (op->acks)
         kv_hist(&o, "ack", &rep->ack);
+    for (int i = 0; i < rep->ncpus; i++) {
+        const struct cpu_times *a = &rep->cpu0[i], *b = &rep->cpu1[i];
+        double busy = (double)(b->busy - a->busy), idle = (double)(b->idle - a->idle),
+               steal = (double)(b->steal - a->steal), all = busy + idle + steal;
+        char k[32];
+        snprintf(k, sizeof k, "cpu%d_busy_pct", i);
+        kv_num(&o, k, 100 * per(busy, all));
+        snprintf(k, sizeof k, "cpu%d_steal_pct", i);
+        kv_num(&o, k, 100 * per(steal, all));
+        snprintf(k, sizeof k, "cpu%d_idle_pct", i);
+        kv_num(&o, k, 100 * per(idle, all));
+    }
     if (op->scenario == SC_CONNECTIONS) {
         kv_num(&o, "server_rss0_kb", (double)rep->server_rss0_kb);
         kv_num(&o, "server_rss_per_conn_b", d->rss_per_conn);
@@ -252,6 +265,17 @@ static void write_table(FILE *f, const struct lg_report *rep, const struct deriv
                 d->total_with_slab, d->per_gib_with_slab);
         fprintf(f, "  %-18s RSS %.0f B per connection\n", "generator", d->gen_rss_per_conn);
     }
+    if (rep->ncpus) {
+        fprintf(f, "  %-18s", "machine");
+        for (int i = 0; i < rep->ncpus; i++) {
+            const struct cpu_times *a = &rep->cpu0[i], *b = &rep->cpu1[i];
+            double busy = (double)(b->busy - a->busy), idle = (double)(b->idle - a->idle),
+                   steal = (double)(b->steal - a->steal), all = busy + idle + steal;
+            fprintf(f, "%s cpu%d busy %.0f%% steal %.0f%% idle %.0f%%", i ? ";" : "", i,
+                    100 * per(busy, all), 100 * per(steal, all), 100 * per(idle, all));
+        }
+        fprintf(f, " (all processes)\n");
+    }
     fprintf(f,
             "  %-18s error frames %llu, refused %llu, closed %llu, connect failed %llu, setup "
             "failed %llu, lost %llu of %llu",
@@ -263,6 +287,9 @@ static void write_table(FILE *f, const struct lg_report *rep, const struct deriv
         fprintf(f, ", stalls %llu", (unsigned long long)st->stalls);
     if (st->window_skips)
         fprintf(f, ", skipped (window full) %llu", (unsigned long long)st->window_skips);
+    if (st->recv_marked > rep->expected_marked)
+        fprintf(f, ", unexpected extra deliveries %llu",
+                (unsigned long long)(st->recv_marked - rep->expected_marked));
     if (st->bad_frames)
         fprintf(f, ", unreadable %llu", (unsigned long long)st->bad_frames);
     if (op->rate > 0)

@@ -150,8 +150,9 @@ static void side_by_side(void)
                                         "latency-20k-n10"};
     printf("\n## Side by side (median [min-max] over runs)\n\n");
     printf("| scenario | server | deliveries/s | server CPU s | deliveries per server CPU-s | "
-           "p50 us | p99 us | p99.9 us | max us | lost | errors | generator cores |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "p50 us | p99 us | p99.9 us | max us | lost | errors | generator cores | steal %% "
+           "cpu0/cpu1 |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         for (size_t l = 0; l < 3; l++) {
             const char *n = names[i], *lb = LABELS[l];
@@ -161,13 +162,14 @@ static void side_by_side(void)
             err.med += cl.med;
             err.min += cl.min;
             err.max += cl.max;
-            printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, lb,
-                   fmt(metric(n, lb, "deliveries_per_s"), 0), fmt(metric(n, lb, "server_cpu_s"), 2),
-                   fmt(metric(n, lb, "deliveries_per_server_cpu_s"), 0),
-                   fmt_us(metric(n, lb, "lat_p50_us")), fmt_us(metric(n, lb, "lat_p99_us")),
-                   fmt_us(metric(n, lb, "lat_p999_us")), fmt_us(metric(n, lb, "lat_max_us")),
-                   fmt(metric(n, lb, "lost"), 0), fmt(err, 0),
-                   fmt(metric(n, lb, "gen_cores_used"), 2));
+            printf(
+                "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", n, lb,
+                fmt(metric(n, lb, "deliveries_per_s"), 0), fmt(metric(n, lb, "server_cpu_s"), 2),
+                fmt(metric(n, lb, "deliveries_per_server_cpu_s"), 0),
+                fmt_us(metric(n, lb, "lat_p50_us")), fmt_us(metric(n, lb, "lat_p99_us")),
+                fmt_us(metric(n, lb, "lat_p999_us")), fmt_us(metric(n, lb, "lat_max_us")),
+                fmt(metric(n, lb, "lost"), 0), fmt(err, 0), fmt(metric(n, lb, "gen_cores_used"), 2),
+                fmt(metric(n, lb, "cpu0_steal_pct"), 0), fmt(metric(n, lb, "cpu1_steal_pct"), 0));
         }
     printf("\n## ArqonBus / Mosquitto and ArqonBus / relay, per server core\n\n");
     printf("| scenario | deliveries per server CPU-s: ArqonBus / Mosquitto | ArqonBus / relay | "

@@ -122,3 +122,29 @@ long slab_socket_kb(void)
     fclose(f);
     return (long)(total / 1024);
 }
+
+/* Per-CPU jiffies from /proc/stat: busy (user, nice, system, irq, softirq), idle (with
+ * iowait) and steal (time the hypervisor gave to someone else). Returns the CPUs read. */
+int proc_stat_cpus(struct cpu_times *t, int max)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int n = 0;
+    while (n < max && fgets(line, sizeof line, f)) {
+        unsigned long long v[8] = {0};
+        int id;
+        if (strncmp(line, "cpu", 3) != 0 || line[3] < '0' || line[3] > '9')
+            continue;
+        if (sscanf(line + 3, "%d %llu %llu %llu %llu %llu %llu %llu %llu", &id, &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]) < 9)
+            continue;
+        t[n].busy = v[0] + v[1] + v[2] + v[5] + v[6];
+        t[n].idle = v[3] + v[4];
+        t[n].steal = v[7];
+        n++;
+    }
+    fclose(f);
+    return n;
+}

@@ -5,7 +5,7 @@
 
 #include "loadgen.h"
 
-#define STALL_NS  1000000000ull /* window mode: no progress this long writes the window off */
+#define STALL_NS  5000000000ull /* window mode: no progress this long writes the window off */
 #define MAX_BURST 10000         /* rate mode: at most this many due publishes per loop turn */
 
 void traffic_ready(struct lg_worker *w, struct lg_conn *c)
@@ -161,7 +161,7 @@ static void write_off(struct lg_worker *w)
     struct lg_run *r = w->run;
     w->st.stalls++;
     w->last_progress = w->now;
-    fprintf(stderr, "arqonbus-bench: no progress for 1 s: window written off\n");
+    fprintf(stderr, "arqonbus-bench: no progress for %.0f s: window written off\n", STALL_NS / 1e9);
     for (uint32_t i = 0; i < w->npubs; i++) {
         struct lg_conn *c = &w->conns[w->pubs[i]];
         if (is_fanout(r)) {
