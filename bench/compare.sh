@@ -342,6 +342,11 @@ gen commands-ping arqonbus "$APORT" "$APID" commands --clients 1000 --rate 10 --
 gen commands-join arqonbus "$APORT" "$APID" commands --clients 1000 --rate 10 --command join
 if [ "$QUICK" = 0 ]; then
     gen commands-ping-max arqonbus "$APORT" "$APID" commands --clients 100 --command ping
+    # The nearest MQTT round trips, for scale: PINGREQ and SUBSCRIBE/UNSUBSCRIBE.
+    gen commands-ping mosquitto "$MPORT" "$MPID" commands --clients 1000 --rate 10 \
+        --command ping --protocol mqtt
+    gen commands-join mosquitto "$MPORT" "$MPID" commands --clients 1000 --rate 10 \
+        --command join --protocol mqtt
 fi
 stop "$MPID"
 stop "$RPID"

@@ -91,7 +91,8 @@ static void derive(const struct lg_report *rep, struct derived *d)
      * TCP socket, a file, an epoll item each): the server's end is taken as half. */
     d->tcp_server = per(d->tcp_delta_kb * 1024, k) / 2;
     d->slab_server = per(d->sock_slab_delta_kb * 1024, k) / 2;
-    d->total_per_conn = d->rss_per_conn + d->tcp_server;
+    /* sockstat is machine-wide: other sockets' buffers move it too, sometimes below zero */
+    d->total_per_conn = d->rss_per_conn + (d->tcp_server > 0 ? d->tcp_server : 0);
     d->per_gib = per(1024.0 * 1024 * 1024, d->total_per_conn);
     d->total_with_slab = d->total_per_conn + d->slab_server;
     d->per_gib_with_slab = per(1024.0 * 1024 * 1024, d->total_with_slab);

@@ -103,9 +103,9 @@ double self_cpu_seconds(void)
  * the epoll item), from /proc/slabinfo; the rest of the slab moves with whatever else runs. */
 long slab_socket_kb(void)
 {
-    static const char *const caches[] = {"TCP",     "sock_inode_cache", "dentry",
-                                         "filp",    "eventpoll_epi",    "eventpoll_pwq",
-                                         "ep_head", "lsm_file_cache",   "lsm_inode_cache"};
+    static const char *const caches[] = {
+        "TCP",           "TCPv6",         "sock_inode_cache", "dentry",         "filp",
+        "eventpoll_epi", "eventpoll_pwq", "ep_head",          "lsm_file_cache", "lsm_inode_cache"};
     FILE *f = fopen("/proc/slabinfo", "r");
     if (!f)
         return -1;
