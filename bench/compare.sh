@@ -274,7 +274,7 @@ gen() {
 # profile NAME PID SCENARIO ARGS...: a run under perf (apart from the results): where arqonbusd
 # spends its CPU (perf record -e cpu-clock), and its syscalls per delivery (or per command).
 profile() {
-    local name=$1 pid=$2 scenario=$3 ev="" s rec st ops unit
+    local name=$1 pid=$2 scenario=$3 ev="" s rec st ops unit one
     shift 3
     for s in epoll_ctl epoll_wait sendto write writev recvfrom read; do
         ev="$ev${ev:+,}syscalls:sys_enter_$s"
@@ -289,14 +289,14 @@ profile() {
         --warmup 0 --duration "$DUR" --json "$LOGS/profile.jsonl" "$@" >/dev/null || true
     kill -INT "$rec" "$st" 2>/dev/null || true
     wait "$rec" "$st" 2>/dev/null || true
-    if [ "$scenario" = commands ]; then unit=commands; else unit=deliveries; fi
+    if [ "$scenario" = commands ]; then unit=commands one=command; else unit=deliveries one=delivery; fi
     ops=$(tail -1 "$LOGS/profile.jsonl" | sed -n "s/.*\"$unit\":\([0-9]*\).*/\1/p")
     echo "### arqonbusd during $name: CPU by object, then the top symbols (self time)"
     perf report -i "$LOGS/perf-$name.data" --stdio --no-children --sort dso -g none \
         --percent-limit 1 2>/dev/null | grep -E '^ +[0-9]'
     perf report -i "$LOGS/perf-$name.data" --stdio --no-children --sort dso,symbol -g none \
         --percent-limit 0.5 2>/dev/null | grep -E '^ +[0-9]' | head -25
-    echo "### syscalls per ${unit%s} (${ops:-?} $unit)"
+    echo "### syscalls per $one (${ops:-?} $unit)"
     awk -F, -v ops="${ops:-0}" '$3 ~ /sys_enter_/ && ops > 0 {
         sub(/.*sys_enter_/, "", $3); printf "  %-12s %.3f\n", $3, $1 / ops }' \
         "$LOGS/perf-$name.syscalls"
