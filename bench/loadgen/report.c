@@ -154,6 +154,8 @@ static void write_json(FILE *f, const struct lg_report *rep, const struct derive
     kv_num(&o, "gen_cores_used", d->gen_cores);
     kv_u64(&o, "gen_frames_in", st->frames_in);
     kv_u64(&o, "gen_frames_out", st->frames_out);
+    kv_u64(&o, "gen_bytes_in", st->bytes_in);
+    kv_u64(&o, "gen_bytes_out", st->bytes_out);
     kv_num(&o, "gen_frames_per_cpu_s", d->gen_per_cpu);
     if (op->scenario == SC_COMMANDS) {
         kv_str(&o, "command", op->command == CMD_PING ? "ping" : "join_channel");
