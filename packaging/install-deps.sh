@@ -20,6 +20,7 @@ libjwt-dev
 libssl-dev
 libcmocka-dev
 redis-server
+mosquitto
 "
 
 missing=""
