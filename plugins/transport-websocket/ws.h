@@ -69,6 +69,11 @@ struct ws_server {
 
     struct ws_conn *conns; /* established connections */
     size_t nconns;
+    /* Connections with frames to write this loop turn, written from `flush` (a check handle,
+     * after the poll phase) rather than through lws's writable callback (ws_send.c). */
+    struct ws_conn *dirty_head, *dirty_tail;
+    size_t ndirty;
+    uv_check_t *flush;
     int retiring; /* stopped with clients: held by the host until they are gone */
     arq_timer *retire_timer;
 
@@ -85,6 +90,8 @@ struct ws_conn {
     struct ws_conn *prev, *next;
     int linked;
     int deflate; /* permessage-deflate negotiated: frames go through lws_write */
+    int dirty;   /* on the server's list of connections to write this loop turn */
+    struct ws_conn *dirty_prev, *dirty_next;
 
     /* inbound message being reassembled from fragments */
     unsigned char *rx;
@@ -145,6 +152,14 @@ void ws_server__conn_gone(struct ws_server *srv);
 
 /* ws_send.c */
 int ws_send__writeable(struct ws_conn *c);
+/* The host queued frames for `c`: write them at the end of this loop turn. */
+void ws_send__want_write(struct ws_conn *c);
+/* `c` is going: off the list of connections to write. */
+void ws_send__forget(struct ws_conn *c);
+/* The per-turn flush handle on `loop` (0, or -1), and its release (the handle closes and
+ * frees itself). */
+int ws_send__init(struct ws_server *srv, uv_loop_t *loop);
+void ws_send__fini(struct ws_server *srv);
 /* A server frame header (FIN, text/binary, 7/16/64-bit length, unmasked) at p: 2..10 bytes. */
 size_t ws_send__header(unsigned char *p, size_t len, int opcode);
 void ws_send__release(struct ws_conn *c);

@@ -53,6 +53,7 @@ static void conn_forget(struct ws_conn *c)
     free(c->rx);
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
+    ws_send__forget(c);
     ws_send__release(c);
 }
 
@@ -81,9 +82,7 @@ static int sendable_code(int code)
 
 static void op_want_write(void *tconn)
 {
-    struct ws_conn *c = tconn;
-    if (c->wsi)
-        lws_callback_on_writable(c->wsi);
+    ws_send__want_write(tconn);
 }
 
 static void op_close(void *tconn, int code, const char *reason)

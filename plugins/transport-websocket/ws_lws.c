@@ -72,11 +72,11 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
         .name = "arqonbus.v1",
         .callback = ws_conn__callback,
         .per_session_data_size = sizeof(struct ws_conn),
-        /* lws keeps a receive buffer this large for every connection, and reads at most
-         * this much per poll turn: 4 KiB keeps 10,000 idle connections at ~40 MB and still
-         * brings in dozens of typical messages per read. Larger messages arrive in pieces
-         * and are joined in ws_conn.c. */
-        .rx_buffer_size = 4096,
+        /* lws keeps a receive buffer this large for every connection, idle or not, and hands
+         * received data over in pieces of at most this size: 1 KiB keeps an idle connection
+         * near 3.5 KB of user space (4 KiB cost 6.6 KB) and still holds several typical
+         * messages. Larger messages arrive in pieces and are joined in ws_conn.c. */
+        .rx_buffer_size = 1024,
         /* lws otherwise cuts every send() to rx_buffer_size (4 KiB) and copies the rest
          * aside for later poll turns, undoing the batched writes of ws_send.c. */
         .tx_packet_size = WS_TX_PACKET_MAX,
@@ -106,6 +106,8 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
     srv->lws = arq_lws_uv_create(loop, &info, srv->lws_handles, WS_LWS_HANDLES, &srv->nlws_handles);
     if (!srv->lws)
         return arq_error_set(err, ARQ_EIO, "cannot create the libwebsockets context");
+    if (ws_send__init(srv, loop) != 0)
+        return arq_error_set(err, ARQ_ENOMEM, "cannot set up the write handle");
 
     info.vhost_name = srv->name;
     info.protocols = srv->protocols;
@@ -133,6 +135,7 @@ static void free_instance(void *srv)
 void ws_lws__destroy(struct ws_server *srv)
 {
     log_sink_remove(srv);
+    ws_send__fini(srv);
     if (!srv->lws) {
         ws_server__free(srv);
         return;

@@ -10,7 +10,15 @@
  *   - the buffer is bounded (COALESCE_MAX) and released when the queue is empty, so an idle
  *     connection holds none; lws keeps what the socket does not take at once;
  *   - a connection that negotiated permessage-deflate goes through lws_write(TEXT/BINARY), one
- *     frame per callback, since lws must compress it. */
+ *     frame per callback, since lws must compress it.
+ *
+ * When is a connection written? Asking lws for a writable callback costs two epoll_ctl calls
+ * (POLLOUT on, then off) and a poll turn per write: at low rates, where nothing coalesces,
+ * that is most of a delivery's cost and of its latency. So the host's want_write puts the
+ * connection on a list, and a check handle writes every connection on it once per loop turn,
+ * after the poll phase, directly. Only a connection whose socket did not take the last write
+ * (lws holds the rest), or that closes, or compresses, waits for lws's writable callback,
+ * which keeps the bytes outside the host's bounded queue to one coalesced write at most. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +167,111 @@ static int send_deflate(struct ws_conn *c)
     ws_server__count(c->srv->m_tx, (double)f.len, c->srv);
     lws_callback_on_writable(c->wsi); /* the next frame, or release the buffer */
     return 0;
+}
+
+/* --- once per loop turn --------------------------------------------------------------------- */
+
+static void flush_turn(uv_check_t *h);
+
+static void dirty_unlink(struct ws_server *srv, struct ws_conn *c)
+{
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        srv->dirty_head = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    else
+        srv->dirty_tail = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = 0;
+    srv->ndirty--;
+}
+
+void ws_send__want_write(struct ws_conn *c)
+{
+    struct ws_server *srv = c->srv;
+    if (!c->wsi || c->dirty)
+        return;
+    if (!srv || srv->dead || !srv->flush) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    c->dirty = 1;
+    c->dirty_prev = srv->dirty_tail;
+    c->dirty_next = NULL;
+    if (srv->dirty_tail)
+        srv->dirty_tail->dirty_next = c;
+    else
+        srv->dirty_head = c;
+    srv->dirty_tail = c;
+    if (srv->ndirty++ == 0)
+        uv_check_start(srv->flush, flush_turn);
+}
+
+void ws_send__forget(struct ws_conn *c)
+{
+    if (c->dirty && c->srv)
+        dirty_unlink(c->srv, c);
+}
+
+/* Write `c` now if lws holds nothing of it; otherwise leave it to the writable callback. */
+static void write_now(struct ws_conn *c)
+{
+    if (!c->conn || c->close_pending || c->close_sent || c->deflate ||
+        lws_partial_buffered(c->wsi)) {
+        lws_callback_on_writable(c->wsi);
+        return;
+    }
+    if (send_coalesced(c) != 0) /* outside a callback lws cannot be told -1: end it so */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
+
+static void flush_turn(uv_check_t *h)
+{
+    struct ws_server *srv = h->data;
+    if (!srv) {
+        uv_check_stop(h);
+        return;
+    }
+    /* Only those queued so far: a connection queued meanwhile waits for the next turn. */
+    for (size_t n = srv->ndirty; n > 0 && srv->dirty_head; n--) {
+        struct ws_conn *c = srv->dirty_head;
+        dirty_unlink(srv, c);
+        if (c->wsi && !srv->dead)
+            write_now(c);
+    }
+    if (srv->ndirty == 0)
+        uv_check_stop(h);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+int ws_send__init(struct ws_server *srv, uv_loop_t *loop)
+{
+    srv->flush = malloc(sizeof *srv->flush);
+    if (!srv->flush || uv_check_init(loop, srv->flush) != 0) {
+        free(srv->flush);
+        srv->flush = NULL;
+        return -1;
+    }
+    srv->flush->data = srv;
+    return 0;
+}
+
+void ws_send__fini(struct ws_server *srv)
+{
+    while (srv->dirty_head)
+        dirty_unlink(srv, srv->dirty_head);
+    if (!srv->flush)
+        return;
+    srv->flush->data = NULL;
+    uv_check_stop(srv->flush);
+    uv_close((uv_handle_t *)srv->flush, free_handle);
+    srv->flush = NULL;
 }
 
 int ws_send__writeable(struct ws_conn *c)
