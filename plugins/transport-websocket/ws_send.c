@@ -224,7 +224,7 @@ static void write_now(struct ws_conn *c)
         return;
     }
     if (send_coalesced(c) != 0) /* outside a callback lws cannot be told -1: end it so */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_SYNC);
 }
 
 static void flush_turn(uv_check_t *h)
