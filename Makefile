@@ -50,10 +50,10 @@ test-debug: build
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# A benchmark, not a test (kept out of `make test`): fan-out with and without a 10k+ events/s
-# telemetry stream; see docs/benchmarks.md.
-bench: build
-	$(BUILD)/bench/arqonbus-bench-telemetry $(BUILD)
+# A benchmark, not a test (kept out of `make test`): fan-out with and without a 10k events/s
+# telemetry stream, on the Release build; see docs/benchmarks.md. BENCH_ARGS: e.g. -n 3.
+bench: build-release
+	$(REL_BUILD)/bench/arqonbus-bench-telemetry $(BENCH_ARGS) $(REL_BUILD)
 
 format:
 	clang-format -i $(SOURCES)

@@ -1,25 +1,44 @@
-/* arqonbus-bench-telemetry: shows that a telemetry stream of 10,000+ events/s does not slow
- * message delivery. A benchmark, not a test: it starts a real arqonbusd twice (without and with
- * bus.telemetry_messages plus a telemetry-websocket client subscribed to everything), runs the
- * same fan-out workload on loopback each time, and prints wall time, deliveries/s, server CPU
- * seconds and deliveries per server CPU-second, then the ratio of the two runs.
+/* arqonbus-bench-telemetry: does a stream of telemetry events slow message delivery? A
+ * benchmark, not a test. It starts a real arqonbusd for every run, without and with
+ * bus.telemetry_messages (one message_routed event per message) plus a telemetry-websocket
+ * client subscribed to every event, and runs two scenarios on loopback:
  *
- * Usage: arqonbus-bench-telemetry [BUILD_DIR | PATH_TO_ARQONBUSD] [MESSAGES] [SUBSCRIBERS]
+ *   saturated   1 publisher sends MESSAGES as fast as 50 subscribers take them (at most WINDOW
+ *               in flight): deliveries/s, server CPU, deliveries per server CPU-second.
+ *   rate        1 publisher sends exactly RATE messages/s (10,000: as many telemetry events/s)
+ *               for a warm-up and a measured window, each stamped with its send time:
+ *               deliveries/s, publish-to-delivery latency percentiles, server CPU %, and
+ *               telemetry events/s received.
+ *
+ * Usage: arqonbus-bench-telemetry [options] [BUILD_DIR | PATH_TO_ARQONBUSD]
+ *   -s saturated|rate|both  scenarios (both)           -n N  repetitions, then a summary (1)
+ *   -c N        subscribers (50)                       -m N  saturated: messages (100000)
+ *   -r N        rate: messages/s (10000)   -w S  warm-up s (1)   -d S  measured s (5)
+ *   -k K        rate: every K-th subscriber is a latency probe (25: two of 50)
+ *   -i US       rate: the other subscribers are read every US microseconds (1000)
+ *   -p 0|1      rate: server on CPU 0, clients on CPU 1 (1 when there are 2 CPUs or more)
  * The build directory defaults to the one this binary was built in (<build>/bench/..); the
  * plugins are taken from <build>/plugins. */
+#define _GNU_SOURCE /* sched_setaffinity */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,6 +50,7 @@
 #define RUN_LIMIT_S   60.0  /* a run taking longer aborts */
 #define TEL_WAIT_S    5.0   /* after the last delivery, how long telemetry may trail */
 #define MIN_TEL_RATE  10000 /* the claim: at least this many telemetry events/s */
+#define DEFAULT_RATE  10000
 #define ROOM          "bench"
 #define CHANNEL       "fanout"
 #define ROUTED_NEEDLE "\"message_routed\""
@@ -136,7 +156,9 @@ static int listening_port(const char *log, const char *instance)
     return port;
 }
 
-static void server_start(struct server *s, const char *daemon, const char *plugins, int telemetry)
+/* `cpu` >= 0 pins the server to that CPU. */
+static void server_start(struct server *s, const char *daemon, const char *plugins, int telemetry,
+                         int cpu)
 {
     memset(s, 0, sizeof *s);
     const char *tmp = getenv("TMPDIR");
@@ -174,6 +196,13 @@ static void server_start(struct server *s, const char *daemon, const char *plugi
         dup2(fd, 1);
         dup2(fd, 2);
         close(fd);
+        if (cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(cpu, &set);
+            if (sched_setaffinity(0, sizeof set, &set) != 0)
+                _exit(126);
+        }
         execl(daemon, daemon, "-c", s->dir, (char *)NULL);
         _exit(127);
     }
@@ -328,20 +357,21 @@ static void tel_stop(struct tel *t)
     ws_free(t->c);
 }
 
-/* --- one run ------------------------------------------------------------------------------- */
+/* --- scenario 1: saturated
+ * ------------------------------------------------------------------------------- */
 
-struct result {
+struct sat_result {
     double wall, cpu, deliveries_per_s, per_cpu;
     long deliveries;
     long tel_routed, tel_events;
     double tel_rate; /* message_routed events/s seen by the telemetry client */
 };
 
-static void run(const char *daemon, const char *plugins, int telemetry, int nmsg, int nsub,
-                struct result *r)
+static void run_saturated(const char *daemon, const char *plugins, int telemetry, int nmsg,
+                          int nsub, struct sat_result *r)
 {
     struct server s;
-    server_start(&s, daemon, plugins, telemetry);
+    server_start(&s, daemon, plugins, telemetry, -1);
     struct tel tel;
     if (telemetry)
         tel_start(&tel, s.tel_port);
@@ -439,6 +469,391 @@ static void run(const char *daemon, const char *plugins, int telemetry, int nmsg
     server_stop(&s);
 }
 
+/* --- scenario 2: a fixed rate -------------------------------------------------------------- */
+
+/* Publish-to-delivery latency in 1 µs buckets up to LAT_BUCKETS µs; slower ones go in the last
+ * bucket (the exact maximum is kept apart). */
+#define LAT_BUCKETS 1000000
+
+struct rate_params {
+    int rate;         /* messages/s */
+    double warmup_s;  /* sent and delivered, not measured */
+    double measure_s; /* the measured window */
+    int nsub;
+    int probe_every; /* subscribers k-1, 2k-1, ... (in join order) are the probes */
+    int round_us;    /* how often the other subscribers are read */
+    int pin;         /* server on CPU 0, this process on CPU 1 */
+};
+
+struct rate_result {
+    double deliveries_per_s; /* deliveries received in the window / window */
+    double cpu_pct;          /* server utime+stime over the window, % of one core */
+    double client_cpu_pct;   /* the same for this process (every client thread) */
+    double tel_rate;         /* message_routed events received in the window / window */
+    double p50, p90, p99, max_us;
+    double lag_max_us;   /* the publisher's worst delay behind its schedule */
+    long measured, lost; /* deliveries of messages sent in the window; of those, missing */
+    long tel_routed, sent;
+};
+
+/* The publisher: message i goes out at t0 + i/rate (clock_nanosleep to an absolute time),
+ * stamped with the time it actually left. It also samples the server's CPU time and the
+ * telemetry count at the edges of the window, being the thread that is awake then. */
+struct publisher {
+    struct ws_client *c;
+    pid_t server;
+    struct tel *tel; /* NULL without telemetry */
+    int64_t t0_ns;
+    long first_measured, total; /* message numbers: [first_measured, total) are measured */
+    int rate;
+    pthread_t thread;
+    /* out */
+    int64_t w0_ns, w1_ns;
+    double cpu0, cpu1;               /* the server's */
+    double client_cpu0, client_cpu1; /* this process's */
+    long tel0, tel1;
+    int64_t lag_max_ns;
+    atomic_long sent;
+    atomic_int done;
+    char error[256];
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_until_ns(int64_t t)
+{
+    struct timespec ts = {(time_t)(t / 1000000000), (long)(t % 1000000000)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static void publisher_sample(struct publisher *p, double *cpu, double *client_cpu, long *tel)
+{
+    *cpu = cpu_seconds(p->server);
+    *client_cpu = cpu_seconds(getpid());
+    *tel = p->tel ? atomic_load(&p->tel->routed) : 0;
+}
+
+static void *publisher_main(void *arg)
+{
+    struct publisher *p = arg;
+    char msg[256];
+    prctl(PR_SET_TIMERSLACK, 1000UL); /* wake within ~1 µs of the schedule, not 50 µs */
+    for (long i = 0; i < p->total; i++) {
+        int64_t due = p->t0_ns + i * 1000000000LL / p->rate;
+        sleep_until_ns(due);
+        int64_t now = mono_ns();
+        if (i >= p->first_measured && now - due > p->lag_max_ns)
+            p->lag_max_ns = now - due;
+        if (i == p->first_measured) {
+            p->w0_ns = now;
+            publisher_sample(p, &p->cpu0, &p->client_cpu0, &p->tel0);
+            now = mono_ns();
+        }
+        int n = snprintf(msg, sizeof msg,
+                         "{\"type\":\"message\",\"room\":\"" ROOM "\",\"channel\":\"" CHANNEL
+                         "\",\"payload\":{\"seq\":%ld,\"t\":%lld,\"text\":\"hello fan-out\"}}",
+                         i, (long long)now);
+        if (ws_send_text(p->c, msg, (size_t)n) != 0) {
+            snprintf(p->error, sizeof p->error, "publish: %s", ws_error(p->c));
+            break;
+        }
+        atomic_store(&p->sent, i + 1);
+        if (i % 1000 == 999) { /* ack=0: anything that arrives is an error frame */
+            char *data = NULL;
+            int op = ws_poll_message(p->c, &data, NULL);
+            if (op != 0) {
+                snprintf(p->error, sizeof p->error, "publisher got: %.200s",
+                         data ? data : ws_error(p->c));
+                free(data);
+                break;
+            }
+        }
+    }
+    if (!p->error[0]) {
+        sleep_until_ns(p->t0_ns + p->total * 1000000000LL / p->rate);
+        p->w1_ns = mono_ns();
+        publisher_sample(p, &p->cpu1, &p->client_cpu1, &p->tel1);
+    }
+    atomic_store(&p->done, 1);
+    return NULL;
+}
+
+static double percentile_us(const uint32_t *hist, long n, double q)
+{
+    long want = (long)(q * (double)n + 0.5), seen = 0;
+    if (want < 1)
+        want = 1;
+    for (long b = 0; b < LAT_BUCKETS; b++) {
+        seen += hist[b];
+        if (seen >= want)
+            return (double)(b + 1); /* the bucket's upper edge */
+    }
+    return (double)LAT_BUCKETS;
+}
+
+/* A subscriber read straight from its socket. 50 subscribers at 500,000 deliveries/s share one
+ * client thread (and, pinned, one CPU) with the publisher and the telemetry reader: the test
+ * client's copy per message and two recv() per wake-up cost more than that CPU has. So each
+ * recv() here fills a buffer parsed in place, and only the probes (a few subscribers) are read
+ * as soon as they are readable, for the latency; the others are read every round_us, counted,
+ * and checked for loss. Server frames are unmasked and never fragmented by arqonbusd. */
+struct reader {
+    struct ws_client *c; /* handshake done; still used to answer pings */
+    int fd, index;
+    int probe; /* read as soon as readable, and its latency measured */
+    unsigned char *buf;
+    size_t len, cap;
+};
+
+#define READER_BUF (256 * 1024)
+
+static void reader_init(struct reader *rd, struct ws_client *c, int index)
+{
+    char *data = NULL;
+    if (ws_poll_message(c, &data, NULL) != 0) /* nothing may be left in the client's buffer */
+        fail("subscriber %d: unexpected frame before the run: %.200s", index,
+             data ? data : ws_error(c));
+    rd->c = c;
+    rd->fd = ws_fd(c);
+    rd->index = index;
+    rd->len = 0;
+    rd->cap = READER_BUF;
+    if (!(rd->buf = malloc(rd->cap)))
+        fail("out of memory");
+}
+
+/* What the receiving thread counts. */
+struct rate_rx {
+    int64_t w0, w1; /* the measured window, by receive time */
+    long first_measured;
+    long measured, in_window; /* deliveries of measured messages; deliveries in the window */
+    uint32_t *hist;           /* latencies seen by the probes */
+    long probed;
+    int64_t max_ns;
+};
+
+/* "key":<integer> in the first bytes of a delivered frame, or -1. */
+static long long frame_int(const char *text, size_t len, const char *key)
+{
+    char head[256];
+    size_t n = len < sizeof head - 1 ? len : sizeof head - 1;
+    memcpy(head, text, n);
+    head[n] = '\0';
+    const char *p = strstr(head, key);
+    return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+static void rate_on_text(struct rate_rx *rx, int probe, const char *text, size_t len)
+{
+    int64_t now = mono_ns();
+    long long seq = frame_int(text, len, "\"seq\":"), t = frame_int(text, len, "\"t\":");
+    if (seq < 0 || t <= 0)
+        fail("unexpected frame: %.*s", (int)(len < 200 ? len : 200), text);
+    rx->in_window += now >= rx->w0 && now < rx->w1;
+    if (seq < rx->first_measured)
+        return;
+    rx->measured++;
+    if (probe) {
+        int64_t lat = now - t;
+        long b = (long)(lat / 1000);
+        rx->hist[b < 0 ? 0 : b >= LAT_BUCKETS ? LAT_BUCKETS - 1 : b]++;
+        rx->max_ns = lat > rx->max_ns ? lat : rx->max_ns;
+        rx->probed++;
+    }
+}
+
+/* One recv(), then every complete frame. */
+static void reader_read(struct reader *rd, struct rate_rx *rx)
+{
+    ssize_t n = recv(rd->fd, rd->buf + rd->len, rd->cap - rd->len, 0);
+    if (n == 0)
+        fail("subscriber %d: connection closed by the server", rd->index);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        fail("subscriber %d: recv: %s", rd->index, strerror(errno));
+    }
+    rd->len += (size_t)n;
+    size_t off = 0;
+    for (;;) {
+        const unsigned char *b = rd->buf + off;
+        size_t avail = rd->len - off, hlen = 2;
+        if (avail < 2)
+            break;
+        uint64_t plen = b[1] & 0x7F;
+        if (plen == 126) {
+            if (avail < 4)
+                break;
+            plen = (uint64_t)b[2] << 8 | b[3];
+            hlen = 4;
+        } else if (plen == 127) {
+            if (avail < 10)
+                break;
+            plen = 0;
+            for (int i = 0; i < 8; i++)
+                plen = plen << 8 | b[2 + i];
+            hlen = 10;
+        }
+        if (plen > READER_BUF - 16)
+            fail("subscriber %d: frame of %llu bytes", rd->index, (unsigned long long)plen);
+        if (avail - hlen < plen)
+            break;
+        int op = b[0] & 0x0F;
+        if (!(b[0] & 0x80) || (b[1] & 0x80))
+            fail("subscriber %d: fragmented or masked frame", rd->index);
+        if (op == WS_OP_TEXT)
+            rate_on_text(rx, rd->probe, (const char *)b + hlen, (size_t)plen);
+        else if (op == WS_OP_PING)
+            ws_send_frame(rd->c, WS_OP_PONG, 1, b + hlen, (size_t)plen);
+        else if (op == WS_OP_CLOSE)
+            fail("subscriber %d closed by the server", rd->index);
+        off += hlen + (size_t)plen;
+    }
+    memmove(rd->buf, rd->buf + off, rd->len - off);
+    rd->len -= off;
+}
+
+static void run_rate(const char *daemon, const char *plugins, int telemetry,
+                     const struct rate_params *rp, struct rate_result *r)
+{
+    /* Pinned, the server has CPU 0 to itself and every client thread shares CPU 1: what the
+     * clients do cannot take the server's CPU, and the server's CPU time is its own. */
+    cpu_set_t before;
+    if (rp->pin) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(1, &one);
+        if (sched_getaffinity(0, sizeof before, &before) != 0 ||
+            sched_setaffinity(0, sizeof one, &one) != 0)
+            fail("sched_setaffinity: %s", strerror(errno));
+    }
+    struct server s;
+    server_start(&s, daemon, plugins, telemetry, rp->pin ? 0 : -1);
+    struct tel tel;
+    if (telemetry)
+        tel_start(&tel, s.tel_port);
+
+    int nsub = rp->nsub;
+    struct ws_client **subs = calloc((size_t)nsub, sizeof *subs);
+    struct reader *rd = calloc((size_t)nsub, sizeof *rd);
+    struct epoll_event *evs = calloc((size_t)nsub + 1, sizeof *evs);
+    struct rate_rx rx = {.hist = calloc(LAT_BUCKETS, sizeof *rx.hist)};
+    int ep = epoll_create1(0);
+    if (!subs || !rd || !evs || !rx.hist || ep < 0)
+        fail("out of memory or epoll_create1: %s", strerror(errno));
+    for (int i = 0; i < nsub; i++) {
+        subs[i] = connect_client(s.ws_port, "/");
+        join(subs[i]);
+    }
+    struct publisher pub = {.server = s.pid, .tel = telemetry ? &tel : NULL, .rate = rp->rate};
+    pub.c = connect_client(s.ws_port, "/?ack=0");
+    join(pub.c);
+    for (int i = 0; i < nsub; i++) {
+        reader_init(&rd[i], subs[i], i);
+        rd[i].probe = i % rp->probe_every == rp->probe_every - 1;
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &rd[i]};
+        if (rd[i].probe && epoll_ctl(ep, EPOLL_CTL_ADD, rd[i].fd, &ev) != 0)
+            fail("epoll_ctl: %s", strerror(errno));
+    }
+    pub.first_measured = (long)(rp->warmup_s * rp->rate);
+    pub.total = pub.first_measured + (long)(rp->measure_s * rp->rate);
+    pub.t0_ns = mono_ns() + 100000000; /* 100 ms from now */
+    rx.first_measured = pub.first_measured;
+    rx.w0 = pub.t0_ns + (int64_t)(rp->warmup_s * 1e9);
+    rx.w1 = rx.w0 + (int64_t)(rp->measure_s * 1e9);
+    if (pthread_create(&pub.thread, NULL, publisher_main, &pub) != 0)
+        fail("pthread_create");
+
+    /* Receive on this thread until every measured message reached every subscriber. */
+    const long expected = (pub.total - pub.first_measured) * nsub;
+    const int64_t limit = pub.t0_ns + (int64_t)((rp->warmup_s + rp->measure_s + RUN_LIMIT_S) * 1e9);
+    /* The probes as soon as they are readable; the others when the round timer fires. */
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
+    struct itimerspec every = {{rp->round_us / 1000000, (long)(rp->round_us % 1000000) * 1000},
+                               {0, 1000}};
+    struct epoll_event tev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (tfd < 0 || timerfd_settime(tfd, 0, &every, NULL) != 0 ||
+        epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &tev) != 0)
+        fail("timerfd: %s", strerror(errno));
+    int64_t drain_end = 0, now;
+    while (rx.measured < expected) {
+        int n = epoll_wait(ep, evs, nsub + 1, 10);
+        if (n < 0 && errno != EINTR)
+            fail("epoll_wait: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr) {
+                reader_read(evs[i].data.ptr, &rx);
+                continue;
+            }
+            uint64_t ticks;
+            if (read(tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+                fail("timerfd read: %s", strerror(errno));
+            for (int j = 0; j < nsub; j++)
+                if (!rd[j].probe)
+                    reader_read(&rd[j], &rx);
+        }
+        now = mono_ns();
+        if (atomic_load(&pub.done)) {
+            if (pub.error[0])
+                fail("%s", pub.error);
+            if (!drain_end)
+                drain_end = now + (int64_t)(TEL_WAIT_S * 1e9);
+            if (now > drain_end)
+                break; /* the rest is lost */
+        }
+        if (now > limit)
+            fail("aborted: run took more than %.0f s", RUN_LIMIT_S);
+    }
+    pthread_join(pub.thread, NULL);
+    if (pub.error[0])
+        fail("%s", pub.error);
+
+    double window = (double)(pub.w1_ns - pub.w0_ns) / 1e9;
+    r->sent = atomic_load(&pub.sent);
+    r->measured = rx.measured;
+    r->lost = expected - rx.measured;
+    r->deliveries_per_s = (double)rx.in_window / ((double)(rx.w1 - rx.w0) / 1e9);
+    r->cpu_pct = (pub.cpu1 - pub.cpu0) / window * 100.0;
+    r->client_cpu_pct = (pub.client_cpu1 - pub.client_cpu0) / window * 100.0;
+    r->p50 = percentile_us(rx.hist, rx.probed, 0.50);
+    r->p90 = percentile_us(rx.hist, rx.probed, 0.90);
+    r->p99 = percentile_us(rx.hist, rx.probed, 0.99);
+    r->max_us = (double)rx.max_ns / 1e3;
+    r->lag_max_us = (double)pub.lag_max_ns / 1e3;
+    r->tel_rate = telemetry ? (double)(pub.tel1 - pub.tel0) / window : 0;
+    r->tel_routed = 0;
+    if (telemetry) {
+        double end = now_s() + TEL_WAIT_S;
+        while (atomic_load(&tel.routed) < r->sent && now_s() < end && !atomic_load(&tel.error))
+            sleep_ms(10);
+        if (atomic_load(&tel.error))
+            fail("telemetry client: %s (close code %d)", ws_error(tel.c), ws_close_code(tel.c));
+        r->tel_routed = atomic_load(&tel.routed);
+        tel_stop(&tel);
+    }
+    for (int i = 0; i < nsub; i++) {
+        ws_free(subs[i]);
+        free(rd[i].buf);
+    }
+    close(tfd);
+    close(ep);
+    ws_free(pub.c);
+    free(subs);
+    free(rd);
+    free(evs);
+    free(rx.hist);
+    current = NULL;
+    server_stop(&s);
+    if (rp->pin)
+        sched_setaffinity(0, sizeof before, &before);
+}
+
 /* --- main ---------------------------------------------------------------------------------- */
 
 static void find_build(const char *arg, char *daemon, char *plugins, size_t size)
@@ -479,44 +894,199 @@ static void find_build(const char *arg, char *daemon, char *plugins, size_t size
         fail("no arqonbusd at %s", daemon);
 }
 
+static void usage(const char *argv0)
+{
+    fail("usage: %s [-s saturated|rate|both] [-n REPEATS] [-c SUBSCRIBERS (1-%d)] [-m MESSAGES] "
+         "[-r RATE] [-w WARMUP_S] [-d SECONDS] [-k PROBE_EVERY] [-i ROUND_US] [-p 0|1] "
+         "[BUILD_DIR|ARQONBUSD]",
+         argv0, MAX_SUBS);
+}
+
+static void print_saturated(const struct sat_result *off, const struct sat_result *on, int nmsg)
+{
+    printf("%-16s %8s %14s %9s %16s %14s\n", "run", "wall s", "deliveries/s", "server s",
+           "deliv/server-s", "telemetry ev/s");
+    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14s\n", "no telemetry", off->wall,
+           off->deliveries_per_s, off->cpu, off->per_cpu, "-");
+    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14.0f\n", "with telemetry", on->wall,
+           on->deliveries_per_s, on->cpu, on->per_cpu, on->tel_rate);
+    printf("with/without: deliveries/s %.3f, deliveries per server CPU-second %.3f\n",
+           on->deliveries_per_s / off->deliveries_per_s,
+           off->per_cpu > 0 ? on->per_cpu / off->per_cpu : 0.0);
+    printf("telemetry client: %ld message_routed events of %d messages (%ld events in all), "
+           "%.0f/s\n",
+           on->tel_routed, nmsg, on->tel_events, on->tel_rate);
+    /* The extra server CPU per telemetry event. CPU time is counted in 10 ms ticks, so with
+     * ~1.5 s runs this is within about +-0.5 us of noise even on a quiet machine. */
+    printf("server CPU added by telemetry: %.2f us per message_routed event\n",
+           (on->cpu - off->cpu) / (double)nmsg * 1e6);
+}
+
+/* min .. median .. max of n values (sorted in place). */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void print_spread(const char *what, double *v, int n, const char *fmt)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    char lo[32], mid[32], hi[32];
+    snprintf(lo, sizeof lo, fmt, v[0]);
+    snprintf(mid, sizeof mid, fmt, n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
+    snprintf(hi, sizeof hi, fmt, v[n - 1]);
+    printf("  %-44s %9s %9s %9s\n", what, lo, mid, hi);
+}
+
+static void print_rate(const struct rate_result *off, const struct rate_result *on)
+{
+    printf("%-16s %13s %7s %7s %7s %8s %11s %11s %14s %5s\n", "run", "deliveries/s", "p50 us",
+           "p90 us", "p99 us", "max us", "server CPU", "client CPU", "telemetry ev/s", "lost");
+    const struct rate_result *rr[] = {off, on};
+    for (int k = 0; k < 2; k++) {
+        char tel[32] = "-";
+        if (k == 1)
+            snprintf(tel, sizeof tel, "%.0f", rr[k]->tel_rate);
+        printf("%-16s %13.0f %7.0f %7.0f %7.0f %8.0f %10.1f%% %10.1f%% %14s %5ld\n",
+               k ? "with telemetry" : "no telemetry", rr[k]->deliveries_per_s, rr[k]->p50,
+               rr[k]->p90, rr[k]->p99, rr[k]->max_us, rr[k]->cpu_pct, rr[k]->client_cpu_pct, tel,
+               rr[k]->lost);
+    }
+    printf("with/without: deliveries/s %.3f, p50 %.2f, p90 %.2f, p99 %.2f; server CPU %+.1f "
+           "points of one core\n",
+           on->deliveries_per_s / off->deliveries_per_s, on->p50 / off->p50, on->p90 / off->p90,
+           on->p99 / off->p99, on->cpu_pct - off->cpu_pct);
+    printf("server CPU added by telemetry: %.2f us per message_routed event (%.0f events/s)\n",
+           on->tel_rate > 0 ? (on->cpu_pct - off->cpu_pct) / 100.0 / on->tel_rate * 1e6 : 0.0,
+           on->tel_rate);
+    printf("telemetry client: %ld message_routed events of %ld messages sent; publisher at most "
+           "%.0f / %.0f us behind its schedule\n",
+           on->tel_routed, on->sent, off->lag_max_us, on->lag_max_us);
+}
+
 int main(int argc, char **argv)
 {
+    const char *scenario = "both";
+    int nmsg = DEFAULT_MSGS, nsub = DEFAULT_SUBS, repeats = 1, opt;
+    struct rate_params rp = {.rate = DEFAULT_RATE,
+                             .warmup_s = 1.0,
+                             .measure_s = 5.0,
+                             .probe_every = 25,
+                             .round_us = 1000,
+                             .pin = sysconf(_SC_NPROCESSORS_ONLN) >= 2};
+    while ((opt = getopt(argc, argv, "s:n:m:c:r:w:d:i:k:p:")) != -1) {
+        switch (opt) {
+        case 's':
+            scenario = optarg;
+            break;
+        case 'n':
+            repeats = atoi(optarg);
+            break;
+        case 'm':
+            nmsg = atoi(optarg);
+            break;
+        case 'c':
+            nsub = atoi(optarg);
+            break;
+        case 'r':
+            rp.rate = atoi(optarg);
+            break;
+        case 'w':
+            rp.warmup_s = atof(optarg);
+            break;
+        case 'd':
+            rp.measure_s = atof(optarg);
+            break;
+        case 'i':
+            rp.round_us = atoi(optarg);
+            break;
+        case 'k':
+            rp.probe_every = atoi(optarg);
+            break;
+        case 'p':
+            rp.pin = atoi(optarg);
+            break;
+        default:
+            usage(argv[0]);
+        }
+    }
+    int saturated = !strcmp(scenario, "saturated") || !strcmp(scenario, "both");
+    int rate = !strcmp(scenario, "rate") || !strcmp(scenario, "both");
+    if ((!saturated && !rate) || argc - optind > 1 || nmsg < 1 || nsub < 1 || nsub > MAX_SUBS ||
+        repeats < 1 || rp.rate < 1 || rp.rate > 1000000 || rp.warmup_s < 0 || rp.measure_s < 0.1)
+        usage(argv[0]);
+    rp.nsub = nsub;
     char daemon[PATH_MAX], plugins[PATH_MAX];
-    find_build(argc > 1 ? argv[1] : NULL, daemon, plugins, sizeof daemon);
-    int nmsg = argc > 2 ? atoi(argv[2]) : DEFAULT_MSGS;
-    int nsub = argc > 3 ? atoi(argv[3]) : DEFAULT_SUBS;
-    if (nmsg < 1 || nsub < 1 || nsub > MAX_SUBS)
-        fail("usage: %s [BUILD_DIR|ARQONBUSD] [MESSAGES] [SUBSCRIBERS (1-%d)]", argv[0], MAX_SUBS);
+    find_build(optind < argc ? argv[optind] : NULL, daemon, plugins, sizeof daemon);
     signal(SIGPIPE, SIG_IGN);
     ws_raise_fd_limit(nsub + 64);
 
-    printf("arqonbus-bench-telemetry: %s\n1 publisher (ack=0) -> %d subscribers in one channel, "
-           "%d messages (%ld deliveries), window %d, loopback, client on the same machine\n",
-           daemon, nsub, nmsg, (long)nmsg * nsub, WINDOW);
-    fflush(stdout);
-    struct result off, on;
-    run(daemon, plugins, 0, nmsg, nsub, &off);
-    run(daemon, plugins, 1, nmsg, nsub, &on);
-
-    printf("\n%-16s %8s %14s %9s %16s %14s\n", "run", "wall s", "deliveries/s", "server s",
-           "deliv/server-s", "telemetry ev/s");
-    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14s\n", "no telemetry", off.wall, off.deliveries_per_s,
-           off.cpu, off.per_cpu, "-");
-    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14.0f\n", "with telemetry", on.wall,
-           on.deliveries_per_s, on.cpu, on.per_cpu, on.tel_rate);
-    printf("\nwith/without: deliveries/s %.3f, deliveries per server CPU-second %.3f\n",
-           on.deliveries_per_s / off.deliveries_per_s,
-           off.per_cpu > 0 ? on.per_cpu / off.per_cpu : 0.0);
-    printf("telemetry client: %ld message_routed events of %d messages (%ld events in all), "
-           "%.0f/s\n",
-           on.tel_routed, nmsg, on.tel_events, on.tel_rate);
-    /* What the claim needs: the extra server CPU per telemetry event, and what 10,000 of them
-     * per second cost in share of one core. */
-    double extra_us = (on.cpu - off.cpu) / (double)nmsg * 1e6;
-    printf("server CPU added by telemetry: %.2f us per message_routed event; at %d events/s "
-           "that is %.1f%% of one core\n",
-           extra_us, MIN_TEL_RATE, extra_us * MIN_TEL_RATE / 1e4);
-    if (on.tel_rate < MIN_TEL_RATE)
-        printf("NOTE: the telemetry stream ran below %d events/s in this run\n", MIN_TEL_RATE);
+    printf("arqonbus-bench-telemetry: %s, loopback, clients on the same machine\n", daemon);
+    /* Per repetition, for the summary: ratios with/without and the CPU per event. */
+    double *col[9];
+    for (int i = 0; i < 9; i++)
+        if (!(col[i] = calloc((size_t)repeats, sizeof *col[i])))
+            fail("out of memory");
+    for (int k = 0; k < repeats; k++) {
+        if (saturated) {
+            printf("\n== saturated: 1 publisher (ack=0) -> %d subscribers in one channel, %d "
+                   "messages (%ld deliveries), window %d ==\n",
+                   nsub, nmsg, (long)nmsg * nsub, WINDOW);
+            if (repeats > 1)
+                printf("(repetition %d of %d)\n", k + 1, repeats);
+            fflush(stdout);
+            struct sat_result off, on;
+            run_saturated(daemon, plugins, 0, nmsg, nsub, &off);
+            run_saturated(daemon, plugins, 1, nmsg, nsub, &on);
+            print_saturated(&off, &on, nmsg);
+            if (on.tel_rate < MIN_TEL_RATE)
+                printf("NOTE: the telemetry stream ran below %d events/s in this run\n",
+                       MIN_TEL_RATE);
+            col[0][k] = on.deliveries_per_s / off.deliveries_per_s;
+            col[1][k] = on.per_cpu / off.per_cpu;
+            col[2][k] = (on.cpu - off.cpu) / (double)nmsg * 1e6;
+        }
+        if (rate) {
+            printf("\n== fixed rate: 1 publisher (ack=0) at %d messages/s -> %d subscribers "
+                   "(%ld deliveries/s), %.0f s warm-up, %.0f s measured%s ==\n",
+                   rp.rate, nsub, (long)rp.rate * nsub, rp.warmup_s, rp.measure_s,
+                   rp.pin ? ", server on CPU 0, clients on CPU 1" : "");
+            if (repeats > 1)
+                printf("(repetition %d of %d)\n", k + 1, repeats);
+            fflush(stdout);
+            struct rate_result off, on;
+            run_rate(daemon, plugins, 0, &rp, &off);
+            run_rate(daemon, plugins, 1, &rp, &on);
+            print_rate(&off, &on);
+            col[3][k] = on.deliveries_per_s / off.deliveries_per_s;
+            col[4][k] = on.p50 / off.p50;
+            col[5][k] = on.p90 / off.p90;
+            col[6][k] = on.p99 / off.p99;
+            col[7][k] = on.cpu_pct - off.cpu_pct;
+            col[8][k] =
+                on.tel_rate > 0 ? (on.cpu_pct - off.cpu_pct) / 100.0 / on.tel_rate * 1e6 : 0.0;
+        }
+        fflush(stdout);
+    }
+    if (repeats > 1) {
+        printf("\n== %d repetitions, with telemetry / without ==\n  %-44s %9s %9s %9s\n", repeats,
+               "", "min", "median", "max");
+        if (saturated) {
+            print_spread("saturated: deliveries/s", col[0], repeats, "%.3f");
+            print_spread("saturated: deliveries per server CPU-second", col[1], repeats, "%.3f");
+            print_spread("saturated: server CPU us per event", col[2], repeats, "%.2f");
+        }
+        if (rate) {
+            print_spread("fixed rate: deliveries/s", col[3], repeats, "%.3f");
+            print_spread("fixed rate: latency p50", col[4], repeats, "%.2f");
+            print_spread("fixed rate: latency p90", col[5], repeats, "%.2f");
+            print_spread("fixed rate: latency p99", col[6], repeats, "%.2f");
+            print_spread("fixed rate: server CPU, points of one core", col[7], repeats, "%+.1f");
+            print_spread("fixed rate: server CPU us per event", col[8], repeats, "%.2f");
+        }
+    }
+    for (int i = 0; i < 9; i++)
+        free(col[i]);
     return 0;
 }
