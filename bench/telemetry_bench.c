@@ -14,12 +14,14 @@
  *   -s saturated|rate|both  scenarios (both)           -n N  repetitions, then a summary (1)
  *   -c N        subscribers (50)                       -m N  saturated: messages (100000)
  *   -r N        rate: messages/s (10000)   -w S  warm-up s (1)   -d S  measured s (5)
- *   -k K        rate: every K-th subscriber is a latency probe (25: two of 50)
+ *   -k N        rate: latency probes, spread over the join order, the last one included (2)
  *   -i US       rate: the other subscribers are read every US microseconds (1000)
  *   -p 0|1      rate: server on CPU 0, clients on CPU 1 (1 when there are 2 CPUs or more)
+ *   -q S        before each run, wait up to S seconds for other processes to go quiet (60)
  * The build directory defaults to the one this binary was built in (<build>/bench/..); the
  * plugins are taken from <build>/plugins. */
 #define _GNU_SOURCE /* sched_setaffinity */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -223,25 +225,128 @@ static void server_start(struct server *s, const char *daemon, const char *plugi
     }
 }
 
-/* utime + stime of a process, in seconds. */
-static double cpu_seconds(pid_t pid)
+/* --- CPU snapshots ------------------------------------------------------------------------- */
+
+/* What the server, this process and every other process had used at one moment. The others are
+ * what makes a measurement on a shared machine (parallel builds, test suites) unreliable, so a
+ * run reports how much CPU they took meanwhile. */
+#define SNAP_MAX 4096
+
+struct proc_cpu {
+    long pid;
+    unsigned long long start; /* start time: a reused pid is another process */
+    double cpu;               /* utime + stime + reaped children's */
+};
+
+struct snapshot {
+    double at; /* now_s() */
+    double server, self;
+    struct proc_cpu others[SNAP_MAX];
+    size_t nothers;
+};
+
+/* utime + stime (+ cutime + cstime with `children`) and the start time, from /proc/PID/stat;
+ * -1 when the process is gone or is a kernel thread (ppid 0 or 2). */
+static double proc_cpu(long pid, int children, unsigned long long *start)
 {
     char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        fail("cannot read %s", path);
+        return -1;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    int ppid = 0;
     unsigned long utime = 0, stime = 0;
-    /* after ")": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
-     * utime(14) stime(15) */
-    if (!p ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
-        fail("cannot parse %s", path);
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    long cutime = 0, cstime = 0;
+    unsigned long long st = 0;
+    /* after ")": state(3) ppid(4) pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+     * utime(14) stime(15) cutime(16) cstime(17) priority nice num_threads itrealvalue
+     * starttime(22) */
+    if (!p || sscanf(p + 2,
+                     "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld %*d %*d "
+                     "%*d %*d %llu",
+                     &ppid, &utime, &stime, &cutime, &cstime, &st) != 6)
+        return -1;
+    if (ppid == 0 || ppid == 2)
+        return -1;
+    if (start)
+        *start = st;
+    double ticks = (double)(utime + stime) + (children ? (double)(cutime + cstime) : 0);
+    return ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* utime + stime of a process, in seconds. */
+static double cpu_seconds(pid_t pid)
+{
+    double v = proc_cpu((long)pid, 0, NULL);
+    if (v < 0)
+        fail("cannot read /proc/%d/stat", (int)pid);
+    return v;
+}
+
+static void snapshot_take(struct snapshot *s, pid_t server)
+{
+    s->at = now_s();
+    s->server = server > 0 ? cpu_seconds(server) : 0;
+    s->self = cpu_seconds(getpid());
+    s->nothers = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        fail("opendir /proc: %s", strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) && s->nothers < SNAP_MAX) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == (long)server || pid == (long)getpid())
+            continue;
+        struct proc_cpu *o = &s->others[s->nothers];
+        if ((o->cpu = proc_cpu(pid, 1, &o->start)) >= 0) {
+            o->pid = pid;
+            s->nothers++;
+        }
+    }
+    closedir(d);
+}
+
+/* CPU seconds the other processes used between two snapshots: a process new in `b` counts whole
+ * (with the children it reaped); one that ended in between is missed unless its parent reaped
+ * it. */
+static double snapshot_others(const struct snapshot *a, const struct snapshot *b)
+{
+    double sum = 0;
+    for (size_t i = 0; i < b->nothers; i++) {
+        double before = 0;
+        for (size_t j = 0; j < a->nothers; j++)
+            if (a->others[j].pid == b->others[i].pid && a->others[j].start == b->others[i].start)
+                before = a->others[j].cpu;
+        sum += b->others[i].cpu - before;
+    }
+    return sum;
+}
+
+/* Wait up to max_s for 2 s in which other processes used under QUIET_PCT of a CPU. */
+#define QUIET_PCT 5.0
+static void wait_quiet(double max_s)
+{
+    static struct snapshot a, b;
+    double end = now_s() + max_s, busy = 0;
+    while (max_s > 0) {
+        snapshot_take(&a, 0);
+        sleep_ms(2000);
+        snapshot_take(&b, 0);
+        busy = snapshot_others(&a, &b) / (b.at - a.at) * 100.0;
+        if (busy < QUIET_PCT)
+            return;
+        if (now_s() > end)
+            break;
+    }
+    if (max_s > 0)
+        printf("NOTE: waited %.0f s for other processes to go quiet; they still use %.0f%% of a "
+               "CPU\n",
+               max_s, busy);
 }
 
 /* --- clients ------------------------------------------------------------------------------- */
@@ -362,6 +467,7 @@ static void tel_stop(struct tel *t)
 
 struct sat_result {
     double wall, cpu, deliveries_per_s, per_cpu;
+    double other_cpu_pct; /* what the rest of the machine used meanwhile, % of one core */
     long deliveries;
     long tel_routed, tel_events;
     double tel_rate; /* message_routed events/s seen by the telemetry client */
@@ -390,7 +496,9 @@ static void run_saturated(const char *daemon, const char *plugins, int telemetry
 
     /* ~110 bytes of JSON on the wire, as in /work/shared/performance.md. */
     char msg[256];
-    const double t0 = now_s(), cpu0 = cpu_seconds(s.pid), limit = t0 + RUN_LIMIT_S;
+    static struct snapshot snap0, snap1;
+    snapshot_take(&snap0, s.pid);
+    const double t0 = now_s(), cpu0 = snap0.server, limit = t0 + RUN_LIMIT_S;
     long sent = 0, min_got = 0, total = 0, needed = (long)nmsg * nsub;
     while (total < needed) {
         while (sent < nmsg && sent - min_got < WINDOW) {
@@ -441,13 +549,15 @@ static void run_saturated(const char *daemon, const char *plugins, int telemetry
         while (atomic_load(&tel.routed) < nmsg && now_s() < end && !atomic_load(&tel.error))
             sleep_ms(10);
     }
-    const double cpu1 = cpu_seconds(s.pid);
+    snapshot_take(&snap1, s.pid);
+    const double cpu1 = snap1.server;
 
     r->wall = t1 - t0;
     r->cpu = cpu1 - cpu0;
     r->deliveries = total;
     r->deliveries_per_s = (double)total / r->wall;
     r->per_cpu = r->cpu > 0 ? (double)total / r->cpu : 0;
+    r->other_cpu_pct = snapshot_others(&snap0, &snap1) / (snap1.at - snap0.at) * 100.0;
     r->tel_routed = r->tel_events = 0;
     r->tel_rate = 0;
     if (telemetry) {
@@ -480,15 +590,16 @@ struct rate_params {
     double warmup_s;  /* sent and delivered, not measured */
     double measure_s; /* the measured window */
     int nsub;
-    int probe_every; /* subscribers k-1, 2k-1, ... (in join order) are the probes */
-    int round_us;    /* how often the other subscribers are read */
-    int pin;         /* server on CPU 0, this process on CPU 1 */
+    int probes;   /* subscribers whose latency is measured */
+    int round_us; /* how often the other subscribers are read */
+    int pin;      /* server on CPU 0, this process on CPU 1 */
 };
 
 struct rate_result {
     double deliveries_per_s; /* deliveries received in the window / window */
     double cpu_pct;          /* server utime+stime over the window, % of one core */
     double client_cpu_pct;   /* the same for this process (every client thread) */
+    double other_cpu_pct;    /* the rest of the machine */
     double tel_rate;         /* message_routed events received in the window / window */
     double p50, p90, p99, max_us;
     double lag_max_us;   /* the publisher's worst delay behind its schedule */
@@ -497,21 +608,14 @@ struct rate_result {
 };
 
 /* The publisher: message i goes out at t0 + i/rate (clock_nanosleep to an absolute time),
- * stamped with the time it actually left. It also samples the server's CPU time and the
- * telemetry count at the edges of the window, being the thread that is awake then. */
+ * stamped with the time it actually left. */
 struct publisher {
     struct ws_client *c;
-    pid_t server;
-    struct tel *tel; /* NULL without telemetry */
     int64_t t0_ns;
     long first_measured, total; /* message numbers: [first_measured, total) are measured */
     int rate;
     pthread_t thread;
     /* out */
-    int64_t w0_ns, w1_ns;
-    double cpu0, cpu1;               /* the server's */
-    double client_cpu0, client_cpu1; /* this process's */
-    long tel0, tel1;
     int64_t lag_max_ns;
     atomic_long sent;
     atomic_int done;
@@ -532,11 +636,26 @@ static void sleep_until_ns(int64_t t)
         ;
 }
 
-static void publisher_sample(struct publisher *p, double *cpu, double *client_cpu, long *tel)
+/* Snapshots at the edges of the measured window, from a thread of their own. */
+struct sampler {
+    pid_t server;
+    struct tel *tel; /* NULL without telemetry */
+    int64_t w0_ns, w1_ns;
+    pthread_t thread;
+    struct snapshot a, b;
+    long tel0, tel1;
+};
+
+static void *sampler_main(void *arg)
 {
-    *cpu = cpu_seconds(p->server);
-    *client_cpu = cpu_seconds(getpid());
-    *tel = p->tel ? atomic_load(&p->tel->routed) : 0;
+    struct sampler *sm = arg;
+    sleep_until_ns(sm->w0_ns);
+    snapshot_take(&sm->a, sm->server);
+    sm->tel0 = sm->tel ? atomic_load(&sm->tel->routed) : 0;
+    sleep_until_ns(sm->w1_ns);
+    snapshot_take(&sm->b, sm->server);
+    sm->tel1 = sm->tel ? atomic_load(&sm->tel->routed) : 0;
+    return NULL;
 }
 
 static void *publisher_main(void *arg)
@@ -550,11 +669,6 @@ static void *publisher_main(void *arg)
         int64_t now = mono_ns();
         if (i >= p->first_measured && now - due > p->lag_max_ns)
             p->lag_max_ns = now - due;
-        if (i == p->first_measured) {
-            p->w0_ns = now;
-            publisher_sample(p, &p->cpu0, &p->client_cpu0, &p->tel0);
-            now = mono_ns();
-        }
         int n = snprintf(msg, sizeof msg,
                          "{\"type\":\"message\",\"room\":\"" ROOM "\",\"channel\":\"" CHANNEL
                          "\",\"payload\":{\"seq\":%ld,\"t\":%lld,\"text\":\"hello fan-out\"}}",
@@ -574,11 +688,6 @@ static void *publisher_main(void *arg)
                 break;
             }
         }
-    }
-    if (!p->error[0]) {
-        sleep_until_ns(p->t0_ns + p->total * 1000000000LL / p->rate);
-        p->w1_ns = mono_ns();
-        publisher_sample(p, &p->cpu1, &p->client_cpu1, &p->tel1);
     }
     atomic_store(&p->done, 1);
     return NULL;
@@ -751,12 +860,16 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
         subs[i] = connect_client(s.ws_port, "/");
         join(subs[i]);
     }
-    struct publisher pub = {.server = s.pid, .tel = telemetry ? &tel : NULL, .rate = rp->rate};
+    struct publisher pub = {.rate = rp->rate};
+    struct sampler *sm = calloc(1, sizeof *sm);
+    if (!sm)
+        fail("out of memory");
     pub.c = connect_client(s.ws_port, "/?ack=0");
     join(pub.c);
     for (int i = 0; i < nsub; i++) {
         reader_init(&rd[i], subs[i], i);
-        rd[i].probe = i % rp->probe_every == rp->probe_every - 1;
+        /* `probes` subscribers evenly spread over the join order, the last one included. */
+        rd[i].probe = (long)(i + 1) * rp->probes / nsub > (long)i * rp->probes / nsub;
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &rd[i]};
         if (rd[i].probe && epoll_ctl(ep, EPOLL_CTL_ADD, rd[i].fd, &ev) != 0)
             fail("epoll_ctl: %s", strerror(errno));
@@ -767,7 +880,10 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
     rx.first_measured = pub.first_measured;
     rx.w0 = pub.t0_ns + (int64_t)(rp->warmup_s * 1e9);
     rx.w1 = rx.w0 + (int64_t)(rp->measure_s * 1e9);
-    if (pthread_create(&pub.thread, NULL, publisher_main, &pub) != 0)
+    *sm = (struct sampler){
+        .server = s.pid, .tel = telemetry ? &tel : NULL, .w0_ns = rx.w0, .w1_ns = rx.w1};
+    if (pthread_create(&pub.thread, NULL, publisher_main, &pub) != 0 ||
+        pthread_create(&sm->thread, NULL, sampler_main, sm) != 0)
         fail("pthread_create");
 
     /* Receive on this thread until every measured message reached every subscriber. */
@@ -813,20 +929,22 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
     pthread_join(pub.thread, NULL);
     if (pub.error[0])
         fail("%s", pub.error);
+    pthread_join(sm->thread, NULL);
 
-    double window = (double)(pub.w1_ns - pub.w0_ns) / 1e9;
+    double window = sm->b.at - sm->a.at;
     r->sent = atomic_load(&pub.sent);
     r->measured = rx.measured;
     r->lost = expected - rx.measured;
     r->deliveries_per_s = (double)rx.in_window / ((double)(rx.w1 - rx.w0) / 1e9);
-    r->cpu_pct = (pub.cpu1 - pub.cpu0) / window * 100.0;
-    r->client_cpu_pct = (pub.client_cpu1 - pub.client_cpu0) / window * 100.0;
+    r->cpu_pct = (sm->b.server - sm->a.server) / window * 100.0;
+    r->client_cpu_pct = (sm->b.self - sm->a.self) / window * 100.0;
+    r->other_cpu_pct = snapshot_others(&sm->a, &sm->b) / window * 100.0;
     r->p50 = percentile_us(rx.hist, rx.probed, 0.50);
     r->p90 = percentile_us(rx.hist, rx.probed, 0.90);
     r->p99 = percentile_us(rx.hist, rx.probed, 0.99);
     r->max_us = (double)rx.max_ns / 1e3;
     r->lag_max_us = (double)pub.lag_max_ns / 1e3;
-    r->tel_rate = telemetry ? (double)(pub.tel1 - pub.tel0) / window : 0;
+    r->tel_rate = telemetry ? (double)(sm->tel1 - sm->tel0) / window : 0;
     r->tel_routed = 0;
     if (telemetry) {
         double end = now_s() + TEL_WAIT_S;
@@ -848,6 +966,7 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
     free(rd);
     free(evs);
     free(rx.hist);
+    free(sm);
     current = NULL;
     server_stop(&s);
     if (rp->pin)
@@ -897,19 +1016,29 @@ static void find_build(const char *arg, char *daemon, char *plugins, size_t size
 static void usage(const char *argv0)
 {
     fail("usage: %s [-s saturated|rate|both] [-n REPEATS] [-c SUBSCRIBERS (1-%d)] [-m MESSAGES] "
-         "[-r RATE] [-w WARMUP_S] [-d SECONDS] [-k PROBE_EVERY] [-i ROUND_US] [-p 0|1] "
+         "[-r RATE] [-w WARMUP_S] [-d SECONDS] [-k PROBES] [-i ROUND_US] [-p 0|1] [-q SECONDS] "
          "[BUILD_DIR|ARQONBUSD]",
          argv0, MAX_SUBS);
 }
 
+/* Other processes took CPU during a pair of runs: they compare less well. */
+#define BUSY_NOTE_PCT 10.0
+static void busy_note(double a, double b)
+{
+    double worst = a > b ? a : b;
+    if (worst > BUSY_NOTE_PCT)
+        printf("NOTE: the rest of the machine used up to %.0f%% of a CPU during these runs\n",
+               worst);
+}
+
 static void print_saturated(const struct sat_result *off, const struct sat_result *on, int nmsg)
 {
-    printf("%-16s %8s %14s %9s %16s %14s\n", "run", "wall s", "deliveries/s", "server s",
-           "deliv/server-s", "telemetry ev/s");
-    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14s\n", "no telemetry", off->wall,
-           off->deliveries_per_s, off->cpu, off->per_cpu, "-");
-    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14.0f\n", "with telemetry", on->wall,
-           on->deliveries_per_s, on->cpu, on->per_cpu, on->tel_rate);
+    printf("%-16s %8s %14s %9s %16s %14s %10s\n", "run", "wall s", "deliveries/s", "server s",
+           "deliv/server-s", "telemetry ev/s", "other CPU");
+    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14s %9.1f%%\n", "no telemetry", off->wall,
+           off->deliveries_per_s, off->cpu, off->per_cpu, "-", off->other_cpu_pct);
+    printf("%-16s %8.2f %14.0f %9.2f %16.0f %14.0f %9.1f%%\n", "with telemetry", on->wall,
+           on->deliveries_per_s, on->cpu, on->per_cpu, on->tel_rate, on->other_cpu_pct);
     printf("with/without: deliveries/s %.3f, deliveries per server CPU-second %.3f\n",
            on->deliveries_per_s / off->deliveries_per_s,
            off->per_cpu > 0 ? on->per_cpu / off->per_cpu : 0.0);
@@ -922,36 +1051,130 @@ static void print_saturated(const struct sat_result *off, const struct sat_resul
            (on->cpu - off->cpu) / (double)nmsg * 1e6);
 }
 
-/* min .. median .. max of n values (sorted in place). */
+/* --- the summary over repetitions --------------------------------------------------------- */
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static void print_spread(const char *what, double *v, int n, const char *fmt)
+/* "median [min - max]" of n values (sorted in place). */
+static const char *spread(double *v, int n, const char *fmt)
 {
+    static char out[4][64];
+    static int turn;
+    char *o = out[turn++ % 4];
     qsort(v, (size_t)n, sizeof *v, cmp_double);
-    char lo[32], mid[32], hi[32];
+    char lo[20], mid[20], hi[20];
     snprintf(lo, sizeof lo, fmt, v[0]);
     snprintf(mid, sizeof mid, fmt, n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2);
     snprintf(hi, sizeof hi, fmt, v[n - 1]);
-    printf("  %-44s %9s %9s %9s\n", what, lo, mid, hi);
+    snprintf(o, 64, "%s [%s - %s]", mid, lo, hi);
+    return o;
+}
+
+/* Pairs in which the rest of the machine stayed under BUSY_NOTE_PCT: the others are left out of
+ * the summary (all are kept when none qualifies). */
+static int clean_pairs(const double *off_other, const double *on_other, int n, int *keep)
+{
+    int m = 0;
+    for (int k = 0; k < n; k++)
+        if (off_other[k] <= BUSY_NOTE_PCT && on_other[k] <= BUSY_NOTE_PCT)
+            keep[m++] = k;
+    if (m == 0)
+        for (int k = 0; k < n; k++)
+            keep[m++] = k;
+    return m;
+}
+
+static void summary_saturated(const struct sat_result *off, const struct sat_result *on, int n,
+                              int nmsg)
+{
+    double *v = calloc((size_t)n * 3, sizeof *v), *w = v + n, *x = w + n;
+    int *keep = calloc((size_t)n, sizeof *keep);
+    if (!v || !keep)
+        fail("out of memory");
+    for (int k = 0; k < n; k++) {
+        w[k] = off[k].other_cpu_pct;
+        x[k] = on[k].other_cpu_pct;
+    }
+    int m = clean_pairs(w, x, n, keep);
+    printf("\n== saturated, %d of %d pairs with the rest of the machine under %.0f%% of a CPU: "
+           "median [min - max] ==\n",
+           m, n, BUSY_NOTE_PCT);
+    printf("  %-28s %-36s %s\n", "", "no telemetry", "with telemetry");
+    for (int i = 0; i < m; i++) {
+        v[i] = off[keep[i]].deliveries_per_s;
+        w[i] = on[keep[i]].deliveries_per_s;
+    }
+    printf("  %-28s %-36s %s\n", "deliveries/s", spread(v, m, "%.0f"), spread(w, m, "%.0f"));
+    for (int i = 0; i < m; i++) {
+        v[i] = off[keep[i]].per_cpu;
+        w[i] = on[keep[i]].per_cpu;
+    }
+    printf("  %-28s %-36s %s\n", "deliveries/server CPU-s", spread(v, m, "%.0f"),
+           spread(w, m, "%.0f"));
+    for (int i = 0; i < m; i++)
+        v[i] = (on[keep[i]].cpu - off[keep[i]].cpu) / (double)nmsg * 1e6;
+    printf("  server CPU added per message_routed event, us: %s\n", spread(v, m, "%.2f"));
+    free(v);
+    free(keep);
+}
+
+static void summary_rate(const struct rate_result *off, const struct rate_result *on, int n)
+{
+    double *v = calloc((size_t)n * 2, sizeof *v), *w = v + n;
+    int *keep = calloc((size_t)n, sizeof *keep);
+    if (!v || !keep)
+        fail("out of memory");
+    for (int k = 0; k < n; k++) {
+        v[k] = off[k].other_cpu_pct;
+        w[k] = on[k].other_cpu_pct;
+    }
+    int m = clean_pairs(v, w, n, keep);
+    printf("\n== fixed rate, %d of %d pairs with the rest of the machine under %.0f%% of a CPU: "
+           "median [min - max] ==\n",
+           m, n, BUSY_NOTE_PCT);
+    printf("  %-16s %-36s %s\n", "", "no telemetry", "with telemetry");
+    static const char *const names[] = {"deliveries/s", "p50 us", "p90 us",
+                                        "p99 us",       "max us", "server CPU %"};
+    for (int f = 0; f < 6; f++) {
+        for (int i = 0; i < m; i++) {
+            const struct rate_result *a = &off[keep[i]], *b = &on[keep[i]];
+            const double av[] = {a->deliveries_per_s, a->p50,    a->p90, a->p99,
+                                 a->max_us,           a->cpu_pct};
+            const double bv[] = {b->deliveries_per_s, b->p50,    b->p90, b->p99,
+                                 b->max_us,           b->cpu_pct};
+            v[i] = av[f];
+            w[i] = bv[f];
+        }
+        const char *fmt = f == 5 ? "%.1f" : "%.0f";
+        printf("  %-16s %-36s %s\n", names[f], spread(v, m, fmt), spread(w, m, fmt));
+    }
+    for (int i = 0; i < m; i++) {
+        const struct rate_result *a = &off[keep[i]], *b = &on[keep[i]];
+        v[i] = b->tel_rate > 0 ? (b->cpu_pct - a->cpu_pct) / 100.0 / b->tel_rate * 1e6 : 0;
+    }
+    printf("  server CPU added per message_routed event, us: %s\n", spread(v, m, "%.2f"));
+    free(v);
+    free(keep);
 }
 
 static void print_rate(const struct rate_result *off, const struct rate_result *on)
 {
-    printf("%-16s %13s %7s %7s %7s %8s %11s %11s %14s %5s\n", "run", "deliveries/s", "p50 us",
-           "p90 us", "p99 us", "max us", "server CPU", "client CPU", "telemetry ev/s", "lost");
+    printf("%-16s %13s %7s %7s %7s %8s %11s %11s %10s %14s %5s\n", "run", "deliveries/s", "p50 us",
+           "p90 us", "p99 us", "max us", "server CPU", "client CPU", "other CPU", "telemetry ev/s",
+           "lost");
     const struct rate_result *rr[] = {off, on};
     for (int k = 0; k < 2; k++) {
         char tel[32] = "-";
         if (k == 1)
             snprintf(tel, sizeof tel, "%.0f", rr[k]->tel_rate);
-        printf("%-16s %13.0f %7.0f %7.0f %7.0f %8.0f %10.1f%% %10.1f%% %14s %5ld\n",
+        printf("%-16s %13.0f %7.0f %7.0f %7.0f %8.0f %10.1f%% %10.1f%% %9.1f%% %14s %5ld\n",
                k ? "with telemetry" : "no telemetry", rr[k]->deliveries_per_s, rr[k]->p50,
-               rr[k]->p90, rr[k]->p99, rr[k]->max_us, rr[k]->cpu_pct, rr[k]->client_cpu_pct, tel,
-               rr[k]->lost);
+               rr[k]->p90, rr[k]->p99, rr[k]->max_us, rr[k]->cpu_pct, rr[k]->client_cpu_pct,
+               rr[k]->other_cpu_pct, tel, rr[k]->lost);
     }
     printf("with/without: deliveries/s %.3f, p50 %.2f, p90 %.2f, p99 %.2f; server CPU %+.1f "
            "points of one core\n",
@@ -969,13 +1192,14 @@ int main(int argc, char **argv)
 {
     const char *scenario = "both";
     int nmsg = DEFAULT_MSGS, nsub = DEFAULT_SUBS, repeats = 1, opt;
+    double quiet_s = 60;
     struct rate_params rp = {.rate = DEFAULT_RATE,
                              .warmup_s = 1.0,
                              .measure_s = 5.0,
-                             .probe_every = 25,
+                             .probes = 2,
                              .round_us = 1000,
                              .pin = sysconf(_SC_NPROCESSORS_ONLN) >= 2};
-    while ((opt = getopt(argc, argv, "s:n:m:c:r:w:d:i:k:p:")) != -1) {
+    while ((opt = getopt(argc, argv, "s:n:m:c:r:w:d:i:k:p:q:")) != -1) {
         switch (opt) {
         case 's':
             scenario = optarg;
@@ -1002,10 +1226,13 @@ int main(int argc, char **argv)
             rp.round_us = atoi(optarg);
             break;
         case 'k':
-            rp.probe_every = atoi(optarg);
+            rp.probes = atoi(optarg);
             break;
         case 'p':
             rp.pin = atoi(optarg);
+            break;
+        case 'q':
+            quiet_s = atof(optarg);
             break;
         default:
             usage(argv[0]);
@@ -1014,7 +1241,8 @@ int main(int argc, char **argv)
     int saturated = !strcmp(scenario, "saturated") || !strcmp(scenario, "both");
     int rate = !strcmp(scenario, "rate") || !strcmp(scenario, "both");
     if ((!saturated && !rate) || argc - optind > 1 || nmsg < 1 || nsub < 1 || nsub > MAX_SUBS ||
-        repeats < 1 || rp.rate < 1 || rp.rate > 1000000 || rp.warmup_s < 0 || rp.measure_s < 0.1)
+        repeats < 1 || rp.rate < 1 || rp.rate > 1000000 || rp.warmup_s < 0 || rp.measure_s < 0.1 ||
+        rp.probes < 1 || rp.round_us < 1 || quiet_s < 0)
         usage(argv[0]);
     rp.nsub = nsub;
     char daemon[PATH_MAX], plugins[PATH_MAX];
@@ -1023,11 +1251,12 @@ int main(int argc, char **argv)
     ws_raise_fd_limit(nsub + 64);
 
     printf("arqonbus-bench-telemetry: %s, loopback, clients on the same machine\n", daemon);
-    /* Per repetition, for the summary: ratios with/without and the CPU per event. */
-    double *col[9];
-    for (int i = 0; i < 9; i++)
-        if (!(col[i] = calloc((size_t)repeats, sizeof *col[i])))
-            fail("out of memory");
+    struct sat_result *so = calloc((size_t)repeats, sizeof *so),
+                      *sw = calloc((size_t)repeats, sizeof *sw);
+    struct rate_result *ro = calloc((size_t)repeats, sizeof *ro),
+                       *rw = calloc((size_t)repeats, sizeof *rw);
+    if (!so || !sw || !ro || !rw)
+        fail("out of memory");
     for (int k = 0; k < repeats; k++) {
         if (saturated) {
             printf("\n== saturated: 1 publisher (ack=0) -> %d subscribers in one channel, %d "
@@ -1036,16 +1265,15 @@ int main(int argc, char **argv)
             if (repeats > 1)
                 printf("(repetition %d of %d)\n", k + 1, repeats);
             fflush(stdout);
-            struct sat_result off, on;
-            run_saturated(daemon, plugins, 0, nmsg, nsub, &off);
-            run_saturated(daemon, plugins, 1, nmsg, nsub, &on);
-            print_saturated(&off, &on, nmsg);
-            if (on.tel_rate < MIN_TEL_RATE)
+            wait_quiet(quiet_s);
+            run_saturated(daemon, plugins, 0, nmsg, nsub, &so[k]);
+            wait_quiet(quiet_s);
+            run_saturated(daemon, plugins, 1, nmsg, nsub, &sw[k]);
+            print_saturated(&so[k], &sw[k], nmsg);
+            busy_note(so[k].other_cpu_pct, sw[k].other_cpu_pct);
+            if (sw[k].tel_rate < MIN_TEL_RATE)
                 printf("NOTE: the telemetry stream ran below %d events/s in this run\n",
                        MIN_TEL_RATE);
-            col[0][k] = on.deliveries_per_s / off.deliveries_per_s;
-            col[1][k] = on.per_cpu / off.per_cpu;
-            col[2][k] = (on.cpu - off.cpu) / (double)nmsg * 1e6;
         }
         if (rate) {
             printf("\n== fixed rate: 1 publisher (ack=0) at %d messages/s -> %d subscribers "
@@ -1055,38 +1283,22 @@ int main(int argc, char **argv)
             if (repeats > 1)
                 printf("(repetition %d of %d)\n", k + 1, repeats);
             fflush(stdout);
-            struct rate_result off, on;
-            run_rate(daemon, plugins, 0, &rp, &off);
-            run_rate(daemon, plugins, 1, &rp, &on);
-            print_rate(&off, &on);
-            col[3][k] = on.deliveries_per_s / off.deliveries_per_s;
-            col[4][k] = on.p50 / off.p50;
-            col[5][k] = on.p90 / off.p90;
-            col[6][k] = on.p99 / off.p99;
-            col[7][k] = on.cpu_pct - off.cpu_pct;
-            col[8][k] =
-                on.tel_rate > 0 ? (on.cpu_pct - off.cpu_pct) / 100.0 / on.tel_rate * 1e6 : 0.0;
+            wait_quiet(quiet_s);
+            run_rate(daemon, plugins, 0, &rp, &ro[k]);
+            wait_quiet(quiet_s);
+            run_rate(daemon, plugins, 1, &rp, &rw[k]);
+            print_rate(&ro[k], &rw[k]);
+            busy_note(ro[k].other_cpu_pct, rw[k].other_cpu_pct);
         }
         fflush(stdout);
     }
-    if (repeats > 1) {
-        printf("\n== %d repetitions, with telemetry / without ==\n  %-44s %9s %9s %9s\n", repeats,
-               "", "min", "median", "max");
-        if (saturated) {
-            print_spread("saturated: deliveries/s", col[0], repeats, "%.3f");
-            print_spread("saturated: deliveries per server CPU-second", col[1], repeats, "%.3f");
-            print_spread("saturated: server CPU us per event", col[2], repeats, "%.2f");
-        }
-        if (rate) {
-            print_spread("fixed rate: deliveries/s", col[3], repeats, "%.3f");
-            print_spread("fixed rate: latency p50", col[4], repeats, "%.2f");
-            print_spread("fixed rate: latency p90", col[5], repeats, "%.2f");
-            print_spread("fixed rate: latency p99", col[6], repeats, "%.2f");
-            print_spread("fixed rate: server CPU, points of one core", col[7], repeats, "%+.1f");
-            print_spread("fixed rate: server CPU us per event", col[8], repeats, "%.2f");
-        }
-    }
-    for (int i = 0; i < 9; i++)
-        free(col[i]);
+    if (repeats > 1 && saturated)
+        summary_saturated(so, sw, repeats, nmsg);
+    if (repeats > 1 && rate)
+        summary_rate(ro, rw, repeats);
+    free(so);
+    free(sw);
+    free(ro);
+    free(rw);
     return 0;
 }
