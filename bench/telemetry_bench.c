@@ -1,7 +1,7 @@
 /* arqonbus-bench-telemetry: does a stream of telemetry events slow message delivery? A
- * benchmark, not a test. It starts a real arqonbusd for every run, without and with
- * bus.telemetry_messages (one message_routed event per message) plus a telemetry-websocket
- * client subscribed to every event, and runs two scenarios on loopback:
+ * benchmark, not a test. It starts a real arqonbusd for every run, serving telemetry-websocket
+ * to one client subscribed to every event; the two runs of a pair differ only in
+ * bus.telemetry_messages (one message_routed event per message). Two scenarios, on loopback:
  *
  *   saturated   1 publisher sends MESSAGES as fast as 50 subscribers take them (at most WINDOW
  *               in flight): deliveries/s, server CPU, deliveries per server CPU-second.
@@ -131,6 +131,14 @@ static void fail(const char *fmt, ...)
     exit(1);
 }
 
+/* Ctrl-C: the server must not outlive the bench. */
+static void on_signal(int sig)
+{
+    if (current && current->pid > 0)
+        kill(current->pid, SIGTERM);
+    _exit(128 + sig);
+}
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
     char path[PATH_MAX + 32];
@@ -158,7 +166,9 @@ static int listening_port(const char *log, const char *instance)
     return port;
 }
 
-/* `cpu` >= 0 pins the server to that CPU. */
+/* Both runs serve telemetry-websocket to one client subscribed to every event; `telemetry` sets
+ * bus.telemetry_messages, which is all that differs: one message_routed event per message.
+ * `cpu` >= 0 pins the server to that CPU. */
 static void server_start(struct server *s, const char *daemon, const char *plugins, int telemetry,
                          int cpu)
 {
@@ -180,13 +190,12 @@ static void server_start(struct server *s, const char *daemon, const char *plugi
                "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
                "      host: 127.0.0.1\n      port: 0\n");
     write_file(s->dir, "20-commands.yaml", "plugins:\n  builtin:\n    module: commands-builtin\n");
-    if (telemetry)
-        write_file(s->dir, "50-telemetry.yaml",
-                   "plugins:\n  telemetry:\n    module: telemetry-websocket\n    config:\n"
-                   "      host: 127.0.0.1\n      port: 0\n"
-                   /* the reader shares 2 cores with the server and 51 clients: let it
-                    * fall behind for a moment rather than be closed with 1013 */
-                   "      max_queued_bytes: 64MiB\n");
+    write_file(s->dir, "50-telemetry.yaml",
+               "plugins:\n  telemetry:\n    module: telemetry-websocket\n    config:\n"
+               "      host: 127.0.0.1\n      port: 0\n"
+               /* the reader shares 2 cores with the server and 51 clients: let it
+                * fall behind for a moment rather than be closed with 1013 */
+               "      max_queued_bytes: 64MiB\n");
 
     s->pid = fork();
     if (s->pid < 0)
@@ -211,8 +220,8 @@ static void server_start(struct server *s, const char *daemon, const char *plugi
     double end = now_s() + 10.0;
     for (;;) {
         s->ws_port = listening_port(s->log, "ws");
-        s->tel_port = telemetry ? listening_port(s->log, "telemetry") : -1;
-        if (s->ws_port > 0 && s->tel_port != 0)
+        s->tel_port = listening_port(s->log, "telemetry");
+        if (s->ws_port > 0 && s->tel_port > 0)
             return;
         int status;
         if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
@@ -479,8 +488,7 @@ static void run_saturated(const char *daemon, const char *plugins, int telemetry
     struct server s;
     server_start(&s, daemon, plugins, telemetry, -1);
     struct tel tel;
-    if (telemetry)
-        tel_start(&tel, s.tel_port);
+    tel_start(&tel, s.tel_port);
 
     struct ws_client **subs = calloc((size_t)nsub, sizeof *subs);
     long *got = calloc((size_t)nsub, sizeof *got);
@@ -558,17 +566,13 @@ static void run_saturated(const char *daemon, const char *plugins, int telemetry
     r->deliveries_per_s = (double)total / r->wall;
     r->per_cpu = r->cpu > 0 ? (double)total / r->cpu : 0;
     r->other_cpu_pct = snapshot_others(&snap0, &snap1) / (snap1.at - snap0.at) * 100.0;
-    r->tel_routed = r->tel_events = 0;
-    r->tel_rate = 0;
-    if (telemetry) {
-        if (atomic_load(&tel.error))
-            fail("telemetry client: %s (close code %d)", ws_error(tel.c), ws_close_code(tel.c));
-        r->tel_routed = atomic_load(&tel.routed);
-        r->tel_events = atomic_load(&tel.events);
-        double span = atomic_load(&tel.last_at) - t0;
-        r->tel_rate = span > 0 ? (double)r->tel_routed / span : 0;
-        tel_stop(&tel);
-    }
+    if (atomic_load(&tel.error))
+        fail("telemetry client: %s (close code %d)", ws_error(tel.c), ws_close_code(tel.c));
+    r->tel_routed = atomic_load(&tel.routed);
+    r->tel_events = atomic_load(&tel.events);
+    double span = atomic_load(&tel.last_at) - t0;
+    r->tel_rate = r->tel_routed > 0 && span > 0 ? (double)r->tel_routed / span : 0;
+    tel_stop(&tel);
     for (int i = 0; i < nsub; i++)
         ws_free(subs[i]);
     ws_free(pub);
@@ -639,7 +643,7 @@ static void sleep_until_ns(int64_t t)
 /* Snapshots at the edges of the measured window, from a thread of their own. */
 struct sampler {
     pid_t server;
-    struct tel *tel; /* NULL without telemetry */
+    struct tel *tel;
     int64_t w0_ns, w1_ns;
     pthread_t thread;
     struct snapshot a, b;
@@ -651,10 +655,10 @@ static void *sampler_main(void *arg)
     struct sampler *sm = arg;
     sleep_until_ns(sm->w0_ns);
     snapshot_take(&sm->a, sm->server);
-    sm->tel0 = sm->tel ? atomic_load(&sm->tel->routed) : 0;
+    sm->tel0 = atomic_load(&sm->tel->routed);
     sleep_until_ns(sm->w1_ns);
     snapshot_take(&sm->b, sm->server);
-    sm->tel1 = sm->tel ? atomic_load(&sm->tel->routed) : 0;
+    sm->tel1 = atomic_load(&sm->tel->routed);
     return NULL;
 }
 
@@ -845,8 +849,7 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
     struct server s;
     server_start(&s, daemon, plugins, telemetry, rp->pin ? 0 : -1);
     struct tel tel;
-    if (telemetry)
-        tel_start(&tel, s.tel_port);
+    tel_start(&tel, s.tel_port);
 
     int nsub = rp->nsub;
     struct ws_client **subs = calloc((size_t)nsub, sizeof *subs);
@@ -880,8 +883,7 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
     rx.first_measured = pub.first_measured;
     rx.w0 = pub.t0_ns + (int64_t)(rp->warmup_s * 1e9);
     rx.w1 = rx.w0 + (int64_t)(rp->measure_s * 1e9);
-    *sm = (struct sampler){
-        .server = s.pid, .tel = telemetry ? &tel : NULL, .w0_ns = rx.w0, .w1_ns = rx.w1};
+    *sm = (struct sampler){.server = s.pid, .tel = &tel, .w0_ns = rx.w0, .w1_ns = rx.w1};
     if (pthread_create(&pub.thread, NULL, publisher_main, &pub) != 0 ||
         pthread_create(&sm->thread, NULL, sampler_main, sm) != 0)
         fail("pthread_create");
@@ -944,17 +946,16 @@ static void run_rate(const char *daemon, const char *plugins, int telemetry,
     r->p99 = percentile_us(rx.hist, rx.probed, 0.99);
     r->max_us = (double)rx.max_ns / 1e3;
     r->lag_max_us = (double)pub.lag_max_ns / 1e3;
-    r->tel_rate = telemetry ? (double)(sm->tel1 - sm->tel0) / window : 0;
-    r->tel_routed = 0;
+    r->tel_rate = (double)(sm->tel1 - sm->tel0) / window;
     if (telemetry) {
         double end = now_s() + TEL_WAIT_S;
         while (atomic_load(&tel.routed) < r->sent && now_s() < end && !atomic_load(&tel.error))
             sleep_ms(10);
-        if (atomic_load(&tel.error))
-            fail("telemetry client: %s (close code %d)", ws_error(tel.c), ws_close_code(tel.c));
-        r->tel_routed = atomic_load(&tel.routed);
-        tel_stop(&tel);
     }
+    if (atomic_load(&tel.error))
+        fail("telemetry client: %s (close code %d)", ws_error(tel.c), ws_close_code(tel.c));
+    r->tel_routed = atomic_load(&tel.routed);
+    tel_stop(&tel);
     for (int i = 0; i < nsub; i++) {
         ws_free(subs[i]);
         free(rd[i].buf);
@@ -1248,6 +1249,8 @@ int main(int argc, char **argv)
     char daemon[PATH_MAX], plugins[PATH_MAX];
     find_build(optind < argc ? argv[optind] : NULL, daemon, plugins, sizeof daemon);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     ws_raise_fd_limit(nsub + 64);
 
     printf("arqonbus-bench-telemetry: %s, loopback, clients on the same machine\n", daemon);
