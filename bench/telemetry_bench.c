@@ -325,7 +325,9 @@ static void snapshot_take(struct snapshot *s, pid_t server)
  * it. */
 static double snapshot_others(const struct snapshot *a, const struct snapshot *b)
 {
-    double sum = 0;
+    /* A reaped child counts whole, including what it ran before `a`: never more than the
+     * machine could have run, though. */
+    double sum = 0, most = (b->at - a->at) * (double)sysconf(_SC_NPROCESSORS_ONLN);
     for (size_t i = 0; i < b->nothers; i++) {
         double before = 0;
         for (size_t j = 0; j < a->nothers; j++)
@@ -333,7 +335,7 @@ static double snapshot_others(const struct snapshot *a, const struct snapshot *b
                 before = a->others[j].cpu;
         sum += b->others[i].cpu - before;
     }
-    return sum;
+    return sum < most ? sum : most;
 }
 
 /* Wait up to max_s for 2 s in which other processes used under QUIET_PCT of a CPU. */
@@ -1076,16 +1078,25 @@ static const char *spread(double *v, int n, const char *fmt)
 }
 
 /* Pairs in which the rest of the machine stayed under BUSY_NOTE_PCT: the others are left out of
- * the summary (all are kept when none qualifies). */
-static int clean_pairs(const double *off_other, const double *on_other, int n, int *keep)
+ * the summary (all are kept when none qualifies). Prints the summary's heading. */
+static int clean_pairs(const char *what, const double *off_other, const double *on_other, int n,
+                       int *keep)
 {
     int m = 0;
     for (int k = 0; k < n; k++)
         if (off_other[k] <= BUSY_NOTE_PCT && on_other[k] <= BUSY_NOTE_PCT)
             keep[m++] = k;
-    if (m == 0)
-        for (int k = 0; k < n; k++)
-            keep[m++] = k;
+    if (m > 0) {
+        printf("\n== %s, %d of %d pairs with the rest of the machine under %.0f%% of a CPU: "
+               "median [min - max] ==\n",
+               what, m, n, BUSY_NOTE_PCT);
+        return m;
+    }
+    printf("\n== %s, all %d pairs, though in none did the rest of the machine stay under %.0f%% "
+           "of a CPU: median [min - max] ==\n",
+           what, n, BUSY_NOTE_PCT);
+    for (int k = 0; k < n; k++)
+        keep[m++] = k;
     return m;
 }
 
@@ -1100,10 +1111,7 @@ static void summary_saturated(const struct sat_result *off, const struct sat_res
         w[k] = off[k].other_cpu_pct;
         x[k] = on[k].other_cpu_pct;
     }
-    int m = clean_pairs(w, x, n, keep);
-    printf("\n== saturated, %d of %d pairs with the rest of the machine under %.0f%% of a CPU: "
-           "median [min - max] ==\n",
-           m, n, BUSY_NOTE_PCT);
+    int m = clean_pairs("saturated", w, x, n, keep);
     printf("  %-28s %-36s %s\n", "", "no telemetry", "with telemetry");
     for (int i = 0; i < m; i++) {
         v[i] = off[keep[i]].deliveries_per_s;
@@ -1133,10 +1141,7 @@ static void summary_rate(const struct rate_result *off, const struct rate_result
         v[k] = off[k].other_cpu_pct;
         w[k] = on[k].other_cpu_pct;
     }
-    int m = clean_pairs(v, w, n, keep);
-    printf("\n== fixed rate, %d of %d pairs with the rest of the machine under %.0f%% of a CPU: "
-           "median [min - max] ==\n",
-           m, n, BUSY_NOTE_PCT);
+    int m = clean_pairs("fixed rate", v, w, n, keep);
     printf("  %-16s %-36s %s\n", "", "no telemetry", "with telemetry");
     static const char *const names[] = {"deliveries/s", "p50 us", "p90 us",
                                         "p99 us",       "max us", "server CPU %"};
