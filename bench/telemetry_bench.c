@@ -1285,7 +1285,7 @@ int main(int argc, char **argv)
         }
         if (rate) {
             printf("\n== fixed rate: 1 publisher (ack=0) at %d messages/s -> %d subscribers "
-                   "(%ld deliveries/s), %.0f s warm-up, %.0f s measured%s ==\n",
+                   "(%ld deliveries/s), %g s warm-up, %g s measured%s ==\n",
                    rp.rate, nsub, (long)rp.rate * nsub, rp.warmup_s, rp.measure_s,
                    rp.pin ? ", server on CPU 0, clients on CPU 1" : "");
             if (repeats > 1)
