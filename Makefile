@@ -50,10 +50,13 @@ test-debug: build
 test-asan: build-asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# A benchmark, not a test (kept out of `make test`): fan-out with and without a 10k+ events/s
-# telemetry stream; see docs/benchmarks.md.
-bench: build
-	$(BUILD)/bench/arqonbus-bench-telemetry $(BUILD)
+# Benchmarks, not tests (kept out of `make test`), on the Release build; see
+# docs/benchmarks.md. First ArqonBus side by side with Mosquitto and a plain relay
+# (bench/compare.sh; COMPARE_ARGS: e.g. --quick), then fan-out with and without a 10k events/s
+# telemetry stream (BENCH_ARGS: e.g. -n 3).
+bench: build-release
+	bench/compare.sh $(COMPARE_ARGS) $(REL_BUILD)
+	$(REL_BUILD)/bench/arqonbus-bench-telemetry $(BENCH_ARGS) $(REL_BUILD)
 
 format:
 	clang-format -i $(SOURCES)

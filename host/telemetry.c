@@ -271,92 +271,315 @@ void telemetry_set_limits(struct telemetry *t, size_t capacity, size_t batch)
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 
-/* jansson refuses invalid UTF-8; an event must still render, with U+FFFD in its place. */
-static json_t *telemetry__string(const char *s)
+/* The event is written straight into one buffer, byte for byte what json_dumps(JSON_COMPACT)
+ * gives for the same fields in a jansson object: building that object and dumping it cost
+ * ~37,000 instructions per event (jansson's dump allocates a hashtable for loop detection and
+ * formats a key with snprintf for every container). tests/unit/test_telemetry.c compares the
+ * two renderings. */
+
+#define TJSON_MAX_DEPTH 64 /* deeper `data` goes through jansson, which also detects cycles */
+
+struct tjson {
+    char *p;
+    size_t len, cap;
+};
+
+static int tjson__reserve(struct tjson *b, size_t n)
 {
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t len = strlen(s);
-    if (len > (SIZE_MAX - 1) / 3)
-        return NULL;
-    char *fixed = malloc(len * 3 + 1);
-    if (!fixed)
-        return NULL;
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq_len(p);
-        if (n == 0) {
-            memcpy(fixed + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            p++;
-        } else {
-            memcpy(fixed + o, p, n);
-            o += n;
-            p += n;
-        }
-    }
-    fixed[o] = '\0';
-    j = json_string(fixed);
-    free(fixed);
-    return j;
+    if (n <= b->cap - b->len)
+        return 0;
+    if (n > SIZE_MAX / 2 - b->len)
+        return -1;
+    size_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
 }
 
-static int telemetry__set(json_t *obj, const char *key, const char *value)
+/* Callers reserve first. */
+static void tjson__put(struct tjson *b, const char *s, size_t n)
+{
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* The short escapes jansson writes; other control characters become \u00XX. */
+static const char tjson__short[0x60] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
+                                        ['\t'] = 't', ['"'] = '"',  ['\\'] = '\\'};
+
+/* Printable ASCII other than " and \ (DEL included): copied as is. */
+static int tjson__plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* A JSON string, escaped as jansson escapes it: \" \\ \b \f \n \r \t, other control
+ * characters as \u00XX (upper-case hex), everything else (including '/' and DEL) as is.
+ * Invalid UTF-8 is replaced by U+FFFD when `replace`, and fails otherwise (as jansson's dump
+ * fails on a string it did not validate). */
+static int tjson__string(struct tjson *b, const char *str, size_t len, int replace)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (len > (SIZE_MAX / 2 - 2) / 6 || tjson__reserve(b, len * 6 + 2))
+        return -1;
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    while (s < end) {
+        const unsigned char *run = s;
+        while (s < end && tjson__plain(*s))
+            s++;
+        memcpy(o, run, (size_t)(s - run));
+        o += s - run;
+        if (s == end)
+            break;
+        unsigned char c = *s;
+        if (c >= 0x80) {
+            size_t n = utf8_seq_len(s);
+            if (n == 0 || n > (size_t)(end - s)) {
+                if (!replace)
+                    return -1;
+                memcpy(o, "\xef\xbf\xbd", 3);
+                o += 3;
+                s++;
+            } else {
+                memcpy(o, s, n);
+                o += n;
+                s += n;
+            }
+        } else if (tjson__short[c]) {
+            o[0] = '\\';
+            o[1] = tjson__short[c];
+            o += 2;
+            s++;
+        } else {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 0xf];
+            o += 6;
+            s++;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    return 0;
+}
+
+/* ,"key":"value" for a field that is set. */
+static int tjson__field(struct tjson *b, const char *key, const char *value)
 {
     if (!value)
         return 0;
-    json_t *j = telemetry__string(value);
-    return j ? json_object_set_new(obj, key, j) : -1;
+    size_t klen = strlen(key);
+    if (tjson__reserve(b, klen + 4))
+        return -1;
+    tjson__put(b, ",\"", 2);
+    tjson__put(b, key, klen);
+    tjson__put(b, "\":", 2);
+    return tjson__string(b, value, strlen(value), 1);
 }
 
-/* RFC 3339 UTC with microseconds; negative times (before 1970) round toward the past. */
-static void telemetry__timestamp(int64_t us, char *out, size_t size)
+static int tjson__integer(struct tjson *b, json_int_t v)
 {
+    char digits[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (tjson__reserve(b, n + 1))
+        return -1;
+    if (v < 0)
+        b->p[b->len++] = '-';
+    while (n)
+        b->p[b->len++] = digits[--n];
+    return 0;
+}
+
+enum { TJSON_FAIL = -1, TJSON_TOO_DEEP = -2 };
+
+/* What jansson's dump writes for `v` with JSON_COMPACT; reals are jansson's own. */
+static int tjson__value(struct tjson *b, const json_t *v, int depth)
+{
+    int rc;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        if (depth >= TJSON_MAX_DEPTH)
+            return TJSON_TOO_DEEP;
+        if (tjson__reserve(b, 1))
+            return TJSON_FAIL;
+        b->p[b->len++] = '{';
+        int first = 1;
+        for (void *it = json_object_iter((json_t *)v); it;
+             it = json_object_iter_next((json_t *)v, it)) {
+            if (!first) {
+                if (tjson__reserve(b, 1))
+                    return TJSON_FAIL;
+                b->p[b->len++] = ',';
+            }
+            first = 0;
+            if (tjson__string(b, json_object_iter_key(it), json_object_iter_key_len(it), 0) ||
+                tjson__reserve(b, 1))
+                return TJSON_FAIL;
+            b->p[b->len++] = ':';
+            if ((rc = tjson__value(b, json_object_iter_value(it), depth + 1)) != 0)
+                return rc;
+        }
+        if (tjson__reserve(b, 1))
+            return TJSON_FAIL;
+        b->p[b->len++] = '}';
+        return 0;
+    }
+    case JSON_ARRAY: {
+        if (depth >= TJSON_MAX_DEPTH)
+            return TJSON_TOO_DEEP;
+        size_t n = json_array_size(v);
+        if (tjson__reserve(b, 1))
+            return TJSON_FAIL;
+        b->p[b->len++] = '[';
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0) {
+                if (tjson__reserve(b, 1))
+                    return TJSON_FAIL;
+                b->p[b->len++] = ',';
+            }
+            if ((rc = tjson__value(b, json_array_get(v, i), depth + 1)) != 0)
+                return rc;
+        }
+        if (tjson__reserve(b, 1))
+            return TJSON_FAIL;
+        b->p[b->len++] = ']';
+        return 0;
+    }
+    case JSON_STRING:
+        return tjson__string(b, json_string_value(v), json_string_length(v), 0);
+    case JSON_INTEGER:
+        return tjson__integer(b, json_integer_value(v));
+    case JSON_REAL: {
+        enum { REAL_MAX = 100 }; /* jansson's own bound */
+        if (tjson__reserve(b, REAL_MAX))
+            return TJSON_FAIL;
+        size_t n = json_dumpb(v, b->p + b->len, REAL_MAX, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (n == 0 || n > REAL_MAX)
+            return TJSON_FAIL;
+        b->len += n;
+        return 0;
+    }
+    case JSON_TRUE:
+        return tjson__reserve(b, 4) ? TJSON_FAIL : (tjson__put(b, "true", 4), 0);
+    case JSON_FALSE:
+        return tjson__reserve(b, 5) ? TJSON_FAIL : (tjson__put(b, "false", 5), 0);
+    case JSON_NULL:
+        return tjson__reserve(b, 4) ? TJSON_FAIL : (tjson__put(b, "null", 4), 0);
+    }
+    return TJSON_FAIL;
+}
+
+/* `data` nested deeper than TJSON_MAX_DEPTH: jansson writes it (or refuses a cycle). */
+static int tjson__value_by_jansson(struct tjson *b, const json_t *v)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t n = json_dumpb(v, NULL, 0, flags);
+    if (n == 0 || tjson__reserve(b, n) || json_dumpb(v, b->p + b->len, n, flags) != n)
+        return -1;
+    b->len += n;
+    return 0;
+}
+
+/* RFC 3339 UTC with microseconds; negative times (before 1970) round toward the past. The
+ * date and time up to the second are formatted once per second (per thread). */
+static int tjson__timestamp(struct tjson *b, int64_t us)
+{
+    static _Thread_local struct {
+        int64_t sec;
+        int valid;
+        size_t len;
+        char text[48]; /* "YYYY-MM-DDTHH:MM:SS." */
+    } cache;
     int64_t sec = us / 1000000, frac = us % 1000000;
     if (frac < 0) {
         frac += 1000000;
         sec -= 1;
     }
-    time_t tt = (time_t)sec;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm))
-        memset(&tm, 0, sizeof tm);
-    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    if (!cache.valid || cache.sec != sec) {
+        time_t tt = (time_t)sec;
+        struct tm tm;
+        if (!gmtime_r(&tt, &tm))
+            memset(&tm, 0, sizeof tm);
+        int n = snprintf(cache.text, sizeof cache.text, "%04d-%02d-%02dT%02d:%02d:%02d.",
+                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                         tm.tm_sec);
+        if (n < 0 || (size_t)n >= sizeof cache.text)
+            return -1;
+        cache.len = (size_t)n;
+        cache.sec = sec;
+        cache.valid = 1;
+    }
+    if (tjson__reserve(b, cache.len + 9))
+        return -1;
+    b->p[b->len++] = '"';
+    tjson__put(b, cache.text, cache.len);
+    for (int i = 5; i >= 0; i--, frac /= 10)
+        b->p[b->len + (size_t)i] = (char)('0' + frac % 10);
+    b->len += 6;
+    tjson__put(b, "Z\"", 2);
+    return 0;
 }
 
 char *telemetry_event_json(const struct arq_event *ev)
 {
     struct arq_event in;
-    char ts[64];
-    char *text = NULL;
-    json_t *obj = NULL;
-
+    struct tjson b = {0};
     if (telemetry__read(ev, &in) != ARQ_OK) {
         LOG_ERROR("telemetry event refused: no event_type", "where", "telemetry_event_json");
         return NULL;
     }
-    telemetry__timestamp(in.timestamp_us ? in.timestamp_us : telemetry_now_us(), ts, sizeof ts);
-    obj = json_object();
-    if (!obj)
+    /* Room for the usual event at once: escaped strings grow 6x at worst, data gets 256. */
+    const char *fields[] = {in.event_type, in.node,    in.source, in.client_id,
+                            in.room,       in.channel, in.command};
+    size_t want = 160 + 256;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        size_t n = fields[i] ? strlen(fields[i]) : 0;
+        if (n > (SIZE_MAX / 4 - want) / 6)
+            goto fail;
+        want += n * 6;
+    }
+    if (!(b.p = malloc(want)))
         goto fail;
-    /* jansson keeps insertion order, which is the documented key order. */
-    if (telemetry__set(obj, "event_type", in.event_type) || telemetry__set(obj, "timestamp", ts) ||
-        telemetry__set(obj, "node", in.node) || telemetry__set(obj, "source", in.source) ||
-        telemetry__set(obj, "client_id", in.client_id) || telemetry__set(obj, "room", in.room) ||
-        telemetry__set(obj, "channel", in.channel) || telemetry__set(obj, "command", in.command))
+    b.cap = want;
+    tjson__put(&b, "{\"event_type\":", 14);
+    if (tjson__string(&b, in.event_type, strlen(in.event_type), 1) || tjson__reserve(&b, 13))
         goto fail;
-    if (in.data && json_object_set(obj, "data", in.data))
+    tjson__put(&b, ",\"timestamp\":", 13);
+    if (tjson__timestamp(&b, in.timestamp_us ? in.timestamp_us : telemetry_now_us()) ||
+        tjson__field(&b, "node", in.node) || tjson__field(&b, "source", in.source) ||
+        tjson__field(&b, "client_id", in.client_id) || tjson__field(&b, "room", in.room) ||
+        tjson__field(&b, "channel", in.channel) || tjson__field(&b, "command", in.command))
         goto fail;
-    text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (!text)
+    if (in.data) {
+        if (tjson__reserve(&b, 8))
+            goto fail;
+        tjson__put(&b, ",\"data\":", 8);
+        size_t start = b.len;
+        int rc = tjson__value(&b, in.data, 0);
+        if (rc == TJSON_TOO_DEEP) {
+            b.len = start;
+            rc = tjson__value_by_jansson(&b, in.data);
+        }
+        if (rc != 0)
+            goto fail;
+    }
+    if (tjson__reserve(&b, 2))
         goto fail;
-    json_decref(obj);
-    return text;
+    tjson__put(&b, "}", 2); /* with the terminating NUL */
+    return b.p;
 
 fail:
-    json_decref(obj);
+    free(b.p);
     /* Allocation failure, or `data` jansson cannot dump (such as an invalid string). */
     LOG_ERROR("cannot render telemetry event as JSON", "event_type", in.event_type);
     return NULL;

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mock_host.h"
 #include "telemetry.h"
+#include "utf8.h"
 
 #define TS_FIXED 1795788185123456LL /* 2026-11-27T14:03:05.123456Z */
 
@@ -463,6 +464,366 @@ static void event_json_replaces_invalid_utf8(void **state)
     free(text);
 }
 
+/* ---- the direct writer against jansson --------------------------------------------------- */
+
+/* The rendering telemetry_event_json replaced, kept here as the reference: a jansson object
+ * in the documented key order, strings with invalid UTF-8 replaced by U+FFFD, `data` set as
+ * is, json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER). */
+static json_t *ref_string(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t len = strlen(s), o = 0;
+    char *fixed = malloc(len * 3 + 1);
+    assert_non_null(fixed);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq_len(p);
+        if (n == 0) {
+            memcpy(fixed + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(fixed + o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    fixed[o] = '\0';
+    j = json_string(fixed);
+    free(fixed);
+    return j;
+}
+
+static void ref_set(json_t *obj, const char *key, const char *value)
+{
+    if (value)
+        assert_int_equal(json_object_set_new(obj, key, ref_string(value)), 0);
+}
+
+static char *reference_json(const struct arq_event *ev)
+{
+    int64_t us = ev->timestamp_us, sec = us / 1000000, frac = us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        sec -= 1;
+    }
+    time_t tt = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm))
+        memset(&tm, 0, sizeof tm);
+    char ts[64];
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    json_t *obj = json_object();
+    assert_non_null(obj);
+    ref_set(obj, "event_type", ev->event_type);
+    ref_set(obj, "timestamp", ts);
+    ref_set(obj, "node", ev->node);
+    ref_set(obj, "source", ev->source);
+    ref_set(obj, "client_id", ev->client_id);
+    ref_set(obj, "room", ev->room);
+    ref_set(obj, "channel", ev->channel);
+    ref_set(obj, "command", ev->command);
+    if (ev->data)
+        assert_int_equal(json_object_set(obj, "data", ev->data), 0);
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(obj);
+    return text;
+}
+
+/* Both renderings, byte for byte (both NULL when jansson cannot dump `data`). */
+static void assert_same_as_jansson(const struct arq_event *ev)
+{
+    char *want = reference_json(ev);
+    char *got = telemetry_event_json(ev);
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    if (strcmp(got, want) != 0)
+        fail_msg("direct writer:\n%s\njansson:\n%s", got, want);
+    free(got);
+    free(want);
+}
+
+/* Every field set to `s`. */
+static void assert_same_in_every_field(const char *s, json_t *data)
+{
+    struct arq_event ev = {.struct_size = sizeof ev,
+                           .event_type = s,
+                           .timestamp_us = TS_FIXED,
+                           .node = s,
+                           .source = s,
+                           .client_id = s,
+                           .room = s,
+                           .channel = s,
+                           .command = s,
+                           .data = data};
+    assert_same_as_jansson(&ev);
+}
+
+static void event_json_escapes_like_jansson(void **state)
+{
+    (void)state;
+    char every_control[64];
+    for (int c = 1; c < 0x20; c++)
+        every_control[c - 1] = (char)c;
+    every_control[0x1f] = '\0';
+    static const char *const cases[] = {
+        "",
+        "plain",
+        "quote \" backslash \\ slash / del \x7f",
+        "\b\f\n\r\t",
+        "\x01\x1f\x0b\x1b end",
+        "\"\"\\\\",
+        "trailing\\",
+        "{\"looks\":\"like json\"}",
+        "</script>",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_same_in_every_field(cases[i], NULL);
+    assert_same_in_every_field(every_control, NULL);
+
+    struct arq_event ev = {
+        .struct_size = sizeof ev, .event_type = "e", .timestamp_us = TS_FIXED, .room = "\x1f/"};
+    char *text = telemetry_event_json(&ev);
+    assert_non_null(strstr(text, "\"room\":\"\\u001F/\"")); /* upper-case hex, '/' as is */
+    free(text);
+}
+
+static void event_json_utf8_like_jansson(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "caf\xc3\xa9",                       /* 2 bytes */
+        "\xe2\x82\xac \xe4\xb8\xad",         /* 3 bytes */
+        "\xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf", /* 4 bytes, U+10FFFF */
+        "\xef\xbb\xbf BOM, U+2028 \xe2\x80\xa8",
+        "\xff",
+        "\x80 lone continuation",
+        "\xc0\xaf overlong slash",
+        "\xe0\x80\xaf overlong 3",
+        "\xf0\x80\x80\xaf overlong 4",
+        "\xed\xa0\x80 surrogate",
+        "\xf4\x90\x80\x80 past U+10FFFF",
+        "\xf5\x80\x80\x80",
+        "cut at the end \xe2\x82",
+        "cut \xe2\x82 in the middle",
+        "\xc3",
+        "valid \xc3\xa9 then \xfe invalid \"quoted\"\n",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_same_in_every_field(cases[i], NULL);
+}
+
+static void event_json_absent_fields_like_jansson(void **state)
+{
+    (void)state;
+    const char *values[] = {"n", "s", "c", "r", "ch", "cmd"};
+    for (unsigned mask = 0; mask < 64; mask++) {
+        struct arq_event ev = {.struct_size = sizeof ev,
+                               .event_type = "e",
+                               .timestamp_us = TS_FIXED,
+                               .node = mask & 1 ? values[0] : NULL,
+                               .source = mask & 2 ? values[1] : NULL,
+                               .client_id = mask & 4 ? values[2] : NULL,
+                               .room = mask & 8 ? values[3] : NULL,
+                               .channel = mask & 16 ? values[4] : NULL,
+                               .command = mask & 32 ? values[5] : NULL};
+        assert_same_as_jansson(&ev);
+        json_t *data = json_pack("{s:i}", "mask", (int)mask);
+        ev.data = data;
+        assert_same_as_jansson(&ev);
+        json_decref(data);
+    }
+}
+
+static void event_json_timestamps_like_jansson(void **state)
+{
+    (void)state;
+    /* Also the per-second cache: the same second again after another one. */
+    static const int64_t stamps[] = {TS_FIXED,
+                                     TS_FIXED + 1,
+                                     TS_FIXED + 876543,
+                                     TS_FIXED + 876544,
+                                     TS_FIXED,
+                                     1,
+                                     999999,
+                                     1000000,
+                                     -1,
+                                     -999999,
+                                     -1000000,
+                                     -1000001,
+                                     -62135596800000000LL, /* 0001-01-01 */
+                                     253402300799999999LL, /* 9999-12-31T23:59:59.999999 */
+                                     253402300800000000LL, /* year 10000 */
+                                     INT64_MAX,
+                                     INT64_MIN + 1,
+                                     TS_FIXED};
+    for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
+        struct arq_event ev = {
+            .struct_size = sizeof ev, .event_type = "e", .timestamp_us = stamps[i]};
+        assert_same_as_jansson(&ev);
+    }
+}
+
+static void event_json_data_like_jansson(void **state)
+{
+    (void)state;
+    json_t *obj = json_object();
+    json_object_setn_new(obj, "nul\0key", 7, json_stringn("a\0b", 3));
+    json_t *values[] = {
+        json_pack("{s:s, s:I}", "id", "arq_01JDXYZ0123456789ABCDEFG", "delivered", (json_int_t)50),
+        json_object(),
+        json_array(),
+        json_pack("[{}, [], [[]], {s:{}}]", "k"),
+        json_pack("{s:[i, f, b, b, n, s], s:{s:{s:[s]}}}", "list", -7, 1.5, 1, 0, "x", "deep", "er",
+                  "est", "\xf0\x9f\x98\x80 \"esc\"\n"),
+        json_pack("[I, I, I, I]", (json_int_t)0, (json_int_t)-1, (json_int_t)INT64_MAX,
+                  (json_int_t)INT64_MIN),
+        json_pack("[f, f, f, f, f, f, f]", 0.0, -0.0, 0.1, 1e300, -2.5e-300, 123456789.0, 1.0 / 3),
+        json_pack("{s:s, s:s, s:s}", "\x01key\"\\/", "v", "caf\xc3\xa9", "\xe2\x82\xac", "", ""),
+        json_string("a bare string \x1f"),
+        json_integer(42),
+        json_real(2.5),
+        json_true(),
+        json_null(),
+        obj,
+    };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        assert_non_null(values[i]);
+        assert_same_in_every_field("f", values[i]);
+        json_decref(values[i]);
+    }
+}
+
+static void event_json_deep_data_like_jansson(void **state)
+{
+    (void)state;
+    /* Deeper than the direct writer goes: jansson writes it. */
+    json_t *data = json_string("bottom");
+    for (int i = 0; i < 300; i++)
+        data = i % 2 ? json_pack("{s:o, s:i}", "k", data, "i", i) : json_pack("[o, s]", data, "x");
+    assert_non_null(data);
+    assert_same_in_every_field("f", data);
+    json_decref(data);
+}
+
+static void event_json_refuses_data_jansson_refuses(void **state)
+{
+    (void)state;
+    /* A cycle. */
+    json_t *outer = json_object(), *inner = json_array();
+    assert_int_equal(json_object_set(outer, "inner", inner), 0);
+    assert_int_equal(json_array_append(inner, outer), 0);
+    struct arq_event ev = {
+        .struct_size = sizeof ev, .event_type = "e", .timestamp_us = TS_FIXED, .data = outer};
+    assert_null(telemetry_event_json(&ev));
+    json_array_clear(inner); /* break the cycle so that both are freed */
+    json_decref(inner);
+    json_decref(outer);
+
+    /* Strings that skipped jansson's UTF-8 check: jansson's dump fails, and so does ours. */
+    json_t *bad_value = json_pack("{s:o}", "k", json_string_nocheck("bad \xff"));
+    json_t *nested = json_pack("[i, [{s:O}]]", 1, "x", bad_value);
+    json_t *all[] = {bad_value, nested};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        assert_non_null(all[i]);
+        ev.data = all[i];
+        assert_null(reference_json(&ev));
+        assert_null(telemetry_event_json(&ev));
+        json_decref(all[i]);
+    }
+}
+
+/* The one place the writers differ on purpose: jansson ignores a failure to write an object's
+ * key, and writes the truncated key into otherwise well-formed output ({":true}); the direct
+ * writer refuses the event, as it does an invalid value. */
+static void event_json_refuses_an_invalid_key_jansson_would_truncate(void **state)
+{
+    (void)state;
+    json_t *bad_key = json_object();
+    assert_int_equal(json_object_set_new_nocheck(bad_key, "bad \xc0\xaf", json_true()), 0);
+    struct arq_event ev = {
+        .struct_size = sizeof ev, .event_type = "e", .timestamp_us = TS_FIXED, .data = bad_key};
+    char *jansson = reference_json(&ev);
+    assert_non_null(strstr(jansson, "\"data\":{\":true}}"));
+    free(jansson);
+    assert_null(telemetry_event_json(&ev));
+    json_decref(bad_key);
+}
+
+static void event_json_large_values_like_jansson(void **state)
+{
+    (void)state;
+    /* Far beyond the first buffer: a long field, an escape-heavy one, a large data. */
+    size_t n = 1 << 20;
+    char *big = malloc(n + 1), *escapes = malloc(n + 1);
+    assert_non_null(big);
+    assert_non_null(escapes);
+    for (size_t i = 0; i < n; i++) {
+        big[i] = (char)('a' + i % 26);
+        escapes[i] = i % 3 == 0 ? '\x01' : i % 3 == 1 ? '"' : '\n';
+    }
+    big[n] = escapes[n] = '\0';
+    json_t *data = json_array();
+    for (int i = 0; i < 10000; i++)
+        json_array_append_new(data, json_pack("{s:i, s:s}", "i", i, "s", "\xe2\x82\xac\t"));
+    json_array_append_new(data, json_string(big));
+    struct arq_event ev = {.struct_size = sizeof ev,
+                           .event_type = "e",
+                           .timestamp_us = TS_FIXED,
+                           .room = big,
+                           .channel = escapes,
+                           .data = data};
+    assert_same_as_jansson(&ev);
+    ev.room = ev.channel = NULL; /* the data alone grows the buffer */
+    assert_same_as_jansson(&ev);
+    json_decref(data);
+    free(big);
+    free(escapes);
+}
+
+/* Random bytes, biased towards the ones that need care. Seeded: the same cases every run. */
+static void event_json_random_strings_like_jansson(void **state)
+{
+    (void)state;
+    static const unsigned char interesting[] = {
+        0x00, 0x01, 0x08, 0x09, 0x0a, 0x0c, 0x0d, 0x1f, 0x20, '"',  '\\', '/',  0x7f,
+        0x80, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xdf, 0xe0, 0xe2, 0xed, 0xef, 0xf0, 0xf4,
+        0xf5, 0xff, 0x82, 0x9f, 0xa0, 0xa9, 'a',  'z',  '{',  ':',  ','};
+    uint32_t seed = 12345;
+    char fields[7][40];
+    for (int round = 0; round < 3000; round++) {
+        for (int f = 0; f < 7; f++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t len = 1 + (seed >> 16) % 38, k = 0;
+            while (k < len) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned char c = interesting[(seed >> 16) % sizeof interesting];
+                if (c)
+                    fields[f][k++] = (char)c;
+            }
+            fields[f][k] = '\0';
+        }
+        json_t *data = round % 2 ? json_pack("{s:s}", "k", "v") : NULL;
+        struct arq_event ev = {.struct_size = sizeof ev,
+                               .event_type = fields[0],
+                               .timestamp_us = TS_FIXED + round,
+                               .node = fields[1],
+                               .source = fields[2],
+                               .client_id = fields[3],
+                               .room = fields[4],
+                               .channel = fields[5],
+                               .command = fields[6],
+                               .data = data};
+        assert_same_as_jansson(&ev);
+        json_decref(data);
+    }
+}
+
 static void now_us_is_wall_clock_microseconds(void **state)
 {
     (void)state;
@@ -497,6 +858,16 @@ int main(void)
         T(event_json_renders_every_field_in_documented_order),
         T(event_json_omits_absent_fields),
         T(event_json_replaces_invalid_utf8),
+        T(event_json_escapes_like_jansson),
+        T(event_json_utf8_like_jansson),
+        T(event_json_absent_fields_like_jansson),
+        T(event_json_timestamps_like_jansson),
+        T(event_json_data_like_jansson),
+        T(event_json_deep_data_like_jansson),
+        T(event_json_refuses_data_jansson_refuses),
+        T(event_json_refuses_an_invalid_key_jansson_would_truncate),
+        T(event_json_large_values_like_jansson),
+        T(event_json_random_strings_like_jansson),
         T(now_us_is_wall_clock_microseconds),
     };
 #undef T
