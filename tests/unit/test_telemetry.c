@@ -827,9 +827,13 @@ static void event_json_random_strings_like_jansson(void **state)
 static void now_us_is_wall_clock_microseconds(void **state)
 {
     (void)state;
-    int64_t before = (int64_t)time(NULL) * 1000000;
+    /* The same clock, read around it (time() reads a coarser clock that may lag by a tick). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t before = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     int64_t now = telemetry_now_us();
-    int64_t after = ((int64_t)time(NULL) + 1) * 1000000;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t after = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
     assert_true(now >= before && now <= after);
 }
 
