@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ws_sha1.h"
+
 /* --- the latency histogram (hist.c) ---------------------------------------------------------- */
 
 /* Log-linear: exact below 128, then 128 linear buckets per power of two, so a reported value
@@ -210,11 +212,9 @@ struct cpu_times {
 #define MAX_CPUS 8 /* CPUs described in a report */
 int proc_stat_cpus(struct cpu_times *t, int max);
 
-/* --- relay.c, sha1.c ---------------------------------------------------------------------- */
+/* --- relay.c (SHA-1 and base64: tests/common/ws_sha1.h) ------------------------------------ */
 
 int relay_main(int argc, char **argv);
-void sha1(const void *data, size_t len, uint8_t out[20]);
-size_t base64_encode(const uint8_t *in, size_t len, char *out);
 
 /* --- report.c -------------------------------------------------------------------------------- */
 

@@ -264,8 +264,8 @@ static int selftest(void)
     static const char key[] = "dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     uint8_t dig[20];
     char acc[32];
-    sha1(key, sizeof key - 1, dig);
-    base64_encode(dig, 20, acc);
+    ws_sha1(key, sizeof key - 1, dig);
+    ws_base64(dig, 20, acc);
     printf("Sec-WebSocket-Accept %s\n", acc);
     bad |= strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != 0;
     printf("selftest: %s\n", bad ? "FAILED" : "ok");

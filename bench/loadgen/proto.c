@@ -65,7 +65,7 @@ int proto_upgrade_request(const struct lg_run *r, const struct lg_conn *c, char 
         key[i] = (uint8_t)*prng;
     }
     char key64[32], path[128] = "/", room[32], chan[32];
-    base64_encode(key, sizeof key, key64);
+    ws_base64(key, sizeof key, key64);
     if (r->o.proto == PROTO_RAW) {
         conn_place(r, c, room, chan);
         snprintf(path, sizeof path, "/%s/%s", room, chan);

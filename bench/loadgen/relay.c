@@ -243,9 +243,9 @@ static int upgrade(struct rconn *c)
     memcpy(buf, key, klen);
     memcpy(buf + klen, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
     uint8_t dig[20];
-    sha1(buf, klen + 36, dig);
+    ws_sha1(buf, klen + 36, dig);
     char accept[32], resp[512];
-    base64_encode(dig, 20, accept);
+    ws_base64(dig, 20, accept);
     if (proto) { /* echo the first subprotocol offered */
         const char *comma = memchr(proto, ',', plen);
         if (comma)

@@ -1,5 +1,6 @@
 /* RFC 6455 client for tests. See ws_client.h for the contract. */
 #include "ws_client.h"
+#include "ws_sha1.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -110,95 +111,6 @@ static int ws__strncasecmp(const char *a, const char *b, size_t n)
     return 0;
 }
 
-/* --- SHA-1 and base64, only for Sec-WebSocket-Accept --------------------------------------- */
-
-static uint32_t ws__rol(uint32_t x, int n)
-{
-    return (x << n) | (x >> (32 - n));
-}
-
-static void ws__sha1_block(uint32_t h[5], const unsigned char *p)
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-        w[i] = ws__rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5A827999;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ED9EBA1;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8F1BBCDC;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t t = ws__rol(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = ws__rol(b, 30);
-        b = a;
-        a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-}
-
-static void ws__sha1(const void *data, size_t len, unsigned char out[20])
-{
-    const unsigned char *p = data;
-    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-    size_t full = len / 64, tail = len % 64;
-    for (size_t i = 0; i < full; i++)
-        ws__sha1_block(h, p + 64 * i);
-    unsigned char last[128] = {0};
-    memcpy(last, p + 64 * full, tail);
-    last[tail] = 0x80;
-    size_t n = tail + 1 + 8 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int i = 0; i < 8; i++)
-        last[n - 1 - i] = (unsigned char)(bits >> (8 * i));
-    ws__sha1_block(h, last);
-    if (n == 128)
-        ws__sha1_block(h, last + 64);
-    for (int i = 0; i < 5; i++) {
-        out[4 * i] = (unsigned char)(h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)h[i];
-    }
-}
-
-/* out needs 4 * ((len + 2) / 3) + 1 bytes. */
-static void ws__base64(const unsigned char *in, size_t len, char *out)
-{
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = tab[(v >> 18) & 63];
-        out[o++] = tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-}
-
 int ws_accept_for_key(const char *key, char *out, size_t outsz)
 {
     if (outsz < 29)
@@ -210,9 +122,9 @@ int ws_accept_for_key(const char *key, char *out, size_t outsz)
         return -1;
     memcpy(cat, key, klen);
     memcpy(cat + klen, WS_GUID, glen);
-    ws__sha1(cat, klen + glen, digest);
+    ws_sha1(cat, klen + glen, digest);
     free(cat);
-    ws__base64(digest, sizeof digest, out);
+    ws_base64(digest, sizeof digest, out);
     return 0;
 }
 
@@ -756,7 +668,7 @@ static int ws__handshake(struct ws_client *c, const char *host, int port, const 
         memcpy(nonce + i, &r, 8);
     }
     char key[25], want[29];
-    ws__base64(nonce, sizeof nonce, key);
+    ws_base64(nonce, sizeof nonce, key);
     ws_accept_for_key(key, want, sizeof want);
 
     int v6 = strchr(host, ':') != NULL;

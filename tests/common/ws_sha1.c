@@ -1,7 +1,8 @@
-/* SHA-1 (FIPS 180-4) and base64, for the relay's Sec-WebSocket-Accept. Not for security. */
-#include <string.h>
+/* SHA-1 (FIPS 180-4) and base64, for Sec-WebSocket-Accept (the test client, the load
+ * generator and its relay). Not for security. */
+#include "ws_sha1.h"
 
-#include "loadgen.h"
+#include <string.h>
 
 static uint32_t rol(uint32_t x, int n)
 {
@@ -46,7 +47,7 @@ static void sha1_block(uint32_t h[5], const uint8_t *p)
     h[4] += e;
 }
 
-void sha1(const void *data, size_t len, uint8_t out[20])
+void ws_sha1(const void *data, size_t len, uint8_t out[20])
 {
     uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
     const uint8_t *p = data;
@@ -71,7 +72,7 @@ void sha1(const void *data, size_t len, uint8_t out[20])
     }
 }
 
-size_t base64_encode(const uint8_t *in, size_t len, char *out)
+size_t ws_base64(const uint8_t *in, size_t len, char *out)
 {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t o = 0;
