@@ -61,6 +61,9 @@ static int auth__identity_set(struct auth_identity *id, const struct arq_princip
     if (p->claims && !(n.claims = json_deep_copy(p->claims)))
         goto fail;
     n.rank = auth_role_rank(n.role);
+    json_t *exp = json_object_get(p->claims, "exp");
+    if (json_is_number(exp) && json_number_value(exp) > 0)
+        n.expires_ms = (int64_t)(json_number_value(exp) * 1000);
     auth_identity_clear(id);
     *id = n;
     return 0;
@@ -124,6 +127,8 @@ int auth_init(struct bus *b)
     if (!a->m_denied_handshake || !a->m_denied_action || !a->m_limited_messages ||
         !a->m_limited_commands || !a->m_limited_connections || !a->m_abuse)
         return -1;
+    uv_timer_init(h->loop, &a->expiry);
+    a->expiry.data = b;
     return 0;
 }
 
@@ -149,6 +154,47 @@ static void auth__event(struct bus *b, const char *type, const char *client_id, 
         .struct_size = sizeof ev, .event_type = type, .client_id = client_id, .data = data_take};
     telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
     json_decref(data_take);
+}
+
+/* --- expiry --------------------------------------------------------------------------------- */
+
+void auth_shutdown(struct bus *b)
+{
+    uv_handle_t *t = (uv_handle_t *)&b->auth.expiry;
+    if (t->loop && !uv_is_closing(t))
+        uv_close(t, NULL);
+}
+
+/* Once a second while any client's credential can expire: close those whose has. */
+static void auth__expire(uv_timer_t *t)
+{
+    struct bus *b = t->data;
+    int64_t now = bus_now_ms();
+    int left = 0;
+    for (struct arq_conn *c = b->all, *next; c; c = next) {
+        next = c->next;
+        if (c->state != CONN_OPEN || !c->identity.expires_ms)
+            continue;
+        if (!b->settings.expire_sessions || c->identity.expires_ms > now) {
+            left = 1;
+            continue;
+        }
+        log_write(ARQ_LOG_INFO, "host", "client's credential expired", "client_id", c->id, "policy",
+                  c->identity.policy ? c->identity.policy : "host", (const char *)NULL);
+        auth__event(b, "auth_failed", c->id,
+                    json_pack("{s:s, s:s}", "stage", "session", "reason", "token expired"));
+        conn_close(c, 1008, "Unauthorized: token expired");
+    }
+    if (!left)
+        uv_timer_stop(t);
+}
+
+static void auth__expiry_watch(struct bus *b, const struct auth_identity *id)
+{
+    uv_timer_t *t = &b->auth.expiry;
+    if (id->expires_ms && t->loop && !uv_is_closing((uv_handle_t *)t) &&
+        !uv_is_active((uv_handle_t *)t))
+        uv_timer_start(t, auth__expire, 1000, 1000);
 }
 
 /* A target as policies' reasons and our own texts name it: "room", "room/channel", ... */
@@ -276,9 +322,11 @@ static void auth__refresh_all(struct bus *b)
         enum arq_auth_verdict v = auth__ops(policy)->refresh(policy->self, &who, &r);
         if (v == ARQ_AUTH_ALLOW && r.principal.role) {
             char *name = strdup(id->policy);
-            if (name && auth__identity_set(id, &r.principal, name) == 0)
+            if (name && auth__identity_set(id, &r.principal, name) == 0) {
+                auth__expiry_watch(b, id);
                 log_write(ARQ_LOG_INFO, "host", "client identity refreshed", "client_id", c->id,
                           "role", id->role, "policy", name, (const char *)NULL);
+            }
             free(name);
         } else if (v == ARQ_AUTH_DENY) {
             r.reason[sizeof r.reason - 1] = '\0';
@@ -554,6 +602,7 @@ int auth_conn_admit(struct bus *b, struct arq_conn *c, const struct arq_conn_inf
     } else if (auth__handshake(b, info, tconn, &c->identity, out) != ARQ_AUTH_ALLOW) {
         return -1;
     }
+    auth__expiry_watch(b, &c->identity);
     const char *addr = info && info->peer_addr ? info->peer_addr : "?";
     snprintf(c->addr, sizeof c->addr, "%s", addr);
     /* Counted whether or not a per-IP limit is set now: a reload may set one, and the

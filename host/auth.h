@@ -10,6 +10,8 @@
  *   - commands: the command's declared role (its group) against the client's role, by rank
  *     guest < user < admin (a role the host does not know ranks as guest);
  *   - everything else is allowed.
+ * A client whose credential carries an `exp` claim (a JWT's) is closed with 1008 when it
+ * expires, unless bus.expire_sessions is off.
  * After a reload the chain is rebuilt and every client is re-evaluated: policies with
  * `refresh` may change or revoke the identities they gave, and clients admitted by default
  * take the new default role. */
@@ -20,6 +22,8 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "hmap.h"
 
 struct bus;
@@ -29,8 +33,9 @@ struct arq_conn;
 struct auth_identity {
     char *subject, *role, *tenant;
     json_t *claims;
-    char *policy; /* the instance that admitted it; NULL: the host's default role        */
-    int rank;     /* guest 0, user 1, admin 2 (other roles: 0)                            */
+    char *policy;       /* the instance that admitted it; NULL: the host's default role  */
+    int rank;           /* guest 0, user 1, admin 2 (other roles: 0)                      */
+    int64_t expires_ms; /* the credential's `exp` claim (ms since the epoch), 0: none      */
 };
 
 struct arq_ticket {
@@ -42,6 +47,7 @@ struct auth {
     size_t nauthn, nauthz;
     struct hmap per_ip; /* peer address -> struct auth_ip                                */
     size_t ip_swept_at; /* its size after the last sweep                               */
+    uv_timer_t expiry;  /* closes connections whose credential expired (once a second)   */
     arq_series *m_denied_handshake, *m_denied_action, *m_limited_messages, *m_limited_commands,
         *m_limited_connections, *m_abuse;
 };
@@ -61,6 +67,8 @@ int auth_conn_admit(struct bus *b, struct arq_conn *c, const struct arq_conn_inf
                     void *tconn, struct arq_auth_result *out);
 /* A connection ended: its per-IP count. */
 void auth_conn_closed(struct bus *b, struct arq_conn *c);
+/* Shutdown: release the expiry timer. */
+void auth_shutdown(struct bus *b);
 
 /* May `c` do `what`? NULL when allowed, else "AUTHORIZATION_ERROR" or "RATE_LIMITED" with a
  * text in `text` and, for RATE_LIMITED, *retry_after_ms. Refusals are counted and emitted;

@@ -25,6 +25,8 @@ const struct arq_option bus_options[] = {
             "every client's role while no auth policy authenticates (auth off)"),
     ARQ_OPT("default_role", ARQ_OPT_STRING, "guest", ARQ_OPT_RELOADABLE,
             "role of a client no auth policy identified; \"\" refuses such clients (401)"),
+    ARQ_OPT("expire_sessions", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
+            "close a client with 1008 when its credential's exp claim (a JWT's) passes"),
     ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "0", 0, 10000000, ARQ_OPT_RELOADABLE,
                   "client connections over every transport; more are refused with 503 (0: no "
                   "limit)"),
@@ -70,6 +72,7 @@ void bus_settings_read(struct bus_settings *s, const json_t *v)
     s->max_channels = (size_t)opt_get_int(v, "max_channels", 1000000);
     s->max_name_length = (size_t)opt_get_int(v, "max_name_length", 128);
     s->max_payload_depth = (int)opt_get_int(v, "max_payload_depth", 32);
+    s->expire_sessions = opt_get_bool(v, "expire_sessions", 1);
     s->max_queued_bytes = (size_t)opt_get_int(v, "max_queued_bytes", 16 << 20);
     s->command_timeout_ms = (uint64_t)opt_get_int(v, "command_timeout", 30000);
     s->max_clock_skew_ms = opt_get_int(v, "max_clock_skew", 86400000);
@@ -208,6 +211,7 @@ void bus_shutdown(struct bus *b)
     }
     if (!uv_is_closing((uv_handle_t *)&b->sweep))
         uv_close((uv_handle_t *)&b->sweep, NULL);
+    auth_shutdown(b);
 }
 
 void bus_free(struct bus *b)

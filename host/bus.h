@@ -51,6 +51,7 @@ struct bus_settings {
     size_t max_rooms, max_channels; /* rooms, and channels over all rooms              */
     size_t max_name_length;         /* of room and channel names                       */
     int max_payload_depth;          /* nesting of payload, args and metadata           */
+    int expire_sessions;            /* close a client when its credential's exp passes  */
     size_t max_queued_bytes;        /* per connection, when the transport does not say          */
     uint64_t command_timeout_ms;
     int64_t max_clock_skew_ms;

@@ -733,6 +733,39 @@ static void test_whoami_shows_the_tokens_role_subject_and_tenant(void **state)
     assert_int_equal(h_stop(f), 0);
 }
 
+/* A client whose token expires is closed with 1008 when it does (bus.expire_sessions, on by
+ * default); one with a later exp goes on; with expire_sessions off, nobody is closed. */
+static void test_a_client_is_closed_when_its_token_expires(void **state)
+{
+    struct fixture *f = *state;
+    struct ports p = start(f, NULL, JWT_HS, NULL);
+    char *soon = jwt_make(JWT_ALG_HS256, SECRET, (struct claims){.sub = "brief", .exp = 2});
+    char *later = hs("steady", NULL);
+    struct bus_client *a = connect_as(p.ws, soon), *b = connect_as(p.ws, later);
+    expect_closed(a, WS_CLOSE_POLICY, "Unauthorized: token expired");
+    assert_int_equal(h_wait_count(&f->p, "msg=\"client's credential expired\"", 1, h_ms(5000)), 0);
+    json_t *me = whoami(b); /* still served */
+    assert_string_equal(bc_str(me, "subject"), "steady");
+    json_decref(me);
+    bc_free(a);
+    bc_free(b);
+
+    /* Off: an expired token's connection stays. */
+    write_conf(f, "  expire_sessions: false\n", JWT_HS, NULL);
+    assert_int_equal(h_reload(f), 1);
+    free(soon);
+    soon = jwt_make(JWT_ALG_HS256, SECRET, (struct claims){.sub = "brief", .exp = 1});
+    a = connect_as(p.ws, soon);
+    sleep_ms(2500);
+    me = whoami(a);
+    assert_string_equal(bc_str(me, "subject"), "brief");
+    json_decref(me);
+    bc_free(a);
+    free(soon);
+    free(later);
+    assert_int_equal(h_stop(f), 0);
+}
+
 /* --- 3. the auth-rbac default roles -------------------------------------------------------- */
 
 static void test_guest_user_and_admin_get_the_rbac_defaults(void **state)
@@ -1475,6 +1508,8 @@ int main(void)
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_tokens_in_the_query_and_the_bearer_subprotocol,
                                         h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_client_is_closed_when_its_token_expires, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_whoami_shows_the_tokens_role_subject_and_tenant,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_guest_user_and_admin_get_the_rbac_defaults, h_setup,
