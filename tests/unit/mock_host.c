@@ -939,6 +939,27 @@ int mock_host_unload_plugin(void *handle)
     return handle ? dlclose(handle) : 0;
 }
 
+int mock_instance_setup(void **state, const char *instance_name)
+{
+    struct mock_instance *f = calloc(1, sizeof *f);
+    if (!f || !(f->mh = mock_host_new(instance_name))) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+int mock_instance_teardown(void **state, const struct arq_plugin *desc)
+{
+    struct mock_instance *f = *state;
+    if (f->self)
+        desc->destroy(f->self);
+    mock_host_free(f->mh);
+    free(f);
+    return 0;
+}
+
 json_t *mock_host_validate(const struct arq_option *spec, const char *yaml, struct diag_list *diags)
 {
     struct diag_list local = {0};

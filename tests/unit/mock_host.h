@@ -142,6 +142,16 @@ const struct arq_plugin *mock_host_load_plugin(const char *path, void **handle);
  * NULL, so a cmocka group teardown can return it. */
 int mock_host_unload_plugin(void *handle);
 
+/* The usual cmocka fixture of a plugin test: one mock and the instance under test. */
+struct mock_instance {
+    struct mock_host *mh;
+    void *self; /* the instance, destroyed by mock_instance_teardown when set */
+};
+/* cmocka setup: *state becomes a new fixture whose mock is named `instance_name`. 0 or -1. */
+int mock_instance_setup(void **state, const char *instance_name);
+/* cmocka teardown: destroy the instance (with `desc`) if any, then the mock. Returns 0. */
+int mock_instance_teardown(void **state, const struct arq_plugin *desc);
+
 /* `yaml` validated against `spec` the way the host validates config and command args: typed,
  * defaults filled. NULL when refused, with the problems added to *diags. With `diags` NULL
  * the YAML must be accepted without any problem: each is printed and the test fails. */

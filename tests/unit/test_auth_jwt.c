@@ -128,30 +128,14 @@ static int group_teardown(void **state)
 
 /* --- one instance per test ------------------------------------------------------------------ */
 
-struct fx {
-    struct mock_host *mh;
-    void *self;
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    if (!f || !(f->mh = mock_host_new("jwt"))) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return mock_instance_setup(state, "jwt");
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    if (f->self)
-        desc->destroy(f->self);
-    mock_host_free(f->mh);
-    free(f);
-    return 0;
+    return mock_instance_teardown(state, desc);
 }
 
 /* printf into one of a few rotating buffers: config text and claims for one call. */
@@ -176,7 +160,7 @@ static json_t *config(const char *yaml)
     return cfg;
 }
 
-static void create(struct fx *f, const char *yaml)
+static void create(struct mock_instance *f, const char *yaml)
 {
     struct arq_error err = {""};
     mock_host_create_plugin(f->mh, desc, config(yaml), &f->self);
@@ -184,7 +168,7 @@ static void create(struct fx *f, const char *yaml)
 }
 
 /* create must refuse `yaml`; returns its error text. */
-static const char *create_fails(struct fx *f, const char *yaml)
+static const char *create_fails(struct mock_instance *f, const char *yaml)
 {
     static struct arq_error err;
     void *self = NULL;
@@ -222,7 +206,7 @@ static const char *request_header(void *tconn, const char *name)
     return NULL;
 }
 
-static enum arq_auth_verdict authenticate(struct fx *f, const struct request *r,
+static enum arq_auth_verdict authenticate(struct mock_instance *f, const struct request *r,
                                           struct arq_auth_result *out)
 {
     struct arq_conn_info info = {.struct_size = sizeof info,
@@ -244,7 +228,7 @@ static const char *bearer(const char *token)
 }
 
 /* The token in `Authorization: Bearer` must be accepted; returns the result. */
-static struct arq_auth_result allowed(struct fx *f, const char *token)
+static struct arq_auth_result allowed(struct mock_instance *f, const char *token)
 {
     struct request r = {.headers = {{"Authorization", bearer(token)}}};
     struct arq_auth_result out;
@@ -258,7 +242,7 @@ static struct arq_auth_result allowed(struct fx *f, const char *token)
 }
 
 /* The request must be refused with 401 and exactly `reason`. */
-static void request_refused(struct fx *f, const struct request *r, const char *reason)
+static void request_refused(struct mock_instance *f, const struct request *r, const char *reason)
 {
     struct arq_auth_result out;
     enum arq_auth_verdict v = authenticate(f, r, &out);
@@ -268,7 +252,7 @@ static void request_refused(struct fx *f, const struct request *r, const char *r
     assert_string_equal(out.reason, reason);
 }
 
-static void refused(struct fx *f, const char *token, const char *reason)
+static void refused(struct mock_instance *f, const char *token, const char *reason)
 {
     struct request r = {.headers = {{"Authorization", bearer(token)}}};
     request_refused(f, &r, reason);
@@ -339,7 +323,7 @@ static char *hand_token(const char *header, const char *payload, const char *sec
 }
 
 /* The metric of this instance for `reason`, or allowed when reason is NULL. */
-static double counted(struct fx *f, const char *reason)
+static double counted(struct mock_instance *f, const char *reason)
 {
     if (!reason)
         return mock_host_metric(f->mh, "arqonbus_auth_jwt_allowed_total", "instance=\"jwt\"");
@@ -407,7 +391,7 @@ static void defaults_are_30s_leeway_sub_role_tenant_user_required(void **state)
 
 static void hs256_hs384_hs512_tokens_are_accepted(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     /* The default with a secret is HS256 only. */
     char *t384 = sign(JWT_ALG_HS384, SECRET, fresh());
@@ -428,7 +412,7 @@ static void hs256_hs384_hs512_tokens_are_accepted(void **state)
 
 static void rs256_token_is_accepted_with_the_public_key(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, fmt("public_key_file: \"%s\"\n", rsa_pub));
     char *t = sign(JWT_ALG_RS256, rsa_private, fresh());
     struct arq_auth_result out = allowed(f, t);
@@ -442,7 +426,7 @@ static void rs256_token_is_accepted_with_the_public_key(void **state)
 
 static void es256_and_es384_tokens_are_accepted_with_their_curves_key(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, fmt("public_key_file: \"%s\"\n", ec_pub));
     char *t = sign(JWT_ALG_ES256, ec_private, fresh());
     struct arq_auth_result out = allowed(f, t);
@@ -463,7 +447,7 @@ static void es256_and_es384_tokens_are_accepted_with_their_curves_key(void **sta
 
 static void principal_has_subject_default_role_no_tenant_and_the_claims(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     const char *claims =
         fmt("{\"sub\":\"alice\",\"exp\":%lld,\"scope\":\"chat\",\"n\":3}", now_s() + 600);
@@ -481,7 +465,7 @@ static void principal_has_subject_default_role_no_tenant_and_the_claims(void **s
 
 static void role_and_tenant_come_from_the_configured_claims(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\nsubject_claim: uid\nrole_claim: arq_role\n"
               "tenant_claim: org\ndefault_role: guest\n");
     char *t = sign(JWT_ALG_HS256, SECRET,
@@ -509,7 +493,7 @@ static void role_and_tenant_come_from_the_configured_claims(void **state)
 
 static void missing_token_is_refused_when_required(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     struct request none = {.headers = {{"Sec-WebSocket-Protocol", "arqonbus.v1"}}, .query = "x=1"};
     request_refused(f, &none, "missing token");
@@ -521,7 +505,7 @@ static void missing_token_is_refused_when_required(void **state)
 
 static void missing_token_defers_when_not_required(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\nrequired: false\n");
     struct request none = {.query = "room=lobby"};
     struct arq_auth_result out;
@@ -533,7 +517,7 @@ static void missing_token_defers_when_not_required(void **state)
 
 static void malformed_tokens_are_refused_as_malformed(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *good = sign(JWT_ALG_HS256, SECRET, fresh());
     const char *dot = strrchr(good, '.');
@@ -591,7 +575,7 @@ static void malformed_tokens_are_refused_as_malformed(void **state)
 
 static void other_typ_and_crit_headers_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     const char *claims = fmt("{\"sub\":\"a\",\"exp\":%lld}", now_s() + 600);
     char *plain = hand_token("{\"alg\":\"HS256\"}", claims, SECRET, NULL);
@@ -613,7 +597,7 @@ static void other_typ_and_crit_headers_are_refused(void **state)
 
 static void expired_token_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t =
         sign(JWT_ALG_HS256, SECRET,
@@ -625,7 +609,7 @@ static void expired_token_is_refused(void **state)
 
 static void token_not_yet_valid_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t =
         sign(JWT_ALG_HS256, SECRET,
@@ -637,7 +621,7 @@ static void token_not_yet_valid_is_refused(void **state)
 
 static void token_issued_in_the_future_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t =
         sign(JWT_ALG_HS256, SECRET,
@@ -649,7 +633,7 @@ static void token_issued_in_the_future_is_refused(void **state)
 
 static void leeway_accepts_a_token_expired_by_less_than_leeway(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\nleeway: 1h\n");
     char *ten_minutes = sign(JWT_ALG_HS256, SECRET,
                              fmt("{\"sub\":\"a\",\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld}",
@@ -736,7 +720,7 @@ static void time_checks_are_exact_at_the_leeway_boundaries(void **state)
 
 static void exp_is_required_unless_require_exp_is_false(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t = sign(JWT_ALG_HS256, SECRET, "{\"sub\":\"a\"}");
     refused(f, t, "missing exp claim");
@@ -753,7 +737,7 @@ static void exp_is_required_unless_require_exp_is_false(void **state)
 
 static void wrong_signatures_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *other = sign(JWT_ALG_HS256, OTHER_SECRET, fresh());
     refused(f, other, "invalid signature");
@@ -792,7 +776,7 @@ static void wrong_signatures_are_refused(void **state)
 
 static void alg_none_is_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\nrequire_exp: false\n");
     const char *claims = "{\"sub\":\"a\"}";
     char *empty_sig = hand_token("{\"alg\":\"none\"}", claims, NULL, "");
@@ -813,7 +797,7 @@ static void alg_none_is_refused(void **state)
 
 static void refused_alg_is_shown_short_and_plain(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t = hand_token("{\"alg\":\"<script>alert(1)</script>AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
                          "{\"sub\":\"a\"}", SECRET, NULL);
@@ -828,7 +812,7 @@ static void refused_alg_is_shown_short_and_plain(void **state)
 
 static void hs256_signed_with_the_public_key_is_refused_when_only_rs256_is_accepted(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, fmt("public_key_file: \"%s\"\nalgorithms: [RS256]\n", rsa_pub));
     char *forged = sign(JWT_ALG_HS256, rsa_public, fresh());
     refused(f, forged, "algorithm not allowed: HS256");
@@ -837,7 +821,7 @@ static void hs256_signed_with_the_public_key_is_refused_when_only_rs256_is_accep
 
 static void hs256_signed_with_the_public_key_is_refused_when_both_are_accepted(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, fmt("secret: " SECRET "\npublic_key_file: \"%s\"\nalgorithms: [HS256, RS256]\n",
                   rsa_pub));
     char *forged = sign(JWT_ALG_HS256, rsa_public, fresh());
@@ -854,7 +838,7 @@ static void hs256_signed_with_the_public_key_is_refused_when_both_are_accepted(v
 
 static void default_with_secret_and_key_accepts_both_families(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, fmt("secret: " SECRET "\npublic_key_file: \"%s\"\n", ec_pub));
     char *hs = sign(JWT_ALG_HS256, SECRET, fresh());
     char *es = sign(JWT_ALG_ES256, ec_private, fresh());
@@ -871,7 +855,7 @@ static void default_with_secret_and_key_accepts_both_families(void **state)
 
 static void issuer_must_match_exactly(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\nissuer: https://id.example.com\n");
     long long exp = now_s() + 600;
     char *good = sign(JWT_ALG_HS256, SECRET,
@@ -891,7 +875,7 @@ static void issuer_must_match_exactly(void **state)
 
 static void audience_must_match_as_a_string_or_in_an_array(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\naudience: arqonbus\n");
     long long exp = now_s() + 600;
     static const struct {
@@ -922,7 +906,7 @@ static void audience_must_match_as_a_string_or_in_an_array(void **state)
 
 static void claims_of_the_wrong_type_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\nissuer: me\n");
     long long exp = now_s() + 600;
     static const struct {
@@ -953,7 +937,7 @@ static void claims_of_the_wrong_type_are_refused(void **state)
 
 static void token_is_read_from_a_bearer_header_of_any_case(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t = sign(JWT_ALG_HS256, SECRET, fresh());
     const char *forms[] = {"Bearer %s", "bearer %s", "BEARER   %s  ", "\tbEaReR\t%s"};
@@ -972,7 +956,7 @@ static void token_is_read_from_a_bearer_header_of_any_case(void **state)
 
 static void token_is_read_from_the_token_query_parameter(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t = sign(JWT_ALG_HS256, SECRET, fresh());
     struct request r = {.query = fmt("room=lobby&token=%s&x=1", t)};
@@ -987,7 +971,7 @@ static void token_is_read_from_the_token_query_parameter(void **state)
 
 static void token_is_read_from_access_token_percent_decoded(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t = sign(JWT_ALG_HS256, SECRET, fresh());
     /* Every character percent-encoded, some in lower-case hex, and the name too. */
@@ -1050,7 +1034,7 @@ static void query_token_keeps_plus_and_a_stray_percent_as_they_are(void **state)
 
 static void token_is_read_from_a_bearer_subprotocol_among_others(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *t = sign(JWT_ALG_HS256, SECRET, fresh());
     struct request r = {
@@ -1069,7 +1053,7 @@ static void token_is_read_from_a_bearer_subprotocol_among_others(void **state)
 
 static void sources_are_tried_header_then_query_then_subprotocol(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *alice = sign(JWT_ALG_HS256, SECRET, fresh());
     char *bob = sign(JWT_ALG_HS256, SECRET, fmt("{\"sub\":\"bob\",\"exp\":%lld}", now_s() + 600));
@@ -1101,7 +1085,7 @@ static void sources_are_tried_header_then_query_then_subprotocol(void **state)
 
 static void options_without_a_key_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     assert_contains(create_fails(f, ""), "no key to verify tokens with");
     assert_contains(create_fails(f, "algorithms: [HS256]\n"), "no key to verify tokens with");
     assert_contains(create_fails(f, "secret: \"\"\n"), "secret: empty");
@@ -1109,7 +1093,7 @@ static void options_without_a_key_are_refused(void **state)
 
 static void unreadable_or_wrong_key_files_are_refused_naming_the_file(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     const char *e = create_fails(f, fmt("public_key_file: \"%s\"\n", missing_file));
     assert_contains(e, fmt("cannot open %s", missing_file));
     assert_contains(e, "No such file or directory");
@@ -1134,7 +1118,7 @@ static void unreadable_or_wrong_key_files_are_refused_naming_the_file(void **sta
 
 static void algorithms_without_their_key_are_refused(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     assert_contains(create_fails(f, "secret: " SECRET "\nalgorithms: [HS256, RS256]\n"),
                     "algorithms: RS256 needs `public_key_file`");
     assert_contains(
@@ -1169,7 +1153,7 @@ static void algorithms_without_their_key_are_refused(void **state)
 
 static void errors_never_show_the_secret(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     const char *e = create_fails(f, "secret: tooshort-but-secret\n");
     assert_null(strstr(e, "tooshort-but-secret"));
     e = create_fails(f, "secret: " SECRET "\nalgorithms: [RS256]\n");
@@ -1180,7 +1164,7 @@ static void errors_never_show_the_secret(void **state)
 
 static void reconfigure_switches_the_secret(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *old = sign(JWT_ALG_HS256, SECRET, fresh());
     char *new = sign(JWT_ALG_HS256, OTHER_SECRET, fresh());
@@ -1198,7 +1182,7 @@ static void reconfigure_switches_the_secret(void **state)
 
 static void failed_reconfigure_keeps_the_old_rules(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, fmt("public_key_file: \"%s\"\n", rsa_pub));
     char *rs = sign(JWT_ALG_RS256, rsa_private, fresh());
     struct arq_error err = {""};
@@ -1220,7 +1204,7 @@ static void failed_reconfigure_keeps_the_old_rules(void **state)
 
 static void default_role_stays_valid_across_a_reconfigure(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "secret: " SECRET "\ndefault_role: reader\n");
     char *t = sign(JWT_ALG_HS256, SECRET, fresh());
     struct arq_auth_result out = allowed(f, t);
@@ -1239,7 +1223,7 @@ static void default_role_stays_valid_across_a_reconfigure(void **state)
 
 static void metrics_count_allowed_and_refused_by_reason(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     assert_int_equal(mock_host_metric_type(f->mh, "arqonbus_auth_jwt_allowed_total"),
                      ARQ_METRIC_COUNTER);
@@ -1272,7 +1256,7 @@ static void metrics_count_allowed_and_refused_by_reason(void **state)
 
 static void refusals_are_logged_at_debug_without_the_token(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, hs_config());
     char *bad = sign(JWT_ALG_HS256, OTHER_SECRET, fresh());
     refused(f, bad, "invalid signature");

@@ -87,32 +87,20 @@ static void assert_no_secret(const char *text)
             fail_msg("\"%s\" shows a token or digest (\"%s\")", text, secrets[i]);
 }
 
-struct fx {
-    struct mock_host *mh;
-    void *self; /* the instance, destroyed by teardown */
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    if (!f || !(f->mh = mock_host_new("tok"))) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return mock_instance_setup(state, "tok");
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     if (f->self)
         desc->destroy(f->self);
+    f->self = NULL;
     for (size_t i = 0; i < mock_host_log_count(f->mh); i++)
         assert_no_secret(mock_host_log_line(f->mh, i));
-    mock_host_free(f->mh);
-    free(f);
-    return 0;
+    return mock_instance_teardown(state, desc);
 }
 
 static json_t *config(const char *yaml)
@@ -122,7 +110,7 @@ static json_t *config(const char *yaml)
     return cfg;
 }
 
-static void create(struct fx *f, const char *yaml)
+static void create(struct mock_instance *f, const char *yaml)
 {
     mock_host_create_plugin(f->mh, desc, config(yaml), &f->self);
 }
@@ -142,7 +130,7 @@ static const char *request_header(void *tconn, const char *name)
     return NULL;
 }
 
-static enum arq_auth_verdict authenticate(struct fx *f, const char *const *headers,
+static enum arq_auth_verdict authenticate(struct mock_instance *f, const char *const *headers,
                                           const char *query, struct arq_auth_result *out)
 {
     struct request r = {headers, query};
@@ -159,7 +147,7 @@ static enum arq_auth_verdict authenticate(struct fx *f, const char *const *heade
 }
 
 /* The request is admitted as `name` with `role` and `tenant` (NULL: none). */
-static void assert_allowed(struct fx *f, const char *const *headers, const char *query,
+static void assert_allowed(struct mock_instance *f, const char *const *headers, const char *query,
                            const char *name, const char *role, const char *tenant)
 {
     struct arq_auth_result out;
@@ -174,7 +162,7 @@ static void assert_allowed(struct fx *f, const char *const *headers, const char 
     assert_int_equal(out.principal.struct_size, sizeof out.principal);
 }
 
-static void assert_verdict(struct fx *f, const char *const *headers, const char *query,
+static void assert_verdict(struct mock_instance *f, const char *const *headers, const char *query,
                            enum arq_auth_verdict want)
 {
     struct arq_auth_result out;
@@ -185,7 +173,7 @@ static void assert_verdict(struct fx *f, const char *const *headers, const char 
     }
 }
 
-static enum arq_auth_verdict refresh(struct fx *f, const char *subject, const char *role,
+static enum arq_auth_verdict refresh(struct mock_instance *f, const char *subject, const char *role,
                                      struct arq_auth_result *out)
 {
     struct arq_principal who = {.struct_size = sizeof who, .subject = subject, .role = role};
@@ -232,7 +220,7 @@ static void test_descriptor_is_an_auth_policy_with_authenticate_and_refresh(void
 
 static void test_sha256_entry_allows_with_name_role_and_tenant(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *const ci[] = {"Authorization", "Bearer " CI_TOKEN, NULL};
     assert_allowed(f, ci, NULL, "ci", "user", "acme");
@@ -242,7 +230,7 @@ static void test_sha256_entry_allows_with_name_role_and_tenant(void **state)
 
 static void test_plain_entry_allows_and_warns_naming_the_entry_only(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *const h[] = {"Authorization", "Bearer " ADMIN_TOKEN, NULL};
     assert_allowed(f, h, NULL, "admin", "admin", NULL);
@@ -257,7 +245,7 @@ static void test_plain_entry_allows_and_warns_naming_the_entry_only(void **state
 
 static void test_unknown_token_is_denied_401_when_on_unknown_is_deny(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *const h[] = {"Authorization", "Bearer " WRONG_TOKEN, NULL};
     assert_verdict(f, h, NULL, ARQ_AUTH_DENY);
@@ -276,7 +264,7 @@ static void test_unknown_token_is_denied_401_when_on_unknown_is_deny(void **stat
 
 static void test_unknown_token_is_deferred_when_on_unknown_is_defer(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS "on_unknown: defer\n");
     const char *const h[] = {"Authorization", "Bearer " WRONG_TOKEN, NULL};
     assert_verdict(f, h, NULL, ARQ_AUTH_DEFER);
@@ -288,7 +276,7 @@ static void test_unknown_token_is_deferred_when_on_unknown_is_defer(void **state
 
 static void test_no_token_defers(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     assert_verdict(f, NULL, NULL, ARQ_AUTH_DEFER);
     const char *const other[] = {"User-Agent", "test", "Cookie", "token=" CI_TOKEN, NULL};
@@ -319,7 +307,7 @@ static void test_no_token_defers(void **state)
 
 static void test_bearer_scheme_is_case_insensitive_and_spacing_is_trimmed(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *const lower[] = {"authorization", "bearer " CI_TOKEN, NULL};
     assert_allowed(f, lower, NULL, "ci", "user", "acme");
@@ -334,7 +322,7 @@ static void test_bearer_scheme_is_case_insensitive_and_spacing_is_trimmed(void *
 
 static void test_query_token_and_access_token_are_read(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     assert_allowed(f, NULL, "token=" CI_TOKEN, "ci", "user", "acme");
     assert_allowed(f, NULL, "access_token=" OPS_TOKEN, "ops", "operator", NULL);
@@ -346,7 +334,7 @@ static void test_query_token_and_access_token_are_read(void **state)
 
 static void test_query_token_is_percent_decoded(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS "  - name: b64\n"
                      "    sha256: " B64_SHA "\n"
                      "    role: user\n"
@@ -368,7 +356,7 @@ static void test_query_token_is_percent_decoded(void **state)
 
 static void test_subprotocol_bearer_entry_is_read(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *const only[] = {"Sec-WebSocket-Protocol", "bearer." CI_TOKEN, NULL};
     assert_allowed(f, only, NULL, "ci", "user", "acme");
@@ -385,7 +373,7 @@ static void test_subprotocol_bearer_entry_is_read(void **state)
 
 static void test_extra_header_is_read_only_when_configured(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     const char *const h[] = {"x-api-key", "  " OPS_TOKEN " ", NULL};
 
     create(f, TOKENS);
@@ -402,7 +390,7 @@ static void test_extra_header_is_read_only_when_configured(void **state)
 
 static void test_every_presented_token_is_checked_and_the_first_known_one_wins(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS "header: X-API-Key\n");
     /* A token meant for another policy in Authorization does not hide ours elsewhere. */
     const char *const h[] = {"Authorization", "Bearer " WRONG_TOKEN, "Sec-WebSocket-Protocol",
@@ -525,7 +513,7 @@ static void test_config_errors_of_shape_and_type(void **state)
 
 static void test_empty_list_warns_and_every_token_is_unknown(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "tokens: []\n");
     assert_int_equal(mock_host_log_matching(f->mh, "warn no tokens"), 1);
     const char *const h[] = {"Authorization", "Bearer " CI_TOKEN, NULL};
@@ -535,7 +523,7 @@ static void test_empty_list_warns_and_every_token_is_unknown(void **state)
 
 /* --- reload: reconfigure and refresh --------------------------------------------------------- */
 
-static int reconfigure(struct fx *f, const char *yaml, struct arq_error *err)
+static int reconfigure(struct mock_instance *f, const char *yaml, struct arq_error *err)
 {
     json_t *cfg = config(yaml);
     int rc = desc->reconfigure(f->self, cfg, err);
@@ -545,7 +533,7 @@ static int reconfigure(struct fx *f, const char *yaml, struct arq_error *err)
 
 static void test_reconfigure_changes_the_role_seen_by_refresh(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     struct arq_auth_result out;
     assert_int_equal(refresh(f, "ci", "user", &out), ARQ_AUTH_ALLOW);
@@ -580,7 +568,7 @@ static void test_reconfigure_changes_the_role_seen_by_refresh(void **state)
 
 static void test_refresh_of_a_removed_name_denies_token_revoked(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     struct arq_error err = {""};
     assert_int_equal(reconfigure(f,
@@ -603,7 +591,7 @@ static void test_refresh_of_a_removed_name_denies_token_revoked(void **state)
 
 static void test_reconfigure_applies_on_unknown(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *const h[] = {"Authorization", "Bearer " WRONG_TOKEN, NULL};
     assert_verdict(f, h, NULL, ARQ_AUTH_DENY);
@@ -618,7 +606,7 @@ static void test_reconfigure_applies_on_unknown(void **state)
 
 static void test_reconfigure_refuses_a_bad_table_and_keeps_the_old_one(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     struct arq_error err = {""};
     assert_int_equal(reconfigure(f,
@@ -643,7 +631,7 @@ static void test_reconfigure_refuses_a_bad_table_and_keeps_the_old_one(void **st
 
 static void test_metrics_count_allowed_and_refused_handshakes(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, TOKENS);
     const char *allowed = "arqonbus_auth_tokens_allowed_total";
     const char *refused = "arqonbus_auth_tokens_refused_total";
@@ -670,7 +658,7 @@ static void test_metrics_count_allowed_and_refused_handshakes(void **state)
 
 static void test_no_log_line_holds_a_token(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     mock_host_set_log_level(f->mh, ARQ_LOG_DEBUG);
     create(f, TOKENS "header: X-API-Key\n");
     const char *const h[] = {

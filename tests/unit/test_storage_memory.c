@@ -36,30 +36,14 @@ static int unload_plugin(void **state)
     return mock_host_unload_plugin(handle);
 }
 
-struct fx {
-    struct mock_host *mh;
-    void *self; /* the instance, destroyed by teardown */
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    if (!f || !(f->mh = mock_host_new("history"))) {
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
+    return mock_instance_setup(state, "history");
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    if (f->self)
-        desc->destroy(f->self);
-    mock_host_free(f->mh);
-    free(f);
-    return 0;
+    return mock_instance_teardown(state, desc);
 }
 
 static json_t *config(const char *yaml)
@@ -69,7 +53,7 @@ static json_t *config(const char *yaml)
     return cfg;
 }
 
-static void create(struct fx *f, const char *yaml)
+static void create(struct mock_instance *f, const char *yaml)
 {
     mock_host_create_plugin(f->mh, desc, config(yaml), &f->self);
 }
@@ -90,7 +74,8 @@ static void on_append(void *arg, int status, uint64_t offset, const char *epoch)
     snprintf(a->epoch, sizeof a->epoch, "%s", epoch ? epoch : "(null)");
 }
 
-static struct appended append(struct fx *f, const char *room, const char *channel, const char *id)
+static struct appended append(struct mock_instance *f, const char *room, const char *channel,
+                              const char *id)
 {
     char json[128];
     snprintf(json, sizeof json, "{\"id\":\"%s\",\"type\":\"message\"}", id);
@@ -137,7 +122,7 @@ static void on_history(void *arg, int status, const struct arq_stored *const *en
     }
 }
 
-static struct answered query(struct fx *f, const struct arq_history_query *q)
+static struct answered query(struct mock_instance *f, const struct arq_history_query *q)
 {
     struct answered a = {0};
     assert_int_equal(ops->query(f->self, q, on_history, &a), ARQ_OK);
@@ -146,21 +131,23 @@ static struct answered query(struct fx *f, const struct arq_history_query *q)
     return a;
 }
 
-static struct answered newest(struct fx *f, const char *room, const char *channel, unsigned limit)
+static struct answered newest(struct mock_instance *f, const char *room, const char *channel,
+                              unsigned limit)
 {
     struct arq_history_query q = {
         .struct_size = sizeof q, .room = room, .channel = channel, .limit = limit};
     return query(f, &q);
 }
 
-static json_t *stats(struct fx *f)
+static json_t *stats(struct mock_instance *f)
 {
     json_t *s = ops->stats(f->self);
     assert_non_null(s);
     return s;
 }
 
-static void expect_stats(struct fx *f, json_int_t messages, json_int_t bytes, json_int_t rings)
+static void expect_stats(struct mock_instance *f, json_int_t messages, json_int_t bytes,
+                         json_int_t rings)
 {
     json_t *s = stats(f);
     assert_int_equal(json_object_size(s), 3);
@@ -210,7 +197,7 @@ static void defaults_are_10000_messages_256MiB_and_no_ttl(void **state)
 
 static void append_answers_at_once_with_offset_and_epoch(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "");
     struct appended a1 = append(f, "lobby", "general", "m1");
     struct appended a2 = append(f, "lobby", "general", "m2");
@@ -234,7 +221,7 @@ static void append_answers_at_once_with_offset_and_epoch(void **state)
 
 static void query_gives_the_newest_and_recovers_what_was_missed(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "");
     char id[8];
     struct appended a = {0};
@@ -277,7 +264,7 @@ static void query_gives_the_newest_and_recovers_what_was_missed(void **state)
 
 static void max_history_bounds_each_channel(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "max_history: 2\n");
     append(f, "lobby", "general", "m1");
     append(f, "lobby", "general", "m2");
@@ -289,7 +276,7 @@ static void max_history_bounds_each_channel(void **state)
 
 static void health_is_healthy_and_stats_count_messages_bytes_rings(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "");
     const char *detail = "unset";
     assert_int_equal(ops->health(f->self, &detail), 0);
@@ -303,7 +290,7 @@ static void health_is_healthy_and_stats_count_messages_bytes_rings(void **state)
 
 static void reconfigure_keeps_the_history_and_applies_new_limits(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "max_history: 10\n");
     char id[8];
     struct appended a = {0};
@@ -332,7 +319,7 @@ static void reconfigure_keeps_the_history_and_applies_new_limits(void **state)
 
 static void refused_append_does_not_call_back_and_is_logged(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "");
     struct arq_stored msg = {.struct_size = sizeof msg, .id = "m1", .json = "{}", .json_len = 2};
     struct appended a = {0};
@@ -348,7 +335,7 @@ static void refused_append_does_not_call_back_and_is_logged(void **state)
 
 static void instances_do_not_share_history(void **state)
 {
-    struct fx *f = *state;
+    struct mock_instance *f = *state;
     create(f, "");
     struct mock_host *mh2 = mock_host_new("history-2");
     assert_non_null(mh2);
