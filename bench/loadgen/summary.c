@@ -56,6 +56,21 @@ struct stat3 {
     double med, min, max;
 };
 
+/* Is `r` a run of a scenario named `prefix`... whose name and label were not listed yet? Lists
+ * them in `seen` (32 at most). */
+static int first_of(const struct rec *r, const char *prefix, char seen[][100], int *nseen)
+{
+    if (strncmp(r->name, prefix, strlen(prefix)) != 0 || *nseen == 32)
+        return 0;
+    char key[100];
+    snprintf(key, sizeof key, "%.63s|%.31s", r->name, r->label);
+    for (int j = 0; j < *nseen; j++)
+        if (strcmp(seen[j], key) == 0)
+            return 0;
+    snprintf(seen[(*nseen)++], 100, "%s", key);
+    return 1;
+}
+
 static struct stat3 metric(const char *name, const char *label, const char *key)
 {
     double v[MAX_RUNS];
@@ -219,16 +234,8 @@ static void arqonbus_alone(void)
     char seen[32][100];
     int nseen = 0;
     for (int i = 0; i < nrecs; i++) {
-        if (strncmp(recs[i].name, "connections", 11) != 0)
+        if (!first_of(&recs[i], "connections", seen, &nseen))
             continue;
-        char key[100];
-        snprintf(key, sizeof key, "%.63s|%.31s", recs[i].name, recs[i].label);
-        int dup = 0;
-        for (int j = 0; j < nseen; j++)
-            dup |= strcmp(seen[j], key) == 0;
-        if (dup || nseen == 32)
-            continue;
-        snprintf(seen[nseen++], sizeof seen[0], "%s", key);
         const char *n = recs[i].name, *lb = recs[i].label;
         printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, lb,
                fmt(metric(n, lb, "connected"), 0), fmt(metric(n, lb, "server_rss_per_conn_b"), 0),
@@ -243,16 +250,8 @@ static void arqonbus_alone(void)
            "p99 us | p99.9 us | max us | errors |\n|---|---|---|---|---|---|---|---|---|---|\n");
     nseen = 0;
     for (int i = 0; i < nrecs; i++) {
-        if (strncmp(recs[i].name, "commands", 8) != 0)
+        if (!first_of(&recs[i], "commands", seen, &nseen))
             continue;
-        char key[100];
-        snprintf(key, sizeof key, "%.63s|%.31s", recs[i].name, recs[i].label);
-        int dup = 0;
-        for (int j = 0; j < nseen; j++)
-            dup |= strcmp(seen[j], key) == 0;
-        if (dup || nseen == 32)
-            continue;
-        snprintf(seen[nseen++], sizeof seen[0], "%s", key);
         const char *n = recs[i].name, *lb = recs[i].label;
         printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, lb,
                fmt(metric(n, lb, "connections"), 0), fmt(metric(n, lb, "commands_per_s"), 0),
