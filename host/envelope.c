@@ -339,22 +339,28 @@ static void env__put_integer(struct env__out *o, json_int_t v)
     env__put(o, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+size_t envelope_format_real(double v, char out[40])
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, 38, "%.*g", prec, v);
+        if (prec == 17 || strtod(out, NULL) == v)
+            break;
+    }
+    if (n < 0 || n >= 38)
+        n = 0;
+    if (!strpbrk(out, ".eE")) {
+        memcpy(out + n, ".0", 2);
+        n += 2;
+    }
+    out[n] = '\0';
+    return (size_t)n;
+}
+
 static void env__put_real(struct env__out *o, double v)
 {
     char tmp[40];
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof tmp - 2, "%.*g", prec, v);
-        if (prec == 17 || strtod(tmp, NULL) == v)
-            break;
-    }
-    if (n < 0 || (size_t)n >= sizeof tmp - 2)
-        n = 0;
-    if (!strpbrk(tmp, ".eE")) {
-        memcpy(tmp + n, ".0", 2);
-        n += 2;
-    }
-    env__put(o, tmp, (size_t)n);
+    env__put(o, tmp, envelope_format_real(v, tmp));
 }
 
 static int env__put_value(struct env__out *o, const json_t *v, int depth)
@@ -411,6 +417,13 @@ static int env__put_value(struct env__out *o, const json_t *v, int depth)
         return 0;
     }
     return -1;
+}
+
+size_t envelope_write_string(const char *s, size_t n, char *buf, size_t size)
+{
+    struct env__out o = {buf, buf ? size : 0, 0};
+    env__put_string(&o, s, n);
+    return o.len;
 }
 
 size_t envelope_dumpb(const json_t *value, char *buf, size_t size)

@@ -3,8 +3,10 @@
  *
  * Ownership, stated once: `struct envelope` owns one reference to `root`, and every pointer in
  * it is a borrowed view into `root`, valid until envelope_release() or until that key is
- * replaced. `struct env_error` owns its `id` and `payload`; envelope_error_clear() frees them.
- * Functions ending in `_take` steal the reference they are given, also when they fail.
+ * replaced. An envelope made by the fast path (envelope_fast_write) has no `root`: its
+ * pointers are views into the two buffers the caller gave envelope_fast_write, valid while the
+ * caller keeps them. `struct env_error` owns its `id` and `payload`; envelope_error_clear() frees
+ * them. Functions ending in `_take` steal the reference they are given, also when they fail.
  *
  * Thread context: every function may be called from any thread; the id generator keeps its
  * random pool and last id per thread.
@@ -49,12 +51,18 @@ enum env_type {
 };
 
 struct envelope {
-    json_t *root; /* the normalised envelope object (one owned reference) */
+    json_t *root; /* the normalised envelope object (one owned reference); NULL from the
+                   * fast path */
     enum env_type type;
     /* NULL when absent (or null); id and timestamp are always set */
     const char *id, *timestamp, *room, *channel, *to_client, *command, *request_id;
-    const json_t *payload, *args, *metadata;
-    int64_t timestamp_ms; /* the instant of `timestamp` */
+    const json_t *payload, *args, *metadata; /* NULL from the fast path */
+    int64_t timestamp_ms;                    /* the instant of `timestamp` */
+    /* Fast path only: the outbound frame text, exactly what envelope_set_sender() and
+     * envelope_dumpb() of the slow path's `root` would give (borrowed; NULL when `root` is
+     * set). */
+    const char *frame;
+    size_t frame_len;
 };
 
 struct env_limits {
@@ -106,9 +114,66 @@ int envelope_set_sender(struct envelope *env, const char *client_id);
  * to `buf` (no NUL) and returns the length of the whole text, so a caller can size a buffer
  * and call again; 0 on error (NULL value, nesting deeper than 2048). */
 size_t envelope_dumpb(const json_t *value, char *buf, size_t size);
+/* `n` bytes of UTF-8 as a JSON string (quotes included), escaped as envelope_dumpb() escapes
+ * strings. Writes at most `size` bytes (no NUL; `buf` may be NULL when `size` is 0) and returns
+ * the length of the whole text. */
+size_t envelope_write_string(const char *s, size_t n, char *buf, size_t size);
+/* A real as envelope_dumpb() writes it, NUL-terminated; returns its length. */
+size_t envelope_format_real(double v, char out[40]);
 /* The same text in one malloc'd NUL-terminated buffer (caller frees); `len` (may be NULL)
  * gets its length. NULL on error or allocation failure. */
 char *envelope_dump(const json_t *value, size_t *len);
+
+/* --- the fast path (envelope_fast.c) ------------------------------------------------------
+ * For the common client frame, a `type:"message"` envelope, without building a jansson tree:
+ * one pass validates the whole text (JSON and envelope rules) and records where the routing
+ * fields are; a second writes the outbound frame by splicing the input. The rule that keeps it
+ * correct: it either gives exactly what envelope_parse() + envelope_set_sender(sender) +
+ * envelope_dumpb() would (frame bytes and every field of `struct envelope` except `root`,
+ * `payload` and `metadata`), or it declines and the caller runs envelope_parse(). It never
+ * reports an error of its own.
+ *
+ * It declines, among others: any type but "message"; unknown fields and `command`, `args`,
+ * `status`, `error`, `error_code`; anything envelope_parse() would refuse; strings whose escapes
+ * envelope_dumpb() writes differently (`\/`, `\u0041`, upper-case hex, ...); numbers whose text
+ * is not the one envelope_dumpb() writes for their value (`-0`, `1E5`, `1.50`, ...); escapes in
+ * `to_client` or `request_id`; timestamps or ids longer than 63 bytes; names longer than 1024
+ * bytes; nesting deeper than 64 levels; more than 256 keys in the open objects of one path;
+ * a `sender` that is not UTF-8. Whitespace between tokens is accepted and dropped. */
+struct env_fast {
+    size_t out_len;     /* bytes of the outbound frame text envelope_fast_write writes  */
+    size_t strings_len; /* bytes of the NUL-terminated field copies it writes beside it */
+    /* the rest is the scan's record, read only by envelope_fast_write */
+    const char *text;
+    size_t begin, end; /* the root object: text[begin] is '{', text[end - 1] is '}' */
+    int ws;            /* whitespace between tokens, to be dropped                  */
+    int nedits;
+    struct {
+        size_t at, len; /* a value in text replaced by a generated one */
+        int what;
+    } edits[4];
+    unsigned append; /* generated members to add before the closing brace */
+    struct {
+        const char *s; /* NULL: absent */
+        size_t n;
+    } id, timestamp, room, channel, to_client, request_id;
+    const char *sender;
+    size_t sender_len, sender_json_len;
+    int64_t timestamp_ms;
+    char gen_id[32], gen_ts[32];
+};
+
+/* Scan `len` bytes of `text` (see envelope_parse() for `now_ms` and `limits`; `sender` is the
+ * client id set as `sender`). 0 when the fast path takes the frame: `scan` then says how many
+ * bytes envelope_fast_write needs; -1 when it declines (run envelope_parse()). `text` must stay
+ * unchanged until envelope_fast_write. Allocates nothing. */
+int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
+                       const struct env_limits *limits, const char *sender, struct env_fast *scan);
+/* Write the frame text (scan->out_len bytes, no NUL) to `out` and the fields' NUL-terminated
+ * copies (scan->strings_len bytes) to `strings`, and fill `env` with views into them (see
+ * `struct envelope`). */
+void envelope_fast_write(const struct env_fast *scan, char *out, char *strings,
+                         struct envelope *env);
 
 /* The error frame {"type":"error","id","timestamp","version":"1.0","request_id","error",
  * "error_code","payload"} in that key order; `request_id` NULL leaves it out; `payload_take`
