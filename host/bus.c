@@ -322,9 +322,10 @@ static void bus__refuse(struct bus *b, struct arq_conn *c, arq_result_cb cb, voi
 }
 
 /* Route a message from client `c`, or from the server itself (c NULL: sender "arqonbus", no
- * membership needed, the outcome through cb). */
-static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env, arq_result_cb cb,
-                       void *arg)
+ * membership needed, the outcome through cb). `prebuilt` is the outbound frame the fast path
+ * made (sender set; env->frame is its text), or NULL to serialise env->root. */
+static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
+                       struct frame *prebuilt, arq_result_cb cb, void *arg)
 {
     struct room *r = NULL;
     struct channel *ch = NULL;
@@ -382,9 +383,11 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env, 
         return;
     }
 
-    struct frame *f = NULL;
-    if (envelope_set_sender(env, c ? c->id : "arqonbus") != 0 ||
-        !(f = frame_from_json(env->root))) {
+    struct frame *f = prebuilt;
+    if (f) {
+        f->refs++;
+    } else if (envelope_set_sender(env, c ? c->id : "arqonbus") != 0 ||
+               !(f = frame_from_json(env->root))) {
         bus__refuse(b, c, cb, arg, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
         return;
     }
@@ -467,7 +470,7 @@ void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void
         envelope_error_clear(&err);
         return;
     }
-    bus__route(b, NULL, &env, cb, arg);
+    bus__route(b, NULL, &env, NULL, cb, arg);
     envelope_release(&env);
 }
 
@@ -484,10 +487,19 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     }
     struct envelope env;
     struct env_error err;
+    struct env_fast scan;
+    struct frame *f = NULL; /* the fast path's outbound frame; env's strings live in it too */
     struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
                                 .max_depth = b->settings.max_payload_depth,
                                 .max_name_length = b->settings.max_name_length};
-    if (envelope_parse(data, len, bus_now_ms(), &limits, &env, &err) != 0) {
+    int64_t now = bus_now_ms();
+    /* The common message without a jansson tree; whatever it declines (or if the frame cannot
+     * be allocated) the parser handles, with its errors. */
+    if (envelope_fast_scan(data, len, now, &limits, c->id, &scan) == 0 &&
+        (f = frame_alloc_text(scan.out_len, scan.strings_len))) {
+        char *text = (char *)f->data;
+        envelope_fast_write(&scan, text, text + scan.out_len + 1, &env);
+    } else if (envelope_parse(data, len, now, &limits, &env, &err) != 0) {
         bus_send_error(b, c, err.code, err.text, err.id, err.payload);
         err.payload = NULL; /* taken */
         envelope_error_clear(&err);
@@ -495,7 +507,7 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     }
     switch (env.type) {
     case ENV_MESSAGE:
-        bus__route(b, c, &env, NULL, NULL);
+        bus__route(b, c, &env, f, NULL, NULL);
         metrics_observe(b->m_routing_seconds, (double)(uv_hrtime() - t0) / 1e9);
         break;
     case ENV_COMMAND:
@@ -519,4 +531,5 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
         break;
     }
     envelope_release(&env);
+    frame_unref(f);
 }

@@ -32,6 +32,9 @@ struct frame {
 
 /* A frame holding `len` bytes of `payload` (one reference). NULL on allocation failure. */
 struct frame *frame_new(const void *payload, size_t len, int binary);
+/* A text frame for `len` bytes the caller writes at `data`, followed by a NUL and `extra` bytes
+ * of the caller's own (at data + len + 1) that live as long as the frame. */
+struct frame *frame_alloc_text(size_t len, size_t extra);
 /* The compact JSON text of `obj` as a frame. */
 struct frame *frame_from_json(const json_t *obj);
 void frame_unref(struct frame *f);

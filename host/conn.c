@@ -12,10 +12,11 @@
 
 /* --- frames -------------------------------------------------------------------------------- */
 
-/* A frame with room for `len` bytes of payload (and a NUL after them), one reference. */
-static struct frame *frame__alloc(size_t len, int binary)
+/* A frame with room for `len` bytes of payload (and a NUL after them) and `extra` bytes after
+ * the NUL, one reference. */
+static struct frame *frame__alloc(size_t len, size_t extra, int binary)
 {
-    struct frame *f = malloc(sizeof *f + ARQ_FRAME_HEADROOM + len + 1);
+    struct frame *f = malloc(sizeof *f + ARQ_FRAME_HEADROOM + len + 1 + extra);
     if (!f)
         return NULL;
     f->refs = 1;
@@ -29,10 +30,15 @@ static struct frame *frame__alloc(size_t len, int binary)
 
 struct frame *frame_new(const void *payload, size_t len, int binary)
 {
-    struct frame *f = frame__alloc(len, binary);
+    struct frame *f = frame__alloc(len, 0, binary);
     if (f)
         memcpy(f->data, payload, len);
     return f;
+}
+
+struct frame *frame_alloc_text(size_t len, size_t extra)
+{
+    return frame__alloc(len, extra, 0);
 }
 
 struct frame *frame_from_json(const json_t *obj)
@@ -45,7 +51,7 @@ struct frame *frame_from_json(const json_t *obj)
         return NULL;
     if (len <= sizeof buf)
         return frame_new(buf, len, 0);
-    struct frame *f = frame__alloc(len, 0);
+    struct frame *f = frame__alloc(len, 0, 0);
     if (f)
         envelope_dumpb(obj, (char *)f->data, len);
     return f;
