@@ -4,9 +4,10 @@
  * frame_alloc_text + envelope_fast_write: one pass, the frame spliced from the input). A
  * benchmark, not a test: single-threaded, in process, no network.
  *
- * Usage: arqonbus-bench-envelope [-n MESSAGES] [-r ROUNDS]
+ * Usage: arqonbus-bench-envelope [-n MESSAGES] [-r ROUNDS] [-f FRAME]
  *   -n N  messages per frame and path in one round (200000)
  *   -r N  rounds; the best round of each is reported (5)
+ *   -f N  only the Nth frame (1-4), e.g. under valgrind --tool=callgrind
  * Every frame is first checked to take the fast path and to give the slow path's bytes. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,19 +144,22 @@ static double run(int (*once)(const char *, size_t, int64_t), const char *text, 
 int main(int argc, char **argv)
 {
     long n = 200000;
-    int rounds = 5, opt;
-    while ((opt = getopt(argc, argv, "n:r:")) != -1) {
+    int rounds = 5, only = 0, opt;
+    const int nsamples = (int)(sizeof samples / sizeof *samples);
+    while ((opt = getopt(argc, argv, "n:r:f:")) != -1) {
         if (opt == 'n')
             n = atol(optarg);
         else if (opt == 'r')
             rounds = atoi(optarg);
+        else if (opt == 'f')
+            only = atoi(optarg);
         else {
-            fprintf(stderr, "usage: %s [-n MESSAGES] [-r ROUNDS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-n MESSAGES] [-r ROUNDS] [-f FRAME]\n", argv[0]);
             return 2;
         }
     }
-    if (n < 1 || rounds < 1) {
-        fprintf(stderr, "-n and -r must be at least 1\n");
+    if (n < 1 || rounds < 1 || only < 0 || only > nsamples) {
+        fprintf(stderr, "-n and -r must be at least 1, -f 1 to %d\n", nsamples);
         return 2;
     }
     int64_t now = 1795788185123; /* 2026-11-27: the samples' timestamps are in the past */
@@ -165,7 +169,9 @@ int main(int argc, char **argv)
 
     printf("%-28s %6s %12s %12s %14s %14s %8s\n", "frame", "bytes", "slow ns/msg", "fast ns/msg",
            "slow msg/s", "fast msg/s", "speed-up");
-    for (size_t i = 0; i < sizeof samples / sizeof *samples; i++) {
+    for (int i = 0; i < nsamples; i++) {
+        if (only && i != only - 1)
+            continue;
         const struct sample *s = &samples[i];
         double slow = 0, fast = 0;
         for (int r = 0; r < rounds; r++) {

@@ -93,6 +93,26 @@ static int fast__hex(unsigned c)
     return -1; /* upper case is valid JSON but envelope_dumpb writes lower case */
 }
 
+/* Bytes a string carries as they are: ASCII from the space up (DEL too) but `"` and `\`. */
+static const unsigned char fast__plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 10 */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 20 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 30 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 40 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 50 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 60 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 70 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 80 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 90 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* a0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* b0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* c0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* d0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* e0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* f0 */
+};
+
 /* A string at st->p (its opening quote) whose text is what envelope_dumpb writes for it: raw
  * UTF-8 except `"`, `\` and control characters, which are escaped with the short form when
  * there is one and \u00xx otherwise. */
@@ -103,12 +123,12 @@ static int fast__string(struct fast__state *st, struct fast__value *v)
     v->kind = K_STRING;
     v->escaped = 0;
     for (;;) {
+        while (p < end && fast__plain[*p])
+            p++;
         if (p == end)
             return -1;
         unsigned c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            p++;
-        } else if (c == '"') {
+        if (c == '"') {
             break;
         } else if (c >= 0x80) {
             size_t k = fast__utf8(p, end);
@@ -143,6 +163,31 @@ static int fast__string(struct fast__state *st, struct fast__value *v)
     v->n = (size_t)((const char *)p - v->s);
     st->p = (const char *)p + 1;
     return 0;
+}
+
+/* 1 when text[p, e), a JSON real, is one that envelope_format_real writes back unchanged,
+ * known without formatting it: a plain decimal of at most 15 significant digits (DBL_DIG: it
+ * reads back from the double as the same digits, so %.15g is the form chosen) in %g's fixed
+ * range (exponent -4 to 14), without trailing zeros but a lone ".0". 0 means "format it to
+ * know", not "no". */
+static int fast__short_decimal(const char *p, const char *e)
+{
+    if (*p == '-')
+        p++;
+    const char *dot = memchr(p, '.', (size_t)(e - p));
+    if (!dot || memchr(dot, 'e', (size_t)(e - dot)) || memchr(dot, 'E', (size_t)(e - dot)))
+        return 0;
+    size_t ints = (size_t)(dot - p), fracs = (size_t)(e - dot - 1);
+    if (fracs == 1 && dot[1] == '0')
+        return ints <= 15; /* "12.0": %g writes "12", then ".0" */
+    if (e[-1] == '0')
+        return 0; /* trailing zero: %g drops it */
+    if (!(ints == 1 && *p == '0'))
+        return ints + fracs <= 15;
+    size_t zeros = 0;
+    while (zeros < fracs && dot[1 + zeros] == '0')
+        zeros++;
+    return zeros <= 3 && fracs - zeros <= 15;
 }
 
 /* A number whose text is what envelope_dumpb writes for the value jansson reads from it. */
@@ -197,7 +242,7 @@ static int fast__number(struct fast__state *st, struct fast__value *v)
         v->kind = K_INTEGER;
         v->negative = negative;
         v->positive = !negative && !zero;
-    } else {
+    } else if (!fast__short_decimal(start, p)) {
         /* the written form of a double is at most 24 bytes; longer text is not canonical */
         char in[40], out[40];
         if (n >= sizeof in)
@@ -372,7 +417,7 @@ static int fast__value(struct fast__state *st, int budget, enum fast__mode mode,
 static int fast__field(const char *s, size_t n)
 {
     for (int f = 0; f < FF__COUNT; f++)
-        if (strlen(fast__names[f]) == n && !memcmp(fast__names[f], s, n))
+        if (fast__names[f][0] == *s && strlen(fast__names[f]) == n && !memcmp(fast__names[f], s, n))
             return f;
     return -1;
 }

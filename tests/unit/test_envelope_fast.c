@@ -347,6 +347,15 @@ static void non_canonical_text_declines(void **state)
     DECLINES(P("0.30000000000000004e0"));
     TAKES_FAST(P("0.30000000000000004"));
     TAKES_FAST(P("[1.0,2.5,-3.25,1e-05,123456789012345.0]"));
+    /* the edges of the short decimals known without formatting them */
+    TAKES_FAST(P("[0.0001,-0.0,0.0,123456789012345.0,12345678901234.5,0.000123456789012345]"));
+    TAKES_FAST(P("[1234567890123456.0,0.1234567890123456,1e-05]"));
+    DECLINES(P("0.00001"));
+    DECLINES(P("12.50"));
+    DECLINES(P("00.5"));
+    DECLINES(P("12.00"));
+    DECLINES(P("1234567890123456789.0"));
+    DECLINES(P("0.12345678901234567"));
     /* structure */
     DECLINES(P("{\"a\":1,\"a\":2}"));
     DECLINES(P("{\"a\":1,\"b\":{\"a\":1,\"a\":1}}"));
@@ -503,7 +512,24 @@ static void gen_number(struct buf *b)
         "-0", "1.50", "1e5", "1E5", "2.5E-3", "1e-400", "5e-324", "4.9406564584124654e-324",
         "1234567890123456789.0", "0.10", "9223372036854775808", "-9223372036854775809",
         "12345678901234567890", "1e400", "-1e400", "007", "1.", ".5", "+1", "-", "1e", "0x1F"};
-    if (pick(3) == 0) {
+    if (pick(4) == 0) {
+        /* short decimals: canonical or not by their zeros and their number of digits */
+        static const char digits[] = "0000123456789";
+        char tmp[48];
+        size_t n = 0;
+        if (pick(4) == 0)
+            tmp[n++] = '-';
+        unsigned ints = 1 + pick(pick(4) ? 3 : 17), fracs = 1 + pick(pick(4) ? 4 : 17);
+        for (unsigned i = 0; i < ints; i++)
+            tmp[n++] = digits[pick(sizeof digits - 1)];
+        tmp[n++] = '.';
+        for (unsigned i = 0; i < fracs; i++)
+            tmp[n++] = digits[pick(sizeof digits - 1)];
+        if (pick(3) == 0)
+            n += (size_t)snprintf(tmp + n, sizeof tmp - n, "e%d", (int)pick(40) - 20);
+        tmp[n] = '\0';
+        puts_(b, tmp);
+    } else if (pick(3) == 0) {
         char tmp[32];
         snprintf(tmp, sizeof tmp, "%lld", (long long)((int64_t)rnd() >> pick(63)));
         puts_(b, tmp);
