@@ -87,7 +87,7 @@ static int config_parse(const struct arq_host *host, const json_t *cfg, struct w
     c->max_message_bytes = (size_t)host->opt_int(cfg, "max_message_bytes", 1 << 20);
     c->max_connections = (size_t)host->opt_int(cfg, "max_connections", 10000);
     c->max_queued_bytes = (size_t)host->opt_int(cfg, "max_queued_bytes", 16 << 20);
-    /* lws counts idle time in whole seconds (uint16_t): round up, never to 0 unless asked. */
+    /* Keepalive counts in whole seconds (ws_alive.c): round up, never to 0 unless asked. */
     int64_t ping_ms = host->opt_int(cfg, "ping_interval", 20000);
     int64_t timeout_ms = host->opt_int(cfg, "ping_timeout", 10000);
     c->ping_interval_s = (unsigned)((ping_ms + 999) / 1000);
@@ -168,6 +168,9 @@ static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cf
     srv->m_refused =
         arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
                             "WebSocket upgrades refused with HTTP 503 at max_connections.");
+    srv->m_ping_timeouts = arq_instance_series(
+        srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_ping_timeouts_total",
+        "Connections dropped because nothing arrived within ping_timeout of a ping.");
     *self = srv;
     return 0;
 }
