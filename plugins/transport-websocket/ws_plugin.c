@@ -26,7 +26,7 @@ static const struct arq_option options[] = {
     ARQ_OPT_RANGE("ping_interval", ARQ_OPT_DURATION, "20s", 0, 3600000, 0,
                   "ping a connection that has been silent this long (whole seconds; 0: never)"),
     ARQ_OPT_RANGE("ping_timeout", ARQ_OPT_DURATION, "10s", 1000, 3600000, 0,
-                  "close a connection that does not answer a ping within this time"),
+                  "drop a connection from which nothing arrives within this time after a ping"),
     ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
                   "open WebSocket connections; further upgrades are refused with HTTP 503"),
     ARQ_OPT("permessage_deflate", ARQ_OPT_BOOL, "false", 0,

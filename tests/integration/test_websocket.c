@@ -708,6 +708,43 @@ static void test_replacement_on_the_same_address_inherits_the_listening_socket(v
     assert_int_equal(h_stop(f), 0);
 }
 
+static void test_a_retiring_instance_keeps_pinging_the_clients_it_serves(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "      port: 0\n      ping_interval: 1s\n      ping_timeout: 1s\n"
+                        "      retire: keep\n");
+    struct ws_client *kept = join(port, NULL), *silent = join(port, NULL);
+    ws_set_auto_pong(silent, 0);
+    /* A new ping_interval replaces the instance; the old one keeps its two clients. */
+    char cfg[128];
+    snprintf(cfg, sizeof cfg, "      port: %d\n      ping_interval: 30s\n      retire: keep\n",
+             port);
+    write_ws(f, cfg);
+    assert_int_equal(h_reload(f), 1);
+    assert_int_equal(h_wait_count(&f->p,
+                                  "msg=\"listener retired; serving its clients\" clients=2 "
+                                  "retire=keep",
+                                  1, h_ms(5000)),
+                     0);
+    /* Its pings go on: the silent client is dropped, the answering one pinged and kept. */
+    unsigned base = ws_pings_received(kept);
+    int silent_open = 1;
+    for (int waited = 0; silent_open || ws_pings_received(kept) < base + 2; waited += 200) {
+        assert_true(waited < h_ms(10000));
+        if (silent_open && ws_recv(silent, NULL, NULL, 100) == -1 && errno != ETIMEDOUT)
+            silent_open = 0;
+        assert_int_equal(ws_recv(kept, NULL, NULL, 100), -1);
+        assert_int_equal(errno, ETIMEDOUT);
+    }
+    assert_true(ws_pings_received(silent) > 0);
+    assert_int_equal(ws_send_text(kept, "{", 1), 0);
+    expect_error(kept, "INVALID_JSON");
+    ws_close(kept, 1000, NULL);
+    ws_free(kept);
+    ws_free(silent);
+    assert_int_equal(h_stop(f), 0);
+}
+
 static void test_failed_reload_gives_the_socket_back_to_the_running_instance(void **state)
 {
     struct fixture *f = *state;
@@ -795,6 +832,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_replacement_on_the_same_address_inherits_the_listening_socket, h_setup,
             h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_retiring_instance_keeps_pinging_the_clients_it_serves, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(
             test_failed_reload_gives_the_socket_back_to_the_running_instance, h_setup, h_teardown),
     };
