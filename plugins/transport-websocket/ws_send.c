@@ -34,7 +34,7 @@
 enum { OP_TEXT = 0x1, OP_BINARY = 0x2, OP_PING = 0x9 };
 
 /* Our pings carry a payload: lws 4.1 never reports an empty pong (see ws_ping.c). */
-static const unsigned char ping_payload[8] = "arqonbus";
+static const unsigned char ping_payload[8] = {'a', 'r', 'q', 'o', 'n', 'b', 'u', 's'};
 #define PING_FRAME_LEN (2 + sizeof ping_payload)
 
 static size_t ping_frame(unsigned char *p)
