@@ -5,6 +5,8 @@
  *   ws_listener.c  the listening socket: bind, accept, hand over to a successor on reload
  *   ws_conn.c      the lws protocol callback: handshake, inbound messages, close
  *   ws_send.c      the send path: queued frames framed here and written in one lws_write
+ *   ws_ping.c      keepalive: pings after ping_interval of silence, hangup after ping_timeout
+ *   ws_alive.c     the keepalive lists (no loop, no lws: unit-tested on their own)
  *
  * Everything runs on the host's loop thread. */
 #ifndef ARQ_TRANSPORT_WEBSOCKET_H
@@ -15,6 +17,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
+
+#include "ws_alive.h"
 
 #define WS_REASON_MAX    123 /* a close reason fits a control frame: 125 - 2 bytes of code */
 #define WS_TX_PACKET_MAX (256u * 1024 * 1024) /* largest single send(): lws's cap, not ours */
@@ -55,7 +59,7 @@ struct ws_server {
     struct lws_context *lws;
     struct lws_vhost *vhost;
     struct lws_protocols protocols[2];
-    lws_retry_bo_t retry;
+    lws_retry_bo_t retry;                     /* all zero: lws keeps no validity timer (ws_lws.c) */
     uv_handle_t *lws_handles[WS_LWS_HANDLES]; /* lws's own handles on the loop (teardown) */
     size_t nlws_handles;
 
@@ -77,7 +81,13 @@ struct ws_server {
     int retiring; /* stopped with clients: held by the host until they are gone */
     arq_timer *retire_timer;
 
-    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_oversize, *m_refused;
+    /* Keepalive (ws_ping.c): the lists, and one timer armed for their earliest deadline. */
+    uv_loop_t *loop;
+    struct ws_alive alive;
+    uv_timer_t *ping_timer;
+    uint32_t ping_armed; /* the second the timer is armed for; UINT32_MAX: not armed */
+
+    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_oversize, *m_refused, *m_ping_timeouts;
     struct ws_server *log_next; /* live instances that may carry libwebsockets' log lines */
 };
 
@@ -92,6 +102,11 @@ struct ws_conn {
     int deflate; /* permessage-deflate negotiated: frames go through lws_write */
     int dirty;   /* on the server's list of connections to write this loop turn */
     struct ws_conn *dirty_prev, *dirty_next;
+
+    /* keepalive: on the server's live or pinged list (ws_ping.c) */
+    struct ws_alive_node alive;
+    unsigned char ping_due;       /* a ping goes out with the next write */
+    unsigned char ping_timed_out; /* hung up: no frame within ping_timeout of our ping */
 
     /* inbound message being reassembled from fragments */
     unsigned char *rx;
@@ -150,10 +165,24 @@ void ws_conn__close_all(struct ws_server *srv, int code, const char *reason);
 /* A connection went: a retiring instance whose last client left tells the host. */
 void ws_server__conn_gone(struct ws_server *srv);
 
+/* ws_ping.c */
+/* The keepalive timer on `loop` (0, or -1), and its release (the handle frees itself). */
+int ws_ping__init(struct ws_server *srv, uv_loop_t *loop);
+void ws_ping__fini(struct ws_server *srv);
+/* An established connection is watched from now on (nothing with ping_interval 0). */
+void ws_ping__track(struct ws_conn *c);
+/* A frame arrived on `c` (data, a pong, anything lws reports): O(1). */
+void ws_ping__seen(struct ws_conn *c);
+/* `c` is closing or gone: no more pings, no hangup. */
+void ws_ping__untrack(struct ws_conn *c);
+
 /* ws_send.c */
 int ws_send__writeable(struct ws_conn *c);
 /* The host queued frames for `c`: write them at the end of this loop turn. */
 void ws_send__want_write(struct ws_conn *c);
+/* Write the connections queued so far now. From a timer callback: the check handle would
+ * only run after the next poll, which may block for as long as the next timer. */
+void ws_send__flush(struct ws_server *srv);
 /* `c` is going: off the list of connections to write. */
 void ws_send__forget(struct ws_conn *c);
 /* The per-turn flush handle on `loop` (0, or -1), and its release (the handle closes and

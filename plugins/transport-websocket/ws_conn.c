@@ -53,6 +53,7 @@ static void conn_forget(struct ws_conn *c)
     free(c->rx);
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
+    ws_ping__untrack(c);
     ws_send__forget(c);
     ws_send__release(c);
 }
@@ -91,6 +92,7 @@ static void op_close(void *tconn, int code, const char *reason)
     if (c->close_pending || c->local_code)
         return;
     c->close_pending = 1;
+    ws_ping__untrack(c); /* the close has its own timeout (WS_CLOSE_WAIT_S) */
     c->local_code = sendable_code(code) ? code : LWS_CLOSE_STATUS_UNEXPECTED_CONDITION;
     copy_reason(c->local_reason, reason, reason ? strlen(reason) : 0);
     if (c->wsi)
@@ -344,6 +346,7 @@ static int on_established(struct ws_server *srv, struct ws_conn *c, struct lws *
         return 0;
     }
     c->conn = conn;
+    ws_ping__track(c);
     return 0;
 }
 
@@ -438,6 +441,7 @@ static int on_receive(struct ws_server *srv, struct ws_conn *c, struct lws *wsi,
 /* Returns non-zero when lws must not echo the close: it answers ours. */
 static int on_peer_close(struct ws_conn *c, const unsigned char *in, size_t len)
 {
+    ws_ping__untrack(c); /* lws answers and closes: no frame of ours may follow */
     if (len >= 2) {
         c->peer_code = (in[0] << 8) | in[1];
         copy_reason(c->peer_reason, (const char *)in + 2, len - 2);
@@ -452,7 +456,9 @@ static void on_closed(struct ws_server *srv, struct ws_conn *c)
     if (c->conn) {
         arq_conn *conn = c->conn;
         c->conn = NULL;
-        if (c->local_code)
+        if (c->ping_timed_out) /* dropped like a lost connection, but the host learns why */
+            srv->host->conn_closed(conn, LWS_CLOSE_STATUS_ABNORMAL_CLOSE, "ping timeout");
+        else if (c->local_code)
             srv->host->conn_closed(conn, c->local_code, c->local_reason);
         else if (c->peer_code)
             srv->host->conn_closed(conn, c->peer_code, c->peer_reason);
@@ -551,7 +557,13 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_RECEIVE:
         if (!srv || !c)
             return -1;
+        ws_ping__seen(c);
         return on_receive(srv, c, wsi, in, len);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        /* Only pongs with a payload get here (lws 4.1 drops empty ones): ours carry one. */
+        if (c && c->srv)
+            ws_ping__seen(c);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!srv || !c)
             return 0;

@@ -82,13 +82,10 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
         .tx_packet_size = WS_TX_PACKET_MAX,
     };
     memset(&srv->protocols[1], 0, sizeof srv->protocols[1]);
-    /* A connection is pinged after ping_interval without a pong (or other proof of life), and
-     * dropped ping_timeout later. Zeros turn that off (NULL would mean lws's own default). */
+    /* lws's own pings stay off: with secs_since_valid_hangup 0 lws 4.1 arms no validity timer
+     * per connection (a sorted-list insert each time), and NULL would mean lws's default
+     * policy. ws_ping.c pings instead. */
     srv->retry = (lws_retry_bo_t){0};
-    if (c->ping_interval_s) {
-        srv->retry.secs_since_valid_ping = (uint16_t)c->ping_interval_s;
-        srv->retry.secs_since_valid_hangup = (uint16_t)(c->ping_interval_s + c->ping_timeout_s);
-    }
 
     memset(&info, 0, sizeof info);
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
@@ -108,6 +105,8 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
         return arq_error_set(err, ARQ_EIO, "cannot create the libwebsockets context");
     if (ws_send__init(srv, loop) != 0)
         return arq_error_set(err, ARQ_ENOMEM, "cannot set up the write handle");
+    if (ws_ping__init(srv, loop) != 0)
+        return arq_error_set(err, ARQ_ENOMEM, "cannot set up the keepalive timer");
 
     info.vhost_name = srv->name;
     info.protocols = srv->protocols;
@@ -136,6 +135,7 @@ void ws_lws__destroy(struct ws_server *srv)
 {
     log_sink_remove(srv);
     ws_send__fini(srv);
+    ws_ping__fini(srv);
     if (!srv->lws) {
         ws_server__free(srv);
         return;

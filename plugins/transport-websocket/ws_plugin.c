@@ -26,7 +26,7 @@ static const struct arq_option options[] = {
     ARQ_OPT_RANGE("ping_interval", ARQ_OPT_DURATION, "20s", 0, 3600000, 0,
                   "ping a connection that has been silent this long (whole seconds; 0: never)"),
     ARQ_OPT_RANGE("ping_timeout", ARQ_OPT_DURATION, "10s", 1000, 3600000, 0,
-                  "close a connection that does not answer a ping within this time"),
+                  "drop a connection from which nothing arrives within this time after a ping"),
     ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
                   "open WebSocket connections; further upgrades are refused with HTTP 503"),
     ARQ_OPT("permessage_deflate", ARQ_OPT_BOOL, "false", 0,
@@ -87,7 +87,7 @@ static int config_parse(const struct arq_host *host, const json_t *cfg, struct w
     c->max_message_bytes = (size_t)host->opt_int(cfg, "max_message_bytes", 1 << 20);
     c->max_connections = (size_t)host->opt_int(cfg, "max_connections", 10000);
     c->max_queued_bytes = (size_t)host->opt_int(cfg, "max_queued_bytes", 16 << 20);
-    /* lws counts idle time in whole seconds (uint16_t): round up, never to 0 unless asked. */
+    /* Keepalive counts in whole seconds (ws_alive.c): round up, never to 0 unless asked. */
     int64_t ping_ms = host->opt_int(cfg, "ping_interval", 20000);
     int64_t timeout_ms = host->opt_int(cfg, "ping_timeout", 10000);
     c->ping_interval_s = (unsigned)((ping_ms + 999) / 1000);
@@ -168,6 +168,9 @@ static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cf
     srv->m_refused =
         arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
                             "WebSocket upgrades refused with HTTP 503 at max_connections.");
+    srv->m_ping_timeouts = arq_instance_series(
+        srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_ping_timeouts_total",
+        "Connections dropped because nothing arrived within ping_timeout of a ping.");
     *self = srv;
     return 0;
 }

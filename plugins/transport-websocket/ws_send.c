@@ -10,7 +10,11 @@
  *   - the buffer is bounded (COALESCE_MAX) and released when the queue is empty, so an idle
  *     connection holds none; lws keeps what the socket does not take at once;
  *   - a connection that negotiated permessage-deflate goes through lws_write(TEXT/BINARY), one
- *     frame per callback, since lws must compress it.
+ *     frame per callback, since lws must compress it;
+ *   - a keepalive ping (ws_ping.c) is one more whole frame: first in the coalesced write, or
+ *     alone when the queue is empty; with deflate, lws_write(PING), only when the queue is
+ *     empty (lws 4.1 turns any write made while a compressed message drains into a
+ *     continuation of it).
  *
  * When is a connection written? Asking lws for a writable callback costs two epoll_ctl calls
  * (POLLOUT on, then off) and a poll turn per write: at low rates, where nothing coalesces,
@@ -27,7 +31,19 @@
 #define BATCH_FRAMES 128
 #define COALESCE_MAX (256 * 1024)
 
-enum { OP_TEXT = 0x1, OP_BINARY = 0x2 };
+enum { OP_TEXT = 0x1, OP_BINARY = 0x2, OP_PING = 0x9 };
+
+/* Our pings carry a payload: lws 4.1 never reports an empty pong (see ws_ping.c). */
+static const unsigned char ping_payload[8] = {'a', 'r', 'q', 'o', 'n', 'b', 'u', 's'};
+#define PING_FRAME_LEN (2 + sizeof ping_payload)
+
+static size_t ping_frame(unsigned char *p)
+{
+    p[0] = 0x80 | OP_PING;
+    p[1] = sizeof ping_payload;
+    memcpy(p + 2, ping_payload, sizeof ping_payload);
+    return PING_FRAME_LEN;
+}
 
 static size_t header_size(size_t len)
 {
@@ -107,6 +123,17 @@ static int send_alone(struct ws_conn *c, const struct arq_frame_ref *f)
     return 0;
 }
 
+/* The ping alone, from the stack (lws copies what the socket does not take). */
+static int send_ping(struct ws_conn *c)
+{
+    unsigned char buf[LWS_PRE + PING_FRAME_LEN];
+    c->ping_due = 0;
+    if (lws_write(c->wsi, buf + LWS_PRE, ping_frame(buf + LWS_PRE), LWS_WRITE_RAW) < 0)
+        return -1;
+    ws_server__count(c->srv->m_tx, PING_FRAME_LEN, c->srv);
+    return 0;
+}
+
 static int send_coalesced(struct ws_conn *c)
 {
     const struct arq_host *h = c->srv->host;
@@ -114,9 +141,10 @@ static int send_coalesced(struct ws_conn *c)
     size_t n = h->conn_pending(c->conn, f, BATCH_FRAMES);
     if (n == 0) {
         ws_send__release(c);
-        return 0;
+        return c->ping_due ? send_ping(c) : 0;
     }
-    size_t need = 0, k = 0;
+    size_t ping = c->ping_due ? PING_FRAME_LEN : 0;
+    size_t need = ping, k = 0;
     for (; k < n; k++) {
         size_t size = header_size(f[k].len) + f[k].len;
         if (need + size > COALESCE_MAX)
@@ -124,12 +152,22 @@ static int send_coalesced(struct ws_conn *c)
         need += size;
     }
     if (k == 0 || reserve(c, need) != 0) {
+        if (ping) { /* one write per callback: the ping now, the frames at the next */
+            if (send_ping(c) != 0)
+                return -1;
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
         /* The first frame alone is over the bound (or no memory for a batch): in place. */
         if (send_alone(c, &f[0]) != 0)
             return -1;
         k = 1;
     } else {
         unsigned char *p = c->tx + LWS_PRE;
+        if (ping) {
+            p += ping_frame(p);
+            c->ping_due = 0;
+        }
         for (size_t i = 0; i < k; i++) {
             p += ws_send__header(p, f[i].len, f[i].binary ? OP_BINARY : OP_TEXT);
             memcpy(p, f[i].data, f[i].len);
@@ -156,6 +194,14 @@ static int send_deflate(struct ws_conn *c)
     struct arq_frame_ref f;
     if (h->conn_pending(c->conn, &f, 1) == 0) {
         ws_send__release(c);
+        if (!c->ping_due)
+            return 0;
+        unsigned char buf[LWS_PRE + sizeof ping_payload];
+        memcpy(buf + LWS_PRE, ping_payload, sizeof ping_payload);
+        c->ping_due = 0;
+        if (lws_write(c->wsi, buf + LWS_PRE, sizeof ping_payload, LWS_WRITE_PING) < 0)
+            return -1;
+        ws_server__count(c->srv->m_tx, sizeof ping_payload, c->srv);
         return 0;
     }
     if (reserve(c, f.len ? f.len : 1) != 0)
@@ -227,13 +273,8 @@ static void write_now(struct ws_conn *c)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_SYNC);
 }
 
-static void flush_turn(uv_check_t *h)
+void ws_send__flush(struct ws_server *srv)
 {
-    struct ws_server *srv = h->data;
-    if (!srv) {
-        uv_check_stop(h);
-        return;
-    }
     /* Only those queued so far: a connection queued meanwhile waits for the next turn. */
     for (size_t n = srv->ndirty; n > 0 && srv->dirty_head; n--) {
         struct ws_conn *c = srv->dirty_head;
@@ -241,8 +282,18 @@ static void flush_turn(uv_check_t *h)
         if (c->wsi && !srv->dead)
             write_now(c);
     }
-    if (srv->ndirty == 0)
+    if (srv->ndirty == 0 && srv->flush)
+        uv_check_stop(srv->flush);
+}
+
+static void flush_turn(uv_check_t *h)
+{
+    struct ws_server *srv = h->data;
+    if (!srv) {
         uv_check_stop(h);
+        return;
+    }
+    ws_send__flush(srv);
 }
 
 static void free_handle(uv_handle_t *h)

@@ -43,6 +43,15 @@ static int start(struct fixture *f, const char *ws_config)
     return h_listening_port(&f->p, 1);
 }
 
+/* start() with debug logs: the host then logs each disconnect with its code and reason. */
+static int start_debug(struct fixture *f, const char *ws_config)
+{
+    static const char *const args[] = {"--log-level", "debug", NULL};
+    write_ws(f, ws_config);
+    h_spawn(&f->p, f->dir, f->logs, args, NULL);
+    return h_listening_port(&f->p, 1);
+}
+
 /* --- clients ------------------------------------------------------------------------------- */
 
 static struct ws_client *connect_ok(int port, const struct ws_opts *opts)
@@ -118,6 +127,18 @@ static char *filler(size_t len)
     memset(s, 'x', len);
     s[len] = '\0';
     return s;
+}
+
+/* Sends one direct message with a `len`-byte payload from `from` to client `to`. */
+static void send_direct(struct ws_client *from, const char *to, size_t len)
+{
+    char *payload = filler(len), *msg = NULL;
+    int n = asprintf(&msg, "{\"type\":\"message\",\"to_client\":\"%s\",\"payload\":\"%s\"}", to,
+                     payload);
+    assert_true(n > 0);
+    assert_int_equal(ws_send_text(from, msg, (size_t)n), 0);
+    free(msg);
+    free(payload);
 }
 
 /* --- /proc/net: who listens where ---------------------------------------------------------- */
@@ -454,12 +475,12 @@ static void test_max_connections_refuses_further_upgrades_with_503(void **state)
 static void test_silent_client_is_closed_after_ping_timeout_and_a_ponging_one_stays(void **state)
 {
     struct fixture *f = *state;
-    int port = start(f, "      port: 0\n      ping_interval: 1s\n      ping_timeout: 1s\n");
+    int port = start_debug(f, "      port: 0\n      ping_interval: 1s\n      ping_timeout: 1s\n");
     struct ws_client *silent = join(port, NULL), *alive = join(port, NULL);
     ws_set_auto_pong(silent, 0);
     assert_int_equal(ws_recv(silent, NULL, NULL, h_ms(5000)), WS_OP_PING);
-    /* No pong: the server hangs up within ping_interval + ping_timeout (+ lws's 1 s tick),
-     * while `alive` keeps reading, and so answering its pings. */
+    /* No pong: the server hangs up within ping_interval + ping_timeout (+ up to 1 s: silence
+     * is counted in whole seconds), while `alive` keeps reading, and so answering its pings. */
     int op = WS_OP_PING, timed_out = 0;
     for (int waited = 0; op == WS_OP_PING || timed_out;) {
         assert_true(waited < h_ms(8000));
@@ -470,6 +491,8 @@ static void test_silent_client_is_closed_after_ping_timeout_and_a_ponging_one_st
         waited += 200;
     }
     assert_true(ws_close_code(silent) != 0);
+    /* The host was told why. */
+    assert_int_equal(h_wait_count(&f->p, "code=1006 reason=\"ping timeout\"", 1, h_ms(5000)), 0);
 
     /* The ponging client is still served. */
     assert_true(ws_pings_received(alive) > 0);
@@ -478,6 +501,93 @@ static void test_silent_client_is_closed_after_ping_timeout_and_a_ponging_one_st
     ws_free(silent);
     ws_close(alive, 1000, NULL);
     ws_free(alive);
+    assert_int_equal(h_stop(f), 0);
+}
+
+/* Read `c` until it has seen `pings` pings in all (answering them), failing on anything but a
+ * timeout. */
+static void read_until_pinged(struct ws_client *c, unsigned pings, int timeout_ms)
+{
+    for (int waited = 0; ws_pings_received(c) < pings; waited += 100) {
+        if (waited >= timeout_ms)
+            fail_msg("%u pings after %d ms, expected %u", ws_pings_received(c), waited, pings);
+        if (ws_recv(c, NULL, NULL, 100) != -1 || errno != ETIMEDOUT)
+            fail_msg("unexpected frame or error: %s", ws_error(c));
+    }
+}
+
+static void test_a_client_that_only_answers_pings_stays_and_still_gets_messages(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "      port: 0\n      ping_interval: 1s\n      ping_timeout: 1s\n");
+    char id[64];
+    struct ws_client *quiet = join(port, id);
+    /* The first ping by hand: it carries a payload (an empty pong would never reach the
+     * server's callback), and our pong echoes it. */
+    ws_set_auto_pong(quiet, 0);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(ws_recv(quiet, &data, &len, h_ms(5000)), WS_OP_PING);
+    assert_true(len > 0);
+    assert_int_equal(ws_send_frame(quiet, WS_OP_PONG, 1, data, len), 0);
+    free(data);
+    ws_set_auto_pong(quiet, 1);
+    /* Four pings in all: at least three ping_interval + ping_timeout periods with nothing
+     * but pongs from `quiet`. */
+    read_until_pinged(quiet, 4, h_ms(15000));
+    /* Still connected, and served. */
+    struct ws_client *sender = join(port, NULL);
+    send_direct(sender, id, 10);
+    json_t *msg = recv_json(quiet);
+    assert_string_equal(str(msg, "type"), "message");
+    json_decref(msg);
+    ws_close(quiet, 1000, NULL);
+    ws_close(sender, 1000, NULL);
+    ws_free(quiet);
+    ws_free(sender);
+    assert_int_equal(h_stop(f), 0);
+}
+
+static void test_data_counts_as_life_for_a_client_that_never_answers_pings(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "      port: 0\n      ping_interval: 2s\n      ping_timeout: 1s\n");
+    struct ws_client *c = join(port, NULL);
+    ws_set_auto_pong(c, 0);
+    /* A message every 200 ms for 5 s, longer than ping_interval + ping_timeout: never silent
+     * for 2 s, so never pinged, and never closed. */
+    for (int i = 0; i < 25; i++) {
+        assert_int_equal(ws_send_text(c, "{", 1), 0);
+        expect_error(c, "INVALID_JSON");
+        assert_int_equal(ws_recv(c, NULL, NULL, 200), -1);
+        assert_int_equal(errno, ETIMEDOUT);
+    }
+    assert_int_equal(ws_pings_received(c), 0);
+    /* Silent from here on, it is pinged, and dropped for not answering. */
+    assert_int_equal(ws_recv(c, NULL, NULL, h_ms(5000)), WS_OP_PING);
+    int op;
+    while ((op = ws_recv(c, NULL, NULL, h_ms(5000))) == WS_OP_PING)
+        ;
+    assert_int_equal(op, -1);
+    assert_int_not_equal(errno, ETIMEDOUT);
+    ws_free(c);
+    assert_int_equal(h_stop(f), 0);
+}
+
+static void test_ping_interval_0_sends_no_pings(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "      port: 0\n      ping_interval: 0\n      ping_timeout: 1s\n");
+    struct ws_client *c = join(port, NULL);
+    ws_set_auto_pong(c, 0);
+    /* Silent for 3 s: with pings on (1 s) it would have been pinged and dropped by now. */
+    assert_int_equal(ws_recv(c, NULL, NULL, 3000), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_int_equal(ws_pings_received(c), 0);
+    assert_int_equal(ws_send_text(c, "{", 1), 0);
+    expect_error(c, "INVALID_JSON");
+    ws_close(c, 1000, NULL);
+    ws_free(c);
     assert_int_equal(h_stop(f), 0);
 }
 
@@ -516,18 +626,6 @@ static void test_reloadable_max_message_bytes_applies_in_place_keeping_clients(v
     free(big);
     free(bigger);
     assert_int_equal(h_stop(f), 0);
-}
-
-/* Sends one direct message with a `len`-byte payload from `from` to client `to`. */
-static void send_direct(struct ws_client *from, const char *to, size_t len)
-{
-    char *payload = filler(len), *msg = NULL;
-    int n = asprintf(&msg, "{\"type\":\"message\",\"to_client\":\"%s\",\"payload\":\"%s\"}", to,
-                     payload);
-    assert_true(n > 0);
-    assert_int_equal(ws_send_text(from, msg, (size_t)n), 0);
-    free(msg);
-    free(payload);
 }
 
 static void test_reloadable_queue_and_connection_limits_reach_open_connections(void **state)
@@ -610,6 +708,43 @@ static void test_replacement_on_the_same_address_inherits_the_listening_socket(v
     assert_int_equal(h_stop(f), 0);
 }
 
+static void test_a_retiring_instance_keeps_pinging_the_clients_it_serves(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, "      port: 0\n      ping_interval: 1s\n      ping_timeout: 1s\n"
+                        "      retire: keep\n");
+    struct ws_client *kept = join(port, NULL), *silent = join(port, NULL);
+    ws_set_auto_pong(silent, 0);
+    /* A new ping_interval replaces the instance; the old one keeps its two clients. */
+    char cfg[128];
+    snprintf(cfg, sizeof cfg, "      port: %d\n      ping_interval: 30s\n      retire: keep\n",
+             port);
+    write_ws(f, cfg);
+    assert_int_equal(h_reload(f), 1);
+    assert_int_equal(h_wait_count(&f->p,
+                                  "msg=\"listener retired; serving its clients\" clients=2 "
+                                  "retire=keep",
+                                  1, h_ms(5000)),
+                     0);
+    /* Its pings go on: the silent client is dropped, the answering one pinged and kept. */
+    unsigned base = ws_pings_received(kept);
+    int silent_open = 1;
+    for (int waited = 0; silent_open || ws_pings_received(kept) < base + 2; waited += 200) {
+        assert_true(waited < h_ms(10000));
+        if (silent_open && ws_recv(silent, NULL, NULL, 100) == -1 && errno != ETIMEDOUT)
+            silent_open = 0;
+        assert_int_equal(ws_recv(kept, NULL, NULL, 100), -1);
+        assert_int_equal(errno, ETIMEDOUT);
+    }
+    assert_true(ws_pings_received(silent) > 0);
+    assert_int_equal(ws_send_text(kept, "{", 1), 0);
+    expect_error(kept, "INVALID_JSON");
+    ws_close(kept, 1000, NULL);
+    ws_free(kept);
+    ws_free(silent);
+    assert_int_equal(h_stop(f), 0);
+}
+
 static void test_failed_reload_gives_the_socket_back_to_the_running_instance(void **state)
 {
     struct fixture *f = *state;
@@ -678,6 +813,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_silent_client_is_closed_after_ping_timeout_and_a_ponging_one_stays, h_setup,
             h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_client_that_only_answers_pings_stays_and_still_gets_messages, h_setup,
+            h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_data_counts_as_life_for_a_client_that_never_answers_pings, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_ping_interval_0_sends_no_pings, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_closes_clients_with_1001, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(
@@ -691,6 +832,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_replacement_on_the_same_address_inherits_the_listening_socket, h_setup,
             h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_retiring_instance_keeps_pinging_the_clients_it_serves, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(
             test_failed_reload_gives_the_socket_back_to_the_running_instance, h_setup, h_teardown),
     };
