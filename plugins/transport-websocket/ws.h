@@ -74,10 +74,12 @@ struct ws_server {
     struct ws_conn *conns; /* established connections */
     size_t nconns;
     /* Connections with frames to write this loop turn, written from `flush` (a check handle,
-     * after the poll phase) rather than through lws's writable callback (ws_send.c). */
+     * after the poll phase) rather than through lws's writable callback (ws_send.c). While
+     * the list is not empty, `wake` (an idle handle) keeps that poll from blocking. */
     struct ws_conn *dirty_head, *dirty_tail;
     size_t ndirty;
     uv_check_t *flush;
+    uv_idle_t *wake;
     int retiring; /* stopped with clients: held by the host until they are gone */
     arq_timer *retire_timer;
 
@@ -180,13 +182,10 @@ void ws_ping__untrack(struct ws_conn *c);
 int ws_send__writeable(struct ws_conn *c);
 /* The host queued frames for `c`: write them at the end of this loop turn. */
 void ws_send__want_write(struct ws_conn *c);
-/* Write the connections queued so far now. From a timer callback: the check handle would
- * only run after the next poll, which may block for as long as the next timer. */
-void ws_send__flush(struct ws_server *srv);
 /* `c` is going: off the list of connections to write. */
 void ws_send__forget(struct ws_conn *c);
-/* The per-turn flush handle on `loop` (0, or -1), and its release (the handle closes and
- * frees itself). */
+/* The per-turn flush handles on `loop` (0, or -1), and their release (the handles close and
+ * free themselves). */
 int ws_send__init(struct ws_server *srv, uv_loop_t *loop);
 void ws_send__fini(struct ws_server *srv);
 /* A server frame header (FIN, text/binary, 7/16/64-bit length, unmasked) at p: 2..10 bytes. */

@@ -61,8 +61,7 @@ static void on_tick(uv_timer_t *t)
     if (!srv || srv->dead)
         return;
     srv->ping_armed = UINT32_MAX;
-    if (ws_alive__expire(&srv->alive, now_s(srv), send_ping, hang_up, srv))
-        ws_send__flush(srv); /* the pings, now */
+    ws_alive__expire(&srv->alive, now_s(srv), send_ping, hang_up, srv);
     arm(srv, 1);
 }
 

@@ -22,7 +22,10 @@
  * connection on a list, and a check handle writes every connection on it once per loop turn,
  * after the poll phase, directly. Only a connection whose socket did not take the last write
  * (lws holds the rest), or that closes, or compresses, waits for lws's writable callback,
- * which keeps the bytes outside the host's bounded queue to one coalesced write at most. */
+ * which keeps the bytes outside the host's bounded queue to one coalesced write at most.
+ * Frames queued before the poll phase (from a timer: a ping, a host timer's message) must not
+ * wait for the poll to return on its own, so an idle handle is active while the list is not
+ * empty: libuv then polls without blocking. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,6 +222,12 @@ static int send_deflate(struct ws_conn *c)
 
 static void flush_turn(uv_check_t *h);
 
+/* Its being active is all it is for: the loop does not block in the poll phase. */
+static void wake_turn(uv_idle_t *h)
+{
+    (void)h;
+}
+
 static void dirty_unlink(struct ws_server *srv, struct ws_conn *c)
 {
     if (c->dirty_prev)
@@ -251,8 +260,10 @@ void ws_send__want_write(struct ws_conn *c)
     else
         srv->dirty_head = c;
     srv->dirty_tail = c;
-    if (srv->ndirty++ == 0)
+    if (srv->ndirty++ == 0) {
         uv_check_start(srv->flush, flush_turn);
+        uv_idle_start(srv->wake, wake_turn);
+    }
 }
 
 void ws_send__forget(struct ws_conn *c)
@@ -273,7 +284,7 @@ static void write_now(struct ws_conn *c)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_SYNC);
 }
 
-void ws_send__flush(struct ws_server *srv)
+static void flush_dirty(struct ws_server *srv)
 {
     /* Only those queued so far: a connection queued meanwhile waits for the next turn. */
     for (size_t n = srv->ndirty; n > 0 && srv->dirty_head; n--) {
@@ -282,8 +293,10 @@ void ws_send__flush(struct ws_server *srv)
         if (c->wsi && !srv->dead)
             write_now(c);
     }
-    if (srv->ndirty == 0 && srv->flush)
+    if (srv->ndirty == 0 && srv->flush) {
         uv_check_stop(srv->flush);
+        uv_idle_stop(srv->wake);
+    }
 }
 
 static void flush_turn(uv_check_t *h)
@@ -293,7 +306,7 @@ static void flush_turn(uv_check_t *h)
         uv_check_stop(h);
         return;
     }
-    ws_send__flush(srv);
+    flush_dirty(srv);
 }
 
 static void free_handle(uv_handle_t *h)
@@ -304,11 +317,15 @@ static void free_handle(uv_handle_t *h)
 int ws_send__init(struct ws_server *srv, uv_loop_t *loop)
 {
     srv->flush = malloc(sizeof *srv->flush);
-    if (!srv->flush || uv_check_init(loop, srv->flush) != 0) {
+    srv->wake = malloc(sizeof *srv->wake);
+    if (!srv->flush || !srv->wake || uv_check_init(loop, srv->flush) != 0) {
         free(srv->flush);
+        free(srv->wake);
         srv->flush = NULL;
+        srv->wake = NULL;
         return -1;
     }
+    uv_idle_init(loop, srv->wake); /* cannot fail */
     srv->flush->data = srv;
     return 0;
 }
@@ -321,8 +338,11 @@ void ws_send__fini(struct ws_server *srv)
         return;
     srv->flush->data = NULL;
     uv_check_stop(srv->flush);
+    uv_idle_stop(srv->wake);
     uv_close((uv_handle_t *)srv->flush, free_handle);
+    uv_close((uv_handle_t *)srv->wake, free_handle);
     srv->flush = NULL;
+    srv->wake = NULL;
 }
 
 int ws_send__writeable(struct ws_conn *c)
