@@ -32,6 +32,7 @@ struct ws_config {
     size_t max_message_bytes; /* RELOADABLE */
     size_t max_connections;   /* RELOADABLE */
     size_t max_queued_bytes;  /* RELOADABLE */
+    size_t rx_buffer_size;    /* lws's receive buffer per connection, and its read size */
     unsigned ping_interval_s; /* 0: no pings */
     unsigned ping_timeout_s;
     int permessage_deflate;

@@ -72,11 +72,13 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
         .name = "arqonbus.v1",
         .callback = ws_conn__callback,
         .per_session_data_size = sizeof(struct ws_conn),
-        /* lws keeps a receive buffer this large for every connection, idle or not, and hands
-         * received data over in pieces of at most this size: 1 KiB keeps an idle connection
-         * near 3.5 KB of user space (4 KiB cost 6.6 KB) and still holds several typical
-         * messages. Larger messages arrive in pieces and are joined in ws_conn.c. */
-        .rx_buffer_size = 1024,
+        /* lws keeps a receive buffer this large for every connection, idle or not, and reads
+         * a socket at most this much per poll turn. The default, 1 KiB, keeps an idle
+         * connection near 3.5 KB of user space (4 KiB: 6.6 KB) and holds several typical
+         * messages; 4 KiB lets one fast publisher's messages fan out four at a time instead
+         * of one or two (docs/benchmarks.md). Larger messages arrive in pieces and are
+         * joined in ws_conn.c. */
+        .rx_buffer_size = c->rx_buffer_size,
         /* lws otherwise cuts every send() to rx_buffer_size (4 KiB) and copies the rest
          * aside for later poll turns, undoing the batched writes of ws_send.c. */
         .tx_packet_size = WS_TX_PACKET_MAX,
@@ -99,6 +101,8 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
     info.user = srv;
     info.server_string = "ArqonBus";
     info.max_http_header_data = 8192;
+    /* Reads go through this per-thread buffer, which caps them at its size (4 KiB). */
+    info.pt_serv_buf_size = c->rx_buffer_size > 4096 ? (unsigned)c->rx_buffer_size : 4096;
 
     srv->lws = arq_lws_uv_create(loop, &info, srv->lws_handles, WS_LWS_HANDLES, &srv->nlws_handles);
     if (!srv->lws)

@@ -238,6 +238,11 @@ static void test_invalid_listener_settings_are_refused_before_anything_opens(voi
     write_ws(f, "      port: 70000\n");
     assert_int_equal(h_run(check, &out), 1);
     free(out);
+
+    write_ws(f, "      rx_buffer_size: 100\n");
+    assert_int_equal(h_run(check, &out), 1);
+    assert_non_null(strstr(out, "option \"rx_buffer_size\": 100 is out of range"));
+    free(out);
 }
 
 static void test_a_busy_port_fails_the_start_with_a_clear_error(void **state)
@@ -408,10 +413,9 @@ static void test_binary_frame_reaches_the_host_as_binary(void **state)
     assert_int_equal(h_stop(f), 0);
 }
 
-static void test_many_queued_frames_arrive_whole_and_in_order(void **state)
+/* 120 messages of 1 B to 300 KB from one client to another, sent before the other reads. */
+static void queued_frames_arrive_whole_and_in_order(int port)
 {
-    struct fixture *f = *state;
-    int port = start(f, NULL);
     char to[64];
     struct ws_client *a = join(port, NULL);
     struct ws_client *b = join(port, to);
@@ -442,6 +446,24 @@ static void test_many_queued_frames_arrive_whole_and_in_order(void **state)
     ws_close(b, 1000, NULL);
     ws_free(a);
     ws_free(b);
+}
+
+static void test_many_queued_frames_arrive_whole_and_in_order(void **state)
+{
+    struct fixture *f = *state;
+    queued_frames_arrive_whole_and_in_order(start(f, NULL));
+    assert_int_equal(h_stop(f), 0);
+}
+
+/* The smallest and the largest receive buffer: messages many times their size are read in
+ * pieces and joined, and reads that take many messages at once split them. */
+static void test_rx_buffer_size_at_both_bounds_keeps_messages_whole(void **state)
+{
+    struct fixture *f = *state;
+    queued_frames_arrive_whole_and_in_order(start(f, "      port: 0\n      rx_buffer_size: 256\n"));
+    assert_int_equal(h_stop(f), 0);
+    queued_frames_arrive_whole_and_in_order(
+        start(f, "      port: 0\n      rx_buffer_size: 64KiB\n"));
     assert_int_equal(h_stop(f), 0);
 }
 
@@ -808,6 +830,8 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_many_queued_frames_arrive_whole_and_in_order, h_setup,
                                         h_teardown),
+        cmocka_unit_test_setup_teardown(test_rx_buffer_size_at_both_bounds_keeps_messages_whole,
+                                        h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_max_connections_refuses_further_upgrades_with_503,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(
