@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ArqonBus side by side with Mosquitto (MQTT over WebSocket) and a plain relay, on loopback.
 #
-#   bench/compare.sh [--quick] [--out DIR] [--perf] [BUILD_DIR]
+#   bench/compare.sh [--quick] [--out DIR] [--perf] [--ws-option 'KEY: VALUE']... [BUILD_DIR]
 #
 # BUILD_DIR (default build-release) must hold a Release build with arqonbusd, the plugins and
 # bench/arqonbus-bench; this script builds nothing. It starts arqonbusd (transport-websocket +
@@ -13,6 +13,8 @@
 #   --out DIR  keep the JSON reports (results.jsonl), the logs and perf profiles in DIR
 #   --perf     after the measured runs, profile arqonbusd (perf record -e cpu-clock) on the
 #              fan-out, rooms, latency and connections scenarios and print the top symbols
+#   --ws-option 'KEY: VALUE'
+#              one more option of arqonbusd's transport-websocket, e.g. 'rx_buffer_size: 4KiB'
 #
 # The numbers: docs/benchmarks.md, "Scenarios side by side with Mosquitto".
 set -euo pipefail
@@ -20,6 +22,7 @@ set -euo pipefail
 QUICK=0
 PERF=0
 OUT=""
+WS_OPTIONS=""
 BUILD=build-release
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -29,8 +32,12 @@ while [ $# -gt 0 ]; do
         OUT=$2
         shift
         ;;
+    --ws-option)
+        WS_OPTIONS+="      $2"$'\n'
+        shift
+        ;;
     -h | --help)
-        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     -*)
@@ -171,7 +178,7 @@ plugins:
       port: 0
       max_connections: 1000000
       max_queued_bytes: 64MiB
-EOF
+${WS_OPTIONS}EOF
     cat >"$dir/conf.d/20-commands.yaml" <<EOF
 plugins:
   builtin:
