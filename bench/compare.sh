@@ -178,7 +178,8 @@ plugins:
       port: 0
       max_connections: 1000000
       max_queued_bytes: 64MiB
-${WS_OPTIONS}EOF
+${WS_OPTIONS}
+EOF
     cat >"$dir/conf.d/20-commands.yaml" <<EOF
 plugins:
   builtin:
