@@ -301,9 +301,9 @@ profile() {
     ops=$(tail -1 "$LOGS/profile.jsonl" | sed -n "s/.*\"$unit\":\([0-9]*\).*/\1/p")
     echo "### arqonbusd during $name: CPU by object, then the top symbols (self time)"
     perf report -i "$LOGS/perf-$name.data" --stdio --no-children --sort dso -g none \
-        --percent-limit 1 2>/dev/null | grep -E '^ +[0-9]'
+        --percent-limit 1 2>/dev/null | grep -E '^ +[0-9]' || true
     perf report -i "$LOGS/perf-$name.data" --stdio --no-children --sort dso,symbol -g none \
-        --percent-limit 0.5 2>/dev/null | grep -E '^ +[0-9]' | head -25
+        --percent-limit 0.5 2>/dev/null | grep -E '^ +[0-9]' | head -25 || true # head closes early
     echo "### syscalls per $one (${ops:-?} $unit)"
     awk -F, -v ops="${ops:-0}" '$3 ~ /sys_enter_/ && ops > 0 {
         sub(/.*sys_enter_/, "", $3); printf "  %-12s %.3f\n", $3, $1 / ops }' \
