@@ -49,6 +49,13 @@ static void hang_up(struct ws_alive_node *n, void *arg)
 {
     struct ws_server *srv = arg;
     struct ws_conn *c = CONN_OF(n);
+    if (c->ping_due && c->deflate) {
+        /* The ping never left: a compressing connection sends it only between messages,
+         * and its queue never emptied. The client reads, so it gets another interval. */
+        c->ping_due = 0;
+        ws_alive__add(&srv->alive, n, now_s(srv));
+        return;
+    }
     c->ping_timed_out = 1;
     ws_server__count(srv->m_ping_timeouts, 1, srv);
     /* Closes now: LWS_CALLBACK_CLOSED tells the host (ws_conn.c, on_closed). */
