@@ -242,15 +242,17 @@ static int fast__number(struct fast__state *st, struct fast__value *v)
         v->kind = K_INTEGER;
         v->negative = negative;
         v->positive = !negative && !zero;
-    } else if (!fast__short_decimal(start, p)) {
-        /* the written form of a double is at most 24 bytes; longer text is not canonical */
-        char in[40], out[40];
-        if (n >= sizeof in)
-            return -1;
-        memcpy(in, start, n);
-        in[n] = '\0';
-        if (envelope_format_real(strtod(in, NULL), out) != n || memcmp(in, out, n) != 0)
-            return -1;
+    } else {
+        if (!fast__short_decimal(start, p)) {
+            /* the written form of a double is at most 24 bytes; longer text is not canonical */
+            char in[40], out[40];
+            if (n >= sizeof in)
+                return -1;
+            memcpy(in, start, n);
+            in[n] = '\0';
+            if (envelope_format_real(strtod(in, NULL), out) != n || memcmp(in, out, n) != 0)
+                return -1;
+        }
         v->kind = K_REAL;
     }
     st->p = p;

@@ -255,6 +255,11 @@ static void every_validation_problem_declines(void **state)
     DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":[]}");
     DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":{\"sequence\":0}}");
     DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":{\"sequence\":1.0}}");
+    /* short reals where another kind is required */
+    DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":1.5}");
+    DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":{\"sequence\":2.5}}");
+    DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":{\"vector_clock\":"
+             "{\"a\":1.5}}}");
     DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":{\"vector_clock\":"
              "[]}}");
     DECLINES("{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"metadata\":{\"vector_clock\":"
