@@ -534,28 +534,7 @@ fail:
 
 /* --- validation ---------------------------------------------------------------------------- */
 
-enum env__field {
-    F_ID,
-    F_TIMESTAMP,
-    F_TYPE,
-    F_VERSION,
-    F_ROOM,
-    F_CHANNEL,
-    F_SENDER,
-    F_FROM_CLIENT,
-    F_TO_CLIENT,
-    F_PAYLOAD,
-    F_COMMAND,
-    F_ARGS,
-    F_REQUEST_ID,
-    F_STATUS,
-    F_ERROR,
-    F_ERROR_CODE,
-    F_METADATA,
-    F__COUNT
-};
-
-static const char *const env__names[F__COUNT] = {
+static const char *const env__names[ENV_F__COUNT] = {
     "id",         "timestamp",   "type",      "version",    "room",    "channel",
     "sender",     "from_client", "to_client", "payload",    "command", "args",
     "request_id", "status",      "error",     "error_code", "metadata"};
@@ -569,52 +548,54 @@ const char *envelope_type_name(enum env_type type)
                                                                              : "unknown";
 }
 
-static int env__field_index(const char *k)
+int envelope_field_index(const char *k, size_t n)
 {
+    if (n == 0)
+        return -1;
     int a = -1, b = -1, c = -1;
     switch (k[0]) {
     case 'a':
-        a = F_ARGS;
+        a = ENV_F_ARGS;
         break;
     case 'c':
-        a = F_CHANNEL, b = F_COMMAND;
+        a = ENV_F_CHANNEL, b = ENV_F_COMMAND;
         break;
     case 'e':
-        a = F_ERROR, b = F_ERROR_CODE;
+        a = ENV_F_ERROR, b = ENV_F_ERROR_CODE;
         break;
     case 'f':
-        a = F_FROM_CLIENT;
+        a = ENV_F_FROM_CLIENT;
         break;
     case 'i':
-        a = F_ID;
+        a = ENV_F_ID;
         break;
     case 'm':
-        a = F_METADATA;
+        a = ENV_F_METADATA;
         break;
     case 'p':
-        a = F_PAYLOAD;
+        a = ENV_F_PAYLOAD;
         break;
     case 'r':
-        a = F_ROOM, b = F_REQUEST_ID;
+        a = ENV_F_ROOM, b = ENV_F_REQUEST_ID;
         break;
     case 's':
-        a = F_SENDER, b = F_STATUS;
+        a = ENV_F_SENDER, b = ENV_F_STATUS;
         break;
     case 't':
-        a = F_TIMESTAMP, b = F_TYPE, c = F_TO_CLIENT;
+        a = ENV_F_TIMESTAMP, b = ENV_F_TYPE, c = ENV_F_TO_CLIENT;
         break;
     case 'v':
-        a = F_VERSION;
+        a = ENV_F_VERSION;
         break;
     default:
         return -1;
     }
-    if (a >= 0 && !strcmp(k, env__names[a]))
-        return a;
-    if (b >= 0 && !strcmp(k, env__names[b]))
-        return b;
-    if (c >= 0 && !strcmp(k, env__names[c]))
-        return c;
+    int candidates[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        int f = candidates[i];
+        if (f >= 0 && strlen(env__names[f]) == n && !memcmp(k, env__names[f], n))
+            return f;
+    }
     return -1;
 }
 
@@ -715,10 +696,10 @@ static void env__check_metadata(struct env__check *c, json_t *md)
 }
 
 struct env__fields {
-    json_t *slot[F__COUNT]; /* present and not null                                 */
-    int type;               /* enum env_type, or -1                                 */
-    json_t *legacy_command; /* the legacy shape's payload.command, else NULL         */
-    json_t *legacy_args;    /* its payload.parameters when an object, else NULL      */
+    json_t *slot[ENV_F__COUNT]; /* present and not null                                 */
+    int type;                   /* enum env_type, or -1                                 */
+    json_t *legacy_command;     /* the legacy shape's payload.command, else NULL         */
+    json_t *legacy_args;        /* its payload.parameters when an object, else NULL      */
     int64_t timestamp_ms;
 };
 
@@ -738,7 +719,7 @@ static void env__validate(struct env__check *c, json_t *root, struct env__fields
 
     json_object_foreach(root, key, v)
     {
-        int f = env__field_index(key);
+        int f = envelope_field_index(key, strlen(key));
         if (f < 0)
             env__problem(c, "Unknown field '%s'", key);
         else if (!json_is_null(v))
@@ -747,25 +728,25 @@ static void env__validate(struct env__check *c, json_t *root, struct env__fields
 
     /* type first: the other rules depend on it */
     fs->type = -1;
-    if (json_is_string(slot[F_TYPE])) {
+    if (json_is_string(slot[ENV_F_TYPE])) {
         for (int t = 0; t < (int)(sizeof env__type_names / sizeof *env__type_names); t++)
-            if (!strcmp(json_string_value(slot[F_TYPE]), env__type_names[t]))
+            if (!strcmp(json_string_value(slot[ENV_F_TYPE]), env__type_names[t]))
                 fs->type = t;
     }
-    if (fs->type == ENV_COMMAND && !slot[F_COMMAND] && json_is_object(slot[F_PAYLOAD])) {
-        json_t *cmd = json_object_get(slot[F_PAYLOAD], "command");
-        json_t *params = json_object_get(slot[F_PAYLOAD], "parameters");
+    if (fs->type == ENV_COMMAND && !slot[ENV_F_COMMAND] && json_is_object(slot[ENV_F_PAYLOAD])) {
+        json_t *cmd = json_object_get(slot[ENV_F_PAYLOAD], "command");
+        json_t *params = json_object_get(slot[ENV_F_PAYLOAD], "parameters");
         if (json_is_string(cmd)) {
             fs->legacy_command = cmd;
-            if (json_is_object(params) && !slot[F_ARGS])
+            if (json_is_object(params) && !slot[ENV_F_ARGS])
                 fs->legacy_args = params;
         }
     }
 
-    if ((s = env__string(c, slot, F_ID)) && !envelope_valid_id(s))
+    if ((s = env__string(c, slot, ENV_F_ID)) && !envelope_valid_id(s))
         env__problem(c, "Invalid message ID format: %s", s);
 
-    if ((s = env__string(c, slot, F_TIMESTAMP))) {
+    if ((s = env__string(c, slot, ENV_F_TIMESTAMP))) {
         if (envelope_parse_timestamp(s, &fs->timestamp_ms))
             env__problem(c, "Invalid timestamp: %s", s);
         else if (fs->timestamp_ms < 946684800000) /* 2000-01-01T00:00:00Z */
@@ -776,59 +757,59 @@ static void env__validate(struct env__check *c, json_t *root, struct env__fields
         fs->timestamp_ms = now_ms;
     }
 
-    if (!slot[F_TYPE])
+    if (!slot[ENV_F_TYPE])
         env__problem(c, "Field 'type' is required");
-    else if ((s = env__string(c, slot, F_TYPE)) && fs->type < 0)
+    else if ((s = env__string(c, slot, ENV_F_TYPE)) && fs->type < 0)
         env__problem(c, "Unsupported message type: %s", s);
 
-    if ((s = env__string(c, slot, F_VERSION)) && strcmp(s, "1.0") != 0)
+    if ((s = env__string(c, slot, ENV_F_VERSION)) && strcmp(s, "1.0") != 0)
         env__problem(c, "Unsupported protocol version: %s", s);
 
-    if ((s = env__string(c, slot, F_ROOM)) && !envelope_valid_name(s, lim->max_name_length))
+    if ((s = env__string(c, slot, ENV_F_ROOM)) && !envelope_valid_name(s, lim->max_name_length))
         env__problem(c, "Invalid room name: %s", s);
-    if ((s = env__string(c, slot, F_CHANNEL)) && !envelope_valid_name(s, lim->max_name_length))
+    if ((s = env__string(c, slot, ENV_F_CHANNEL)) && !envelope_valid_name(s, lim->max_name_length))
         env__problem(c, "Invalid channel name: %s", s);
-    if (slot[F_CHANNEL] && !slot[F_ROOM])
+    if (slot[ENV_F_CHANNEL] && !slot[ENV_F_ROOM])
         env__problem(c, "Field 'channel' requires 'room'");
 
-    env__string(c, slot, F_SENDER);
-    env__string(c, slot, F_FROM_CLIENT);
-    env__string(c, slot, F_TO_CLIENT);
+    env__string(c, slot, ENV_F_SENDER);
+    env__string(c, slot, ENV_F_FROM_CLIENT);
+    env__string(c, slot, ENV_F_TO_CLIENT);
 
-    env__depth(c, slot[F_PAYLOAD], "payload", lim->max_depth);
+    env__depth(c, slot[ENV_F_PAYLOAD], "payload", lim->max_depth);
     if (fs->legacy_command) {
-        json_t *params = json_object_get(slot[F_PAYLOAD], "parameters");
+        json_t *params = json_object_get(slot[ENV_F_PAYLOAD], "parameters");
         if (params && !json_is_null(params) && !json_is_object(params))
             env__problem(c, "Field 'payload.parameters' must be an object");
     }
-    env__required(c, fs, F_PAYLOAD, 1 << ENV_MESSAGE | 1 << ENV_OPERATOR_JOIN);
+    env__required(c, fs, ENV_F_PAYLOAD, 1 << ENV_MESSAGE | 1 << ENV_OPERATOR_JOIN);
 
-    env__string(c, slot, F_COMMAND);
+    env__string(c, slot, ENV_F_COMMAND);
     if (!fs->legacy_command)
-        env__required(c, fs, F_COMMAND, 1 << ENV_COMMAND);
+        env__required(c, fs, ENV_F_COMMAND, 1 << ENV_COMMAND);
 
-    if (slot[F_ARGS] && !json_is_object(slot[F_ARGS]))
+    if (slot[ENV_F_ARGS] && !json_is_object(slot[ENV_F_ARGS]))
         env__problem(c, "Field 'args' must be an object");
     else
-        env__depth(c, slot[F_ARGS], "args", lim->max_depth);
+        env__depth(c, slot[ENV_F_ARGS], "args", lim->max_depth);
 
-    env__string(c, slot, F_REQUEST_ID);
-    env__required(c, fs, F_REQUEST_ID, 1 << ENV_RESPONSE);
+    env__string(c, slot, ENV_F_REQUEST_ID);
+    env__required(c, fs, ENV_F_REQUEST_ID, 1 << ENV_RESPONSE);
 
-    if ((s = env__string(c, slot, F_STATUS)) && strcmp(s, "success") != 0 &&
+    if ((s = env__string(c, slot, ENV_F_STATUS)) && strcmp(s, "success") != 0 &&
         strcmp(s, "error") != 0 && strcmp(s, "pending") != 0)
         env__problem(c, "Invalid status: %s", s);
-    env__required(c, fs, F_STATUS, 1 << ENV_RESPONSE);
+    env__required(c, fs, ENV_F_STATUS, 1 << ENV_RESPONSE);
 
-    env__string(c, slot, F_ERROR);
-    env__required(c, fs, F_ERROR, 1 << ENV_ERROR);
-    env__string(c, slot, F_ERROR_CODE);
+    env__string(c, slot, ENV_F_ERROR);
+    env__required(c, fs, ENV_F_ERROR, 1 << ENV_ERROR);
+    env__string(c, slot, ENV_F_ERROR_CODE);
 
-    if (slot[F_METADATA] && !json_is_object(slot[F_METADATA])) {
+    if (slot[ENV_F_METADATA] && !json_is_object(slot[ENV_F_METADATA])) {
         env__problem(c, "Field 'metadata' must be an object");
-    } else if (slot[F_METADATA]) {
-        env__check_metadata(c, slot[F_METADATA]);
-        env__depth(c, slot[F_METADATA], "metadata", lim->max_depth);
+    } else if (slot[ENV_F_METADATA]) {
+        env__check_metadata(c, slot[ENV_F_METADATA]);
+        env__depth(c, slot[ENV_F_METADATA], "metadata", lim->max_depth);
     }
 }
 
@@ -913,7 +894,8 @@ int envelope_parse(const char *text, size_t len, int64_t now_ms, const struct en
             env__set_text(err, "%s (and %zu more)", first, n - 1);
         else
             env__set_text(err, "%s", first);
-        if (json_is_string(fs.slot[F_ID]) && !(err->id = strdup(json_string_value(fs.slot[F_ID]))))
+        if (json_is_string(fs.slot[ENV_F_ID]) &&
+            !(err->id = strdup(json_string_value(fs.slot[ENV_F_ID]))))
             goto oom;
         if (!(err->payload = json_pack("{s:o}", "errors", check.errors))) {
             check.errors = NULL; /* "o" consumed it */
@@ -924,16 +906,16 @@ int envelope_parse(const char *text, size_t len, int64_t now_ms, const struct en
     }
 
     /* Normalise. Every slot below is a string or object that validation accepted. */
-    json_t *id = fs.slot[F_ID], *ts = fs.slot[F_TIMESTAMP];
+    json_t *id = fs.slot[ENV_F_ID], *ts = fs.slot[ENV_F_TIMESTAMP];
     if (fs.legacy_command) {
         if (json_object_set(root, "command", fs.legacy_command) ||
             (fs.legacy_args && json_object_set(root, "args", fs.legacy_args)))
             goto oom;
-        fs.slot[F_COMMAND] = fs.legacy_command;
+        fs.slot[ENV_F_COMMAND] = fs.legacy_command;
         if (fs.legacy_args)
-            fs.slot[F_ARGS] = fs.legacy_args;
+            fs.slot[ENV_F_ARGS] = fs.legacy_args;
         json_object_del(root, "payload"); /* root's new keys hold command and args */
-        fs.slot[F_PAYLOAD] = NULL;
+        fs.slot[ENV_F_PAYLOAD] = NULL;
     }
     if (!id) {
         char buf[32];
@@ -947,7 +929,7 @@ int envelope_parse(const char *text, size_t len, int64_t now_ms, const struct en
         if (env__set_generated(root, "timestamp", buf, &ts))
             goto oom;
     }
-    if (!fs.slot[F_VERSION]) {
+    if (!fs.slot[ENV_F_VERSION]) {
         json_t *ver;
         if (env__set_generated(root, "version", "1.0", &ver))
             goto oom;
@@ -958,14 +940,14 @@ int envelope_parse(const char *text, size_t len, int64_t now_ms, const struct en
     env->id = json_string_value(id);
     env->timestamp = json_string_value(ts);
     env->timestamp_ms = fs.timestamp_ms;
-    env->room = json_string_value(fs.slot[F_ROOM]);
-    env->channel = json_string_value(fs.slot[F_CHANNEL]);
-    env->to_client = json_string_value(fs.slot[F_TO_CLIENT]);
-    env->command = json_string_value(fs.slot[F_COMMAND]);
-    env->request_id = json_string_value(fs.slot[F_REQUEST_ID]);
-    env->payload = fs.slot[F_PAYLOAD];
-    env->args = fs.slot[F_ARGS];
-    env->metadata = fs.slot[F_METADATA];
+    env->room = json_string_value(fs.slot[ENV_F_ROOM]);
+    env->channel = json_string_value(fs.slot[ENV_F_CHANNEL]);
+    env->to_client = json_string_value(fs.slot[ENV_F_TO_CLIENT]);
+    env->command = json_string_value(fs.slot[ENV_F_COMMAND]);
+    env->request_id = json_string_value(fs.slot[ENV_F_REQUEST_ID]);
+    env->payload = fs.slot[ENV_F_PAYLOAD];
+    env->args = fs.slot[ENV_F_ARGS];
+    env->metadata = fs.slot[ENV_F_METADATA];
     return 0;
 
 oom:

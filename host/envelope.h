@@ -50,6 +50,30 @@ enum env_type {
     ENV_OPERATOR_JOIN
 };
 
+/* The envelope's fields (docs/protocol.md, "The envelope"), in the protocol table's order. */
+enum env_field {
+    ENV_F_ID,
+    ENV_F_TIMESTAMP,
+    ENV_F_TYPE,
+    ENV_F_VERSION,
+    ENV_F_ROOM,
+    ENV_F_CHANNEL,
+    ENV_F_SENDER,
+    ENV_F_FROM_CLIENT,
+    ENV_F_TO_CLIENT,
+    ENV_F_PAYLOAD,
+    ENV_F_COMMAND,
+    ENV_F_ARGS,
+    ENV_F_REQUEST_ID,
+    ENV_F_STATUS,
+    ENV_F_ERROR,
+    ENV_F_ERROR_CODE,
+    ENV_F_METADATA,
+    ENV_F__COUNT
+};
+/* The field named by the `n` bytes at `key`, or -1 when it is not one. */
+int envelope_field_index(const char *key, size_t n);
+
 struct envelope {
     json_t *root; /* the normalised envelope object (one owned reference); NULL from the
                    * fast path */

@@ -16,25 +16,6 @@
 /* What an edit or an appended member writes. */
 enum { GEN_ID, GEN_TIMESTAMP, GEN_VERSION, GEN_SENDER };
 
-/* The fields the fast path handles; any other key declines. */
-enum {
-    FF_ID,
-    FF_TIMESTAMP,
-    FF_TYPE,
-    FF_VERSION,
-    FF_ROOM,
-    FF_CHANNEL,
-    FF_SENDER,
-    FF_FROM_CLIENT,
-    FF_TO_CLIENT,
-    FF_PAYLOAD,
-    FF_REQUEST_ID,
-    FF_METADATA,
-    FF__COUNT
-};
-static const char *const fast__names[FF__COUNT] = {
-    "id",     "timestamp",   "type",      "version", "room",       "channel",
-    "sender", "from_client", "to_client", "payload", "request_id", "metadata"};
 /* Keys of the generated members, by GEN_*. */
 static const char *const fast__gen_keys[] = {"id", "timestamp", "version", "sender"};
 
@@ -416,12 +397,21 @@ static int fast__value(struct fast__state *st, int budget, enum fast__mode mode,
     }
 }
 
+/* The field named by a key, or -1 for keys the fast path leaves to the parser: unknown ones,
+ * and those of commands, responses and errors. */
 static int fast__field(const char *s, size_t n)
 {
-    for (int f = 0; f < FF__COUNT; f++)
-        if (fast__names[f][0] == *s && strlen(fast__names[f]) == n && !memcmp(fast__names[f], s, n))
-            return f;
-    return -1;
+    int f = envelope_field_index(s, n);
+    switch (f) {
+    case ENV_F_COMMAND:
+    case ENV_F_ARGS:
+    case ENV_F_STATUS:
+    case ENV_F_ERROR:
+    case ENV_F_ERROR_CODE:
+        return -1;
+    default:
+        return f;
+    }
 }
 
 static int fast__edit(struct env_fast *scan, size_t at, size_t len, int what)
@@ -479,9 +469,9 @@ static int fast__member(struct fast__state *st, struct env_fast *scan, int f, in
     struct fast__value v;
     size_t at = (size_t)(st->p - scan->text);
     int budget = lim->max_depth < FAST_MAX_DEPTH ? lim->max_depth : FAST_MAX_DEPTH;
-    if (f == FF_PAYLOAD)
+    if (f == ENV_F_PAYLOAD)
         return fast__value(st, budget, MODE_PLAIN, &v) || v.kind == K_NULL ? -1 : 0;
-    if (f == FF_METADATA)
+    if (f == ENV_F_METADATA)
         return fast__value(st, budget, MODE_METADATA, &v) ||
                        (v.kind != K_OBJECT && v.kind != K_NULL)
                    ? -1
@@ -493,51 +483,51 @@ static int fast__member(struct fast__state *st, struct env_fast *scan, int f, in
     if (v.kind == K_NULL) {
         /* null is absent; the generated value takes its place */
         switch (f) {
-        case FF_TYPE:
+        case ENV_F_TYPE:
             return -1;
-        case FF_ID:
+        case ENV_F_ID:
             return fast__edit(scan, at, len, GEN_ID);
-        case FF_TIMESTAMP:
+        case ENV_F_TIMESTAMP:
             return fast__edit(scan, at, len, GEN_TIMESTAMP);
-        case FF_VERSION:
+        case ENV_F_VERSION:
             return fast__edit(scan, at, len, GEN_VERSION);
-        case FF_SENDER:
+        case ENV_F_SENDER:
             return fast__edit(scan, at, len, GEN_SENDER);
         default:
             return 0;
         }
     }
     switch (f) {
-    case FF_TYPE:
+    case ENV_F_TYPE:
         return v.n == 7 && !memcmp(v.s, "message", 7) ? 0 : -1;
-    case FF_ID:
+    case ENV_F_ID:
         if (!fast__is_id(&v))
             return -1;
         scan->id.s = v.s, scan->id.n = v.n;
         return 0;
-    case FF_TIMESTAMP:
+    case ENV_F_TIMESTAMP:
         if (!fast__valid_timestamp(&v, now_ms, lim, &scan->timestamp_ms))
             return -1;
         scan->timestamp.s = v.s, scan->timestamp.n = v.n;
         return 0;
-    case FF_VERSION:
+    case ENV_F_VERSION:
         return v.n == 3 && !memcmp(v.s, "1.0", 3) ? 0 : -1;
-    case FF_ROOM:
-    case FF_CHANNEL:
+    case ENV_F_ROOM:
+    case ENV_F_CHANNEL:
         if (!fast__valid_name(&v, lim->max_name_length))
             return -1;
-        if (f == FF_ROOM)
+        if (f == ENV_F_ROOM)
             scan->room.s = v.s, scan->room.n = v.n;
         else
             scan->channel.s = v.s, scan->channel.n = v.n;
         return 0;
-    case FF_SENDER:
+    case ENV_F_SENDER:
         return fast__edit(scan, at, len, GEN_SENDER);
-    case FF_TO_CLIENT:
-    case FF_REQUEST_ID:
+    case ENV_F_TO_CLIENT:
+    case ENV_F_REQUEST_ID:
         if (v.escaped)
             return -1; /* kept simple: copied as is */
-        if (f == FF_TO_CLIENT)
+        if (f == ENV_F_TO_CLIENT)
             scan->to_client.s = v.s, scan->to_client.n = v.n;
         else
             scan->request_id.s = v.s, scan->request_id.n = v.n;
@@ -564,7 +554,7 @@ int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
     static const struct env_limits defaults = ENV_LIMITS_DEFAULT;
     const struct env_limits *lim = limits ? limits : &defaults;
     struct fast__state st;
-    unsigned seen = 0, present = 0; /* by FF_*: the key, and a non-null value */
+    unsigned seen = 0, present = 0; /* by ENV_F_*: the key, and a non-null value */
 
     if (!text || !sender || !fast__utf8_string(sender))
         return -1;
@@ -615,8 +605,8 @@ int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
     fast__skip_ws(&st);
     if (st.p != st.end)
         return -1;
-    if (!(present & (1u << FF_TYPE)) || !(present & (1u << FF_PAYLOAD)) ||
-        ((present & (1u << FF_CHANNEL)) && !(present & (1u << FF_ROOM))))
+    if (!(present & (1u << ENV_F_TYPE)) || !(present & (1u << ENV_F_PAYLOAD)) ||
+        ((present & (1u << ENV_F_CHANNEL)) && !(present & (1u << ENV_F_ROOM))))
         return -1;
 
     /* Normalise as envelope_parse does: generated id, timestamp and version, then sender. */
@@ -625,18 +615,18 @@ int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
     scan->sender_json_len = envelope_write_string(sender, scan->sender_len, NULL, 0);
     if (!scan->id.s) {
         envelope_new_id(scan->gen_id, now_ms);
-        if (!(seen & (1u << FF_ID)))
+        if (!(seen & (1u << ENV_F_ID)))
             scan->append |= 1u << GEN_ID;
     }
     if (!scan->timestamp.s) {
         envelope_format_timestamp(now_ms, scan->gen_ts);
         scan->timestamp_ms = now_ms;
-        if (!(seen & (1u << FF_TIMESTAMP)))
+        if (!(seen & (1u << ENV_F_TIMESTAMP)))
             scan->append |= 1u << GEN_TIMESTAMP;
     }
-    if (!(seen & (1u << FF_VERSION)))
+    if (!(seen & (1u << ENV_F_VERSION)))
         scan->append |= 1u << GEN_VERSION;
-    if (!(seen & (1u << FF_SENDER)))
+    if (!(seen & (1u << ENV_F_SENDER)))
         scan->append |= 1u << GEN_SENDER;
 
     size_t out = scan->end - scan->begin - scan->ws;
