@@ -183,6 +183,7 @@ struct env_fast {
     } id, timestamp, room, channel, to_client, request_id;
     const char *sender;
     size_t sender_len, sender_json_len;
+    int sender_plain; /* nothing in it to escape: its JSON text is itself in quotes */
     int64_t timestamp_ms;
     char gen_id[32], gen_ts[32];
 };

@@ -556,7 +556,14 @@ int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
     struct fast__state st;
     unsigned seen = 0, present = 0; /* by ENV_F_*: the key, and a non-null value */
 
-    if (!text || !sender || !fast__utf8_string(sender))
+    if (!text || !sender)
+        return -1;
+    /* A client id is plain ASCII: one pass decides, and the sender is then copied as it is. */
+    const unsigned char *sp = (const unsigned char *)sender;
+    while (fast__plain[*sp])
+        sp++;
+    int sender_plain = *sp == '\0';
+    if (!sender_plain && !fast__utf8_string(sender))
         return -1;
     memset(scan, 0, offsetof(struct env_fast, gen_id));
     scan->text = text;
@@ -611,8 +618,10 @@ int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
 
     /* Normalise as envelope_parse does: generated id, timestamp and version, then sender. */
     scan->sender = sender;
-    scan->sender_len = strlen(sender);
-    scan->sender_json_len = envelope_write_string(sender, scan->sender_len, NULL, 0);
+    scan->sender_len = (size_t)((const char *)sp - sender) + strlen((const char *)sp);
+    scan->sender_plain = sender_plain;
+    scan->sender_json_len = sender_plain ? scan->sender_len + 2
+                                         : envelope_write_string(sender, scan->sender_len, NULL, 0);
     if (!scan->id.s) {
         envelope_new_id(scan->gen_id, now_ms);
         if (!(seen & (1u << ENV_F_ID)))
@@ -695,6 +704,8 @@ static char *fast__gen(char *o, const struct env_fast *scan, int what)
     case GEN_VERSION:
         return fast__quoted(o, "1.0");
     default:
+        if (scan->sender_plain)
+            return fast__quoted(o, scan->sender);
         return o + envelope_write_string(scan->sender, scan->sender_len, o, scan->sender_json_len);
     }
 }
