@@ -1,10 +1,12 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bus.h"
@@ -24,7 +26,8 @@ const struct arq_option config_host_options[] = {
             "this node's name; default: the host name"),
     ARQ_OPT("plugin_dir", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
             "where modules named without a '/' are found; default: $ARQONBUS_PLUGIN_DIR, "
-            "else the installed plugin directory"),
+            "else the plugin directory installed with arqonbusd (in a build tree: plugins/ "
+            "beside it)"),
     ARQ_OPT_RANGE("drain_delay", ARQ_OPT_DURATION, "0s", 0, 600000, ARQ_OPT_RELOADABLE,
                   "after SIGTERM, keep serving this long while readiness reports 503, so that "
                   "load balancers move clients away first"),
@@ -87,6 +90,88 @@ static int enabled_value(const char *text)
     }
     return -1;
 }
+
+/* --- default directories ------------------------------------------------------------------ */
+
+int config_resolve_from(const char *dir, const char *rel, char *out, size_t size)
+{
+    if (rel[0] == '/')
+        return snprintf(out, size, "%s", rel) < (int)size ? 0 : -1;
+    if (snprintf(out, size, "%s", dir) >= (int)size)
+        return -1;
+    size_t len = strlen(out);
+    for (;;) {
+        if (!strncmp(rel, "./", 2)) {
+            rel += 2;
+        } else if (!strncmp(rel, "../", 3) || !strcmp(rel, "..")) {
+            rel += rel[2] ? 3 : 2;
+            while (len > 1 && out[len - 1] != '/')
+                len--;
+            if (len > 1)
+                len--; /* the slash, unless it is the root */
+            out[len] = '\0';
+        } else {
+            break;
+        }
+    }
+    if (!*rel)
+        return 0;
+    return snprintf(out + len, size - len, "%s%s", len && out[len - 1] == '/' ? "" : "/", rel) <
+                   (int)(size - len)
+               ? 0
+               : -1;
+}
+
+static int config__is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The directory of the running executable, or -1 (no /proc). */
+static int config__exe_dir(char *out, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    if (n <= 0 || (size_t)n >= size - 1)
+        return -1;
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        return -1;
+    slash[slash == out] = '\0'; /* "/arqonbusd" is in "/" */
+    return 0;
+}
+
+const char *config_default_plugin_dir(void)
+{
+    static char dir[PATH_MAX];
+    char exe[PATH_MAX], beside[PATH_MAX];
+    if (dir[0])
+        return dir;
+    if (config__exe_dir(exe, sizeof exe) != 0 ||
+        config_resolve_from(exe, ARQ_PLUGIN_DIR_FROM_BIN, dir, sizeof dir) != 0) {
+        snprintf(dir, sizeof dir, "%s", ARQ_DEFAULT_PLUGIN_DIR);
+        return dir;
+    }
+    if (!config__is_dir(dir) && config_resolve_from(exe, "plugins", beside, sizeof beside) == 0 &&
+        config__is_dir(beside))
+        memcpy(dir, beside, sizeof dir); /* the build tree */
+    return dir;
+}
+
+const char *config_default_conf_dir(void)
+{
+    static char dir[PATH_MAX];
+    char exe[PATH_MAX];
+    if (dir[0])
+        return dir;
+    if (config__exe_dir(exe, sizeof exe) != 0 ||
+        config_resolve_from(exe, ARQ_CONF_DIR_FROM_BIN, dir, sizeof dir) != 0)
+        snprintf(dir, sizeof dir, "%s", ARQ_DEFAULT_CONF_DIR);
+    return dir;
+}
+
+/* --- reading ---------------------------------------------------------------------------------- */
 
 /* `rel` relative to the directory of `file` (when rel is not absolute). */
 static char *path_beside(const char *file, const char *rel)
@@ -192,6 +277,30 @@ static json_t *validate_section(const struct config *conf, const json_t *merged,
     return opt_validate(spec, merged, conf->doc, wp, who, diags);
 }
 
+/* What can be known about the log file without creating it: its directory exists. (Whether
+ * the daemon may write there depends on the user it runs as, which --check-config may not
+ * be.) */
+static void config__check_log_file(const struct config *conf, const json_t *node, const char *path,
+                                   struct diag_list *diags)
+{
+    const struct cfg_pos *pos = cfg_pos_of(conf->doc, node);
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        diag_add(diags, pos, "host section: option \"log_file\": \"%s\" is a directory", path);
+    } else if (stat(dir, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            diag_add(diags, pos,
+                     "host section: option \"log_file\": the directory \"%s\" does not exist", dir);
+    } else if (!S_ISDIR(st.st_mode)) {
+        diag_add(diags, pos, "host section: option \"log_file\": \"%s\" is not a directory", dir);
+    }
+}
+
 static void apply_host(struct config *conf, const json_t *host_merged, struct diag_list *diags)
 {
     conf->host_values =
@@ -205,6 +314,8 @@ static void apply_host(struct config *conf, const json_t *host_merged, struct di
     h->log_format = !strcmp(opt_get_str(hv, "log_format", "logfmt"), "json") ? LOG_FORMAT_JSON
                                                                              : LOG_FORMAT_LOGFMT;
     h->log_file = opt_get_str(hv, "log_file", NULL);
+    if (h->log_file)
+        config__check_log_file(conf, json_object_get(host_merged, "log_file"), h->log_file, diags);
     h->node = opt_get_str(hv, "node", NULL);
     h->drain_timeout_ms = (uint64_t)opt_get_int(hv, "drain_timeout", 10000);
     h->drain_delay_ms = (uint64_t)opt_get_int(hv, "drain_delay", 0);
@@ -218,7 +329,7 @@ static void apply_host(struct config *conf, const json_t *host_merged, struct di
         h->plugin_dir = path_beside(p ? p->file : NULL, dir);
     } else {
         const char *env = getenv("ARQONBUS_PLUGIN_DIR");
-        h->plugin_dir = strdup(env && *env ? env : ARQ_DEFAULT_PLUGIN_DIR);
+        h->plugin_dir = strdup(env && *env ? env : config_default_plugin_dir());
     }
     if (!h->plugin_dir)
         diag_add(diags, NULL, "out of memory");
@@ -280,6 +391,44 @@ static void read_plugins(struct config *conf, const json_t *plugins_merged, stru
     }
 }
 
+/* Remember `path` and the settings it declares; a file without any content gets a warning. */
+static void config__record_file(struct config *conf, const char *path, const json_t *root,
+                                struct diag_list *diags)
+{
+    struct config_file *cf = &conf->files[conf->nfiles];
+    char held[320];
+    size_t len = 0;
+    const char *section, *key;
+    json_t *v, *member;
+    held[0] = '\0';
+    json_object_foreach((json_t *)root, section, v)
+    {
+        if (!json_is_object(v))
+            continue;
+        json_object_foreach(v, key, member)
+        {
+            if (len < sizeof held)
+                len += (size_t)snprintf(held + len, sizeof held - len, "%s%s.%s", len ? ", " : "",
+                                        section, key);
+        }
+    }
+    if (len >= sizeof held)
+        memcpy(held + sizeof held - 4, "...", 4);
+    if (!(cf->path = strdup(path)) || (len && !(cf->held = strdup(held)))) {
+        free(cf->path);
+        cf->path = NULL;
+        diag_add(diags, NULL, "out of memory");
+        return;
+    }
+    conf->nfiles++;
+    if (!json_object_size(root)) {
+        struct cfg_pos pos = {path, 0, 0};
+        diag_add(&conf->warnings, &pos,
+                 "warning: the file is empty: it sets nothing, and what it does not set has its "
+                 "default");
+    }
+}
+
 struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *getenv_arg,
                            struct diag_list *diags)
 {
@@ -299,10 +448,19 @@ struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *geten
         goto fail;
     if (!files[0])
         diag_add(diags, NULL, "no configuration files (*.yaml, *.yml) in \"%s\"", dir);
+    size_t nfiles = 0;
+    while (files[nfiles])
+        nfiles++;
+    if (!(conf->files = calloc(nfiles + 1, sizeof *conf->files))) {
+        diag_add(diags, NULL, "out of memory");
+        goto fail;
+    }
     for (char **f = files; *f; f++) {
         json_t *root = cfg_doc_parse_file(conf->doc, *f, diags);
-        if (root)
+        if (root) {
             read_file(conf, root, host_merged, bus_merged, plugins_merged, diags);
+            config__record_file(conf, *f, root, diags);
+        }
     }
     if (diags->n != before)
         goto fail;
@@ -331,6 +489,12 @@ void config_free(struct config *conf)
 {
     if (!conf)
         return;
+    for (size_t i = 0; i < conf->nfiles; i++) {
+        free(conf->files[i].path);
+        free(conf->files[i].held);
+    }
+    free(conf->files);
+    diag_clear(&conf->warnings);
     for (size_t i = 0; i < conf->nplugins; i++) {
         free(conf->plugins[i].name);
         free(conf->plugins[i].module_path);
@@ -342,6 +506,27 @@ void config_free(struct config *conf)
     cfg_doc_free(conf->doc);
     free(conf->dir);
     free(conf);
+}
+
+int config_check_emptied(const struct config *next, const struct config *cur,
+                         struct diag_list *diags)
+{
+    size_t before = diags->n;
+    for (size_t i = 0; i < next->nfiles; i++) {
+        if (next->files[i].held)
+            continue;
+        for (size_t j = 0; j < cur->nfiles; j++) {
+            if (!cur->files[j].held || strcmp(cur->files[j].path, next->files[i].path))
+                continue;
+            struct cfg_pos pos = {next->files[i].path, 0, 0};
+            diag_add(diags, &pos,
+                     "the file sets nothing now, but the running configuration has settings from "
+                     "it (%s): reloading would drop them. Delete the file to drop them on "
+                     "purpose",
+                     cur->files[j].held);
+        }
+    }
+    return diags->n == before ? 0 : -1;
 }
 
 const struct plugin_decl *config_find(const struct config *conf, const char *name)

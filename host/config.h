@@ -35,8 +35,18 @@ struct host_settings {
     size_t telemetry_batch_size;
 };
 
+/* A file that was read, and the settings it declares ("host.log_level, plugins.ws", truncated
+ * with "..."; NULL when it declares none: an empty file, only comments, or `plugins:` alone). */
+struct config_file {
+    char *path;
+    char *held;
+};
+
 struct config {
     char *dir;
+    struct config_file *files; /* lexical order                                             */
+    size_t nfiles;
+    struct diag_list warnings; /* problems that do not make the configuration invalid       */
     struct cfg_doc *doc;
     json_t *host_values; /* validated host options                                          */
     json_t *bus_values;  /* validated `bus:` options                                        */
@@ -47,11 +57,30 @@ struct config {
 
 extern const struct arq_option config_host_options[];
 
+/* The directories used when neither the command line, the configuration nor the environment
+ * name one: where this executable's build or installation put the plugins and conf.d. An
+ * installed arqonbusd resolves them from the directory it runs from (/proc/self/exe) with
+ * the relative paths from its bindir fixed at build time, so the tree can be installed under
+ * any prefix; a daemon in its build tree (a `plugins` directory beside it and no installed
+ * plugin directory) uses the plugins built beside it. Absolute paths chosen at build time
+ * (sysconfdir /etc) are used as they are. Computed once. */
+const char *config_default_plugin_dir(void);
+const char *config_default_conf_dir(void);
+/* `rel` resolved from directory `dir` into out: an absolute rel as it is, and each leading
+ * "../" removes one component of dir. Exposed for tests. 0, or -1 when out is too small. */
+int config_resolve_from(const char *dir, const char *rel, char *out, size_t size);
+
 /* Read and check `dir`. NULL with every problem in diags. `getenv_fn` NULL: the process
  * environment. */
 struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *getenv_arg,
                            struct diag_list *diags);
 void config_free(struct config *conf);
+/* Against the running configuration `cur`: a file that declared settings there and declares
+ * none now (emptied, most likely by a failed write or an editor) is an error naming the file
+ * and what it held, so that a reload does not silently reset them. Deleting the file drops
+ * them. 0, or -1 with the problems in diags. */
+int config_check_emptied(const struct config *next, const struct config *cur,
+                         struct diag_list *diags);
 const struct plugin_decl *config_find(const struct config *conf, const char *name);
 
 #endif

@@ -222,10 +222,18 @@ int generation_commit(struct plan *plan, struct generation **cur, struct diag_li
         struct plan_entry *e = &plan->entries[i];
         if (e->action != PLAN_ADD && e->action != PLAN_REPLACE)
             continue;
+        /* Only an instance of the very same module can read its predecessor's state: a new
+         * build of a module (its file changed on disk) may lay it out differently. */
         struct arq_ctx *pred = e->old && e->old->mod == e->ctx->mod ? e->old : NULL;
         if (instance_start(e->ctx, pred, &err) != 0) {
-            diag_add(diags, NULL, "%s (%s): cannot start: %s", e->ctx->who, e->ctx->where,
-                     err.text);
+            int rebuilt =
+                e->old && !pred && !strcmp(e->old->mod->desc->name, e->ctx->mod->desc->name);
+            diag_add(diags, NULL, "%s (%s): cannot start: %s%s", e->ctx->who, e->ctx->where,
+                     err.text,
+                     rebuilt ? " (a new build of the running module starts afresh: what the "
+                               "running instance holds, such as a listening socket, is not "
+                               "handed over; restart arqonbusd to upgrade it)"
+                             : "");
             while (i-- > 0) {
                 struct plan_entry *s = &plan->entries[i];
                 if (s->action == PLAN_ADD || s->action == PLAN_REPLACE)

@@ -248,6 +248,12 @@ static int swap_generation(struct host *h, struct diag_list *diags, struct plan 
     struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
     if (!conf)
         return -1;
+    for (size_t i = 0; i < conf->warnings.n; i++)
+        LOG_WARN("configuration warning", "warning", conf->warnings.items[i]);
+    if (h->current && config_check_emptied(conf, h->current->conf, diags) != 0) {
+        config_free(conf);
+        return -1;
+    }
     /* Host settings first, so that what the new instances log goes where it should; a
      * failed reload puts the running generation's settings back. */
     apply_settings(h, conf);
@@ -351,11 +357,12 @@ int host_reload(struct host *h)
     return 0;
 }
 
-int host_check_config(struct host *h, struct diag_list *diags)
+int host_check_config(struct host *h, struct diag_list *diags, struct diag_list *warnings)
 {
     struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
     if (!conf)
         return -1;
+    diag_move(warnings, &conf->warnings);
     struct plan plan;
     if (generation_prepare(h, conf, NULL, &plan, diags) != 0)
         return -1;

@@ -91,8 +91,9 @@ int host_finish_loop(struct host *h);
 void host_cleanup(struct host *h);
 
 /* Validate conf_dir completely (modules loaded, options checked, instances created and
- * destroyed, nothing started). Problems are added to diags. 0 when valid. */
-int host_check_config(struct host *h, struct diag_list *diags);
+ * destroyed, nothing started). Problems are added to diags, and what is suspicious but valid
+ * (an empty file) to warnings. 0 when valid. */
+int host_check_config(struct host *h, struct diag_list *diags, struct diag_list *warnings);
 
 /* One series of a metric owned by the host (label NULL: none), registered on first use. */
 arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,

@@ -1,27 +1,46 @@
 /* Loading plugin modules: dlopen(RTLD_NOW | RTLD_LOCAL), find arq_plugin_v1, check the
- * descriptor's ABI, size, mandatory entries and option spec. A module is identified by its
- * file (device and inode), so replacing a .so on disk and reloading loads the new file as a
- * new module; modules are never dlclose'd (code of a retired instance may still be on a
- * stack or in a pending callback, and many libraries do not survive unloading). */
+ * descriptor's ABI, size, mandatory entries and option spec.
+ *
+ * A module is one version of a file: its device, inode, size and modification time. Loading a
+ * path whose file is already loaded with the same identity gives that module again; a file
+ * replaced or rewritten on disk is a new module, so a rebuilt plugin takes effect on reload.
+ * glibc would hand back the object it already mapped for the same path name (or the same
+ * inode), so a new version of a file already mapped is loaded from a private copy (in
+ * $TMPDIR, else /tmp; removed right after dlopen).
+ *
+ * Mapping a file runs code and touches every page of it: a truncated or corrupt file would
+ * kill the process (SIGBUS in the dynamic loader) instead of failing. So before a file is
+ * mapped here, its ELF header and program headers are checked against its size, and a child
+ * process (fork, dlopen, the entry point, _exit) loads it first: a module that crashes or
+ * hangs (10 s) the child is refused with its path, and nothing is mapped in the daemon.
+ *
+ * Modules are never dlclose'd (code of a retired instance may still be on a stack or in a
+ * pending callback, and many libraries do not survive unloading). */
 #ifndef ARQ_HOST_LOADER_H
 #define ARQ_HOST_LOADER_H
 
 #include <arqonbus/plugin.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "diag.h"
 
 struct module {
     char *path; /* as first loaded                                                       */
-    dev_t dev;
+    dev_t dev;  /* the identity of the file version that was loaded                      */
     ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    int private_copy; /* mapped from a private copy (the path was already mapped)        */
     void *handle;
-    const struct arq_plugin *desc;
+    const struct arq_plugin *desc; /* NULL in loader.refused                               */
     struct module *next;
 };
 
 struct loader {
-    struct module *modules;
+    struct module *modules; /* accepted modules, newest first                               */
+    struct module *refused; /* mapped but refused (bad descriptor): kept to refuse them again
+                             * without mapping them twice                                   */
 };
 
 /* Load (or find already loaded) the module at `path`. `who` prefixes messages

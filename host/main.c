@@ -29,7 +29,7 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 on success or after a graceful stop, 1 when the configuration or a\n"
             "plugin is invalid or cannot start, 2 on a command-line error.\n",
-            ARQ_DEFAULT_CONF_DIR);
+            config_default_conf_dir());
 }
 
 int main(int argc, char **argv)
@@ -41,7 +41,7 @@ int main(int argc, char **argv)
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
-    const char *conf_dir = ARQ_DEFAULT_CONF_DIR;
+    const char *conf_dir = config_default_conf_dir();
     int check_only = 0;
     int level_override = -1;
     int opt;
@@ -97,18 +97,26 @@ int main(int argc, char **argv)
     if (host_init(&h, &loop, conf_dir) != 0) {
         rc = EXIT_CONFIG;
     } else if (check_only) {
-        struct diag_list diags = {0};
+        struct diag_list diags = {0}, warnings = {0};
         h.log_level_override = level_override;
-        if (host_check_config(&h, &diags) != 0) {
+        int bad = host_check_config(&h, &diags, &warnings) != 0;
+        for (size_t i = 0; i < warnings.n; i++)
+            fprintf(stderr, "%s\n", warnings.items[i]);
+        if (bad) {
             for (size_t i = 0; i < diags.n; i++)
                 fprintf(stderr, "%s\n", diags.items[i]);
             fprintf(stderr, "arqonbusd: %zu error%s in %s\n", diags.n, diags.n == 1 ? "" : "s",
                     conf_dir);
             rc = EXIT_CONFIG;
         } else {
-            printf("arqonbusd: configuration OK: %s\n", conf_dir);
+            if (warnings.n)
+                printf("arqonbusd: configuration OK, with %zu warning%s: %s\n", warnings.n,
+                       warnings.n == 1 ? "" : "s", conf_dir);
+            else
+                printf("arqonbusd: configuration OK: %s\n", conf_dir);
         }
         diag_clear(&diags);
+        diag_clear(&warnings);
     } else {
         h.log_level_override = level_override;
         if (host_start(&h) != 0)

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "bus_client.h"
 #include "harness.h"
 
 /* conf.d/10-host.yaml plus 20-p1.yaml with the given probe config lines. */
@@ -253,6 +254,272 @@ static void test_hundred_reloads_leak_no_memory_and_no_descriptors(void **state)
     free(out);
 }
 
+/* --- operator faults: a module broken or replaced on disk ---------------------------------- */
+
+/* Put at `to` (through a rename, as install(1) does) the first `keep` bytes of `from` (all
+ * when it is shorter), then pseudo-random bytes up to `total`. */
+static size_t size_of(const char *path);
+
+static void put_module(const char *from, size_t keep, size_t total, const char *to)
+{
+    if (keep > size_of(from))
+        keep = size_of(from);
+    FILE *in = fopen(from, "rb");
+    assert_non_null(in);
+    size_t cap = keep > total ? keep : total;
+    unsigned char *buf = calloc(1, cap + 1);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, keep, in);
+    assert_int_equal(fclose(in), 0);
+    uint32_t x = 88172645u;
+    for (; n < total; n++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        buf[n] = (unsigned char)x;
+    }
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.new", to);
+    FILE *out = fopen(tmp, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(rename(tmp, to), 0);
+    free(buf);
+}
+
+static size_t size_of(const char *path)
+{
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    assert_int_equal(fseek(in, 0, SEEK_END), 0);
+    long n = ftell(in);
+    assert_int_equal(fclose(in), 0);
+    return (size_t)n;
+}
+
+#define PROBE_SO    ARQ_TEST_PLUGIN_DIR "/probe.so"
+#define PROBE_V2_SO ARQ_TEST_PLUGIN_DIR "/probe_v2.so"
+
+/* What the `status` command says (a promise of the protocol): reload counts, the last error,
+ * and the version of each running instance's module. */
+struct status {
+    long succeeded, failed;
+    char last_error[1024];
+    char victim_version[32];
+};
+
+static struct status status_of(struct bus_client *c)
+{
+    struct status st = {0};
+    json_t *r;
+    const json_t *d = bc_command_ok(c, &r, "status", NULL);
+    const json_t *rl = json_object_get(d, "reloads");
+    st.succeeded = (long)json_integer_value(json_object_get(rl, "succeeded"));
+    st.failed = (long)json_integer_value(json_object_get(rl, "failed"));
+    snprintf(st.last_error, sizeof st.last_error, "%s", bc_str(rl, "last_error"));
+    size_t i;
+    const json_t *pl;
+    json_array_foreach(json_object_get(d, "plugins"), i, pl)
+    {
+        if (!strcmp(bc_str(pl, "name"), "victim"))
+            snprintf(st.victim_version, sizeof st.victim_version, "%s", bc_str(pl, "version"));
+    }
+    json_decref(r);
+    return st;
+}
+
+/* SIGHUP, then the status until it counts one more reload (failed or succeeded). */
+static struct status reload_via_status(struct fixture *f, struct bus_client *c)
+{
+    struct status before = status_of(c);
+    h_kill(&f->p, SIGHUP);
+    for (int waited = 0; waited < h_ms(10000); waited += 20) {
+        struct status st = status_of(c);
+        if (st.succeeded + st.failed > before.succeeded + before.failed)
+            return st;
+        usleep(20000);
+    }
+    fail_msg("no reload verdict in the status after SIGHUP");
+    return before;
+}
+
+/* a publishes to ops/c and b, still connected, gets it. */
+static void still_delivers(struct bus_client *a, struct bus_client *b, int n)
+{
+    bc_send(a, "{s:s, s:s, s:s, s:{s:i}}", "type", "message", "room", "ops", "channel", "c",
+            "payload", "n", n);
+    json_t *m = bc_expect(b, "message", 5000);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "payload"), "n")), n);
+    json_decref(m);
+    json_decref(bc_expect(a, "message_response", 5000));
+}
+
+/* --check-config on the directory fails, names `path` and `why`, and does not crash. */
+static void check_config_refuses(const struct fixture *f, const char *path, const char *why)
+{
+    const char *const args[] = {"--check-config", "-c", f->dir, NULL};
+    char *out;
+    int rc = h_run(args, &out);
+    if (rc != 1 || !strstr(out, path) || !strstr(out, why))
+        fail_msg("--check-config exited %d (want 1, naming %s and \"%s\"):\n%s", rc, path, why,
+                 out);
+    free(out);
+}
+
+/* The reload failed because of `path` (and `why`), and everything kept running: the module in
+ * force is still the first build, and clients still talk. */
+static void check_refused(const struct status *st, long failed, const char *path, const char *why)
+{
+    if (st->failed != failed || !strstr(st->last_error, path) || !strstr(st->last_error, why))
+        fail_msg("reloads failed=%ld (want %ld), last error: %s (want \"%s\" and \"%s\")",
+                 st->failed, failed, st->last_error, path, why);
+    assert_int_equal(st->succeeded, 0);
+    assert_string_equal(st->victim_version, "1.0.0");
+}
+
+static void write_bus(const struct fixture *f)
+{
+    h_write(f->dir, "10-bus.yaml",
+            "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
+            "      host: 127.0.0.1\n      port: 0\n"
+            "  builtin:\n    module: commands-builtin\n");
+}
+
+/* The bus (WebSocket, built-in commands) and the probe as instance "victim" of module
+ * `victim`; clients a and b joined to ops/c. */
+static void start_bus(struct fixture *f, const char *victim, struct bus_client **a,
+                      struct bus_client **b)
+{
+    h_write(f->dir, "00-host.yaml", "host:\n  plugin_dir: %s\nbus:\n  auto_create: true\n",
+            ARQ_BUILD_PLUGIN_DIR);
+    write_bus(f);
+    h_write(f->dir, "20-victim.yaml", "plugins:\n  victim:\n    module: %s\n", victim);
+    h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
+    int port = bc_port(&f->p);
+    *a = bc_connect(port, "/");
+    *b = bc_connect(port, "/");
+    json_t *r;
+    bc_command_ok(*a, &r, "join_channel", "{s:s, s:s}", "room", "ops", "channel", "c");
+    json_decref(r);
+    bc_command_ok(*b, &r, "join_channel", "{s:s, s:s}", "room", "ops", "channel", "c");
+    json_decref(r);
+}
+
+static void test_broken_or_replaced_module_on_sighup(void **state)
+{
+    struct fixture *f = *state;
+    char victim[600], extra[600];
+    snprintf(victim, sizeof victim, "%s/victim.so", f->logs);
+    snprintf(extra, sizeof extra, "%s/extra.so", f->logs);
+    put_module(PROBE_SO, SIZE_MAX, 0, victim);
+    struct bus_client *a, *b;
+    start_bus(f, victim, &a, &b);
+    assert_string_equal(status_of(a).victim_version, "1.0.0");
+    size_t full = size_of(PROBE_SO);
+    struct status st;
+
+    /* A new instance whose module is truncated (the dynamic loader would SIGBUS on it). */
+    put_module(PROBE_SO, 4096 + 600, 0, extra);
+    h_write(f->dir, "30-extra.yaml", "plugins:\n  extra:\n    module: %s\n", extra);
+    st = reload_via_status(f, a);
+    check_refused(&st, 1, extra, "truncated or corrupt");
+    check_config_refuses(f, extra, "truncated or corrupt");
+    still_delivers(a, b, 1);
+    h_unlink(f->dir, "30-extra.yaml");
+
+    /* The running module replaced by a truncated copy. */
+    put_module(PROBE_SO, full / 3, 0, victim);
+    st = reload_via_status(f, a);
+    check_refused(&st, 2, victim, "truncated");
+    check_config_refuses(f, victim, "truncated");
+    still_delivers(a, b, 2);
+
+    /* Valid headers, garbage behind them: the dynamic loader crashes on it (in a child). */
+    FILE *in = fopen(PROBE_SO, "rb");
+    assert_non_null(in);
+    unsigned char ehdr[64];
+    assert_int_equal(fread(ehdr, 1, sizeof ehdr, in), sizeof ehdr);
+    assert_int_equal(fclose(in), 0);
+    size_t headers = 64 + (size_t)(ehdr[56] | ehdr[57] << 8) * 56; /* e_phnum, 64-bit ELF */
+    put_module(PROBE_SO, headers, full, victim);
+    st = reload_via_status(f, a);
+    check_refused(&st, 3, victim, "cannot load");
+    check_config_refuses(f, victim, "cannot load");
+    still_delivers(a, b, 3);
+
+    /* Garbage behind the ELF magic. */
+    put_module(PROBE_SO, 4, full, victim);
+    st = reload_via_status(f, a);
+    check_refused(&st, 4, victim, "corrupt");
+    check_config_refuses(f, victim, "corrupt");
+
+    /* A valid ELF header whose program headers lie past the end of the file. */
+    put_module(PROBE_SO, 64 + 56, 0, victim);
+    st = reload_via_status(f, a);
+    check_refused(&st, 5, victim, "program headers end at byte");
+    check_config_refuses(f, victim, "program headers end at byte");
+    still_delivers(a, b, 5);
+
+    /* A rebuilt module takes effect: the new code runs. */
+    put_module(PROBE_V2_SO, SIZE_MAX, 0, victim);
+    st = reload_via_status(f, a);
+    assert_int_equal(st.succeeded, 1);
+    assert_string_equal(st.victim_version, "2.0.0");
+    still_delivers(a, b, 6);
+    bc_free(a);
+    bc_free(b);
+    assert_int_equal(h_stop(f), 0);
+}
+
+static void test_file_emptied_on_disk_keeps_its_settings_on_sighup(void **state)
+{
+    struct fixture *f = *state;
+    struct bus_client *a, *b;
+    start_bus(f, PROBE_SO, &a, &b);
+    struct status st;
+
+    /* A failed write leaves the file that declares the transport empty: applying it would
+     * close every connection. */
+    h_write(f->dir, "10-bus.yaml", "%s", "");
+    st = reload_via_status(f, a);
+    char want[700];
+    snprintf(want, sizeof want,
+             "%s/10-bus.yaml: the file sets nothing now, but the running configuration has "
+             "settings from it (plugins.ws, plugins.builtin)",
+             f->dir);
+    if (st.failed != 1 || !strstr(st.last_error, want))
+        fail_msg("failed=%ld, last error: %s", st.failed, st.last_error);
+    still_delivers(a, b, 1);
+    /* --check-config has no running configuration to compare with: it names the file. */
+    const char *const args[] = {"--check-config", "-c", f->dir, NULL};
+    char *out;
+    assert_int_equal(h_run(args, &out), 0);
+    snprintf(want, sizeof want, "%s/10-bus.yaml: warning: the file is empty", f->dir);
+    if (!strstr(out, want) || !strstr(out, "configuration OK, with 1 warning"))
+        fail_msg("--check-config said:\n%s", out);
+    free(out);
+
+    /* An empty file that held nothing before is fine. */
+    write_bus(f);
+    h_write(f->dir, "90-placeholder.yaml", "%s", "");
+    st = reload_via_status(f, a);
+    assert_int_equal(st.succeeded, 1);
+    still_delivers(a, b, 2);
+
+    /* Deleting the file is how its settings are dropped on purpose. */
+    h_write(f->dir, "20-victim.yaml", "%s", "");
+    st = reload_via_status(f, a);
+    assert_int_equal(st.failed, 2);
+    assert_string_equal(st.victim_version, "1.0.0");
+    h_unlink(f->dir, "20-victim.yaml");
+    st = reload_via_status(f, a);
+    assert_int_equal(st.succeeded, 2);
+    assert_string_equal(st.victim_version, "");
+    still_delivers(a, b, 3);
+    bc_free(a);
+    bc_free(b);
+    assert_int_equal(h_stop(f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +541,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_failure_in_create_keeps_the_old_instance,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_hundred_reloads_leak_no_memory_and_no_descriptors,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_broken_or_replaced_module_on_sighup, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_file_emptied_on_disk_keeps_its_settings_on_sighup,
                                         h_setup, h_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

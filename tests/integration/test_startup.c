@@ -313,6 +313,42 @@ static void test_valid_config_checks_ok_without_starting_anything(void **state)
     free(out);
 }
 
+static void test_daemon_in_its_build_tree_finds_the_plugins_built_beside_it(void **state)
+{
+    struct fixture *f = *state;
+    /* Neither host.plugin_dir nor ARQONBUS_PLUGIN_DIR: the default directory. */
+    unsetenv("ARQONBUS_PLUGIN_DIR");
+    h_write(f->dir, "10-p.yaml",
+            "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
+            "      host: 127.0.0.1\n      port: 0\n  builtin:\n    module: commands-builtin\n");
+    char *out;
+    const char *check[] = {"--check-config", "-c", f->dir, NULL};
+    assert_int_equal(h_run(check, &out), 0);
+    assert_null(strstr(out, "cannot load"));
+    free(out);
+    /* The README's own example: the repository's conf.d. */
+    const char *readme[] = {"--check-config", "-c", ARQ_SOURCE_DIR "/conf.d", NULL};
+    int rc = h_run(readme, &out);
+    if (rc != 0)
+        fail_msg("arqonbusd --check-config -c conf.d exited %d:\n%s", rc, out);
+    free(out);
+}
+
+static void test_log_file_in_a_missing_directory_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    h_write(f->dir, "10-host.yaml",
+            "host:\n  log_file: %s/no/such/dir/arqonbusd.log\n  plugin_dir: %s\n"
+            "plugins:\n  p:\n    module: probe\n",
+            f->logs, ARQ_TEST_PLUGIN_DIR);
+    char expected[2048];
+    snprintf(expected, sizeof expected,
+             "%s/10-host.yaml:2:13: host section: option \"log_file\": the directory "
+             "\"%s/no/such/dir\" does not exist",
+             f->dir, f->logs);
+    expect_refused(f, expected, 1);
+}
+
 static void test_secret_option_values_never_appear_in_output(void **state)
 {
     struct fixture *f = *state;
@@ -392,6 +428,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_valid_config_checks_ok_without_starting_anything,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_secret_option_values_never_appear_in_output, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_daemon_in_its_build_tree_finds_the_plugins_built_beside_it, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_log_file_in_a_missing_directory_is_refused, h_setup,
                                         h_teardown),
         cmocka_unit_test(test_command_line),
     };

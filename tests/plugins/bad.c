@@ -1,7 +1,17 @@
 /* The bad-plugin corpus: one source, built once per defect (BAD_* below), each a .so the host
  * must refuse with a precise message. */
 #include <arqonbus/plugin.h>
+#include <signal.h>
 #include <stddef.h>
+
+#ifdef BAD_CTOR_CRASH
+/* Mapping this module kills the process that maps it, as a truncated or corrupt file does
+ * inside the dynamic loader (SIGBUS): the host must find out without dying. */
+__attribute__((constructor)) static void bad_crash_when_mapped(void)
+{
+    raise(SIGBUS);
+}
+#endif
 
 #ifndef BAD_NULL_CREATE
 static int bad_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,

@@ -164,10 +164,15 @@ static const struct arq_telemetry_ops ops = {
     .emit_batch = probe_emit_batch,
 };
 
+/* Two builds of this file that differ in their version stand for a plugin rebuilt on disk. */
+#ifndef PROBE_VERSION
+#define PROBE_VERSION "1.0.0"
+#endif
+
 static const struct arq_plugin descriptor = {
     ARQ_PLUGIN_HEAD,
     .name = "probe",
-    .version = "1.0.0",
+    .version = PROBE_VERSION,
     .summary = "test plugin that logs its life cycle",
     .kind = ARQ_KIND_TELEMETRY,
     .options = options,

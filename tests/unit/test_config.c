@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -200,6 +201,92 @@ static void empty_file_is_a_valid_configuration(void **state)
     assert_int_equal(f->conf->host.log_level, ARQ_LOG_INFO);
 }
 
+static void empty_file_is_named_in_a_warning(void **state)
+{
+    struct fx *f = *state;
+    char want[512];
+    write_file(f, "10-a.yaml", "plugins:\n  p:\n    module: probe\n");
+    write_file(f, "20-empty.yaml", "");
+    write_file(f, "30-comments.yaml", "# host:\n#   log_level: debug\n");
+    write_file(f, "40-section.yaml", "plugins:\n");
+    load_ok(f);
+    assert_int_equal(f->conf->warnings.n, 2);
+    snprintf(want, sizeof want,
+             "%s/20-empty.yaml: warning: the file is empty: it sets nothing, and what it does "
+             "not set has its default",
+             f->dir);
+    assert_string_equal(f->conf->warnings.items[0], want);
+    assert_non_null(strstr(f->conf->warnings.items[1], "/30-comments.yaml: warning: "));
+    /* Every file is remembered with what it sets. */
+    assert_int_equal(f->conf->nfiles, 4);
+    assert_string_equal(f->conf->files[0].held, "plugins.p");
+    assert_null(f->conf->files[1].held);
+    assert_null(f->conf->files[3].held);
+}
+
+static void file_emptied_since_the_running_configuration_is_an_error(void **state)
+{
+    struct fx *f = *state;
+    write_file(f, "10-host.yaml", "host:\n  log_level: debug\n  node: west\n");
+    write_file(f, "20-p.yaml", "plugins:\n  p:\n    module: probe\n");
+    write_file(f, "30-empty.yaml", "");
+    load_ok(f);
+    struct config *running = f->conf;
+    f->conf = NULL;
+
+    /* Unchanged, an empty file that held nothing before is fine. */
+    load_ok(f);
+    assert_int_equal(config_check_emptied(f->conf, running, &f->diags), 0);
+    assert_int_equal(f->diags.n, 0);
+
+    /* Truncated by a failed write, or left with comments only: the reload must not reset
+     * what the file set. */
+    write_file(f, "10-host.yaml", "");
+    write_file(f, "20-p.yaml", "# plugins:\n");
+    load_ok(f);
+    assert_int_equal(config_check_emptied(f->conf, running, &f->diags), -1);
+    CHECK_DIAGS(f,
+                "%1$s/10-host.yaml: the file sets nothing now, but the running configuration has "
+                "settings from it (host.log_level, host.node): reloading would drop them. Delete "
+                "the file to drop them on purpose",
+                "%1$s/20-p.yaml: the file sets nothing now, but the running configuration has "
+                "settings from it (plugins.p): reloading would drop them. Delete the file to "
+                "drop them on purpose");
+    diag_clear(&f->diags);
+
+    /* Deleted, they are dropped on purpose. */
+    char path[256];
+    assert_int_equal(unlink(in_dir(f, path, sizeof path, "10-host.yaml")), 0);
+    assert_int_equal(unlink(in_dir(f, path, sizeof path, "20-p.yaml")), 0);
+    load_ok(f);
+    assert_int_equal(config_check_emptied(f->conf, running, &f->diags), 0);
+    config_free(running);
+}
+
+static void log_file_in_a_missing_directory_is_an_error(void **state)
+{
+    struct fx *f = *state;
+    write_file(f, "a.yaml", "host:\n  log_file: /nonexistent-arq/logs/arqonbusd.log\n");
+    assert_null(load(f));
+    CHECK_DIAGS(f, "%1$s/a.yaml:2:13: host section: option \"log_file\": the directory "
+                   "\"/nonexistent-arq/logs\" does not exist");
+    diag_clear(&f->diags);
+
+    char dir_as_file[256];
+    write_file(f, "a.yaml", "host:\n  log_file: /tmp\n");
+    assert_null(load(f));
+    CHECK_DIAGS(f, "%1$s/a.yaml:2:13: host section: option \"log_file\": \"/tmp\" is a "
+                   "directory");
+    diag_clear(&f->diags);
+
+    /* A file that does not exist yet, in a directory that does, is created at start. */
+    snprintf(dir_as_file, sizeof dir_as_file, "host:\n  log_file: %s/new.log\n", f->dir);
+    write_file(f, "a.yaml", dir_as_file);
+    load_ok(f);
+    char path[256];
+    assert_int_equal(access(in_dir(f, path, sizeof path, "new.log"), F_OK), -1);
+}
+
 /* --- the host section ---------------------------------------------------------------------- */
 
 static void host_section_is_typed(void **state)
@@ -239,7 +326,7 @@ static void host_defaults_apply_when_nothing_is_set(void **state)
     assert_int_equal(h->log_format, LOG_FORMAT_LOGFMT);
     assert_null(h->log_file);
     assert_null(h->node);
-    assert_string_equal(h->plugin_dir, ARQ_DEFAULT_PLUGIN_DIR);
+    assert_string_equal(h->plugin_dir, config_default_plugin_dir());
     assert_int_equal(h->drain_timeout_ms, 10000);
     assert_int_equal(h->telemetry_queue_size, 8192);
     assert_int_equal(h->telemetry_batch_size, 256);
@@ -271,7 +358,7 @@ static void empty_plugin_dir_variable_means_the_installed_directory(void **state
     write_file(f, "a.yaml", "plugins:\n");
     assert_int_equal(setenv("ARQONBUS_PLUGIN_DIR", "", 1), 0);
     load_ok(f);
-    assert_string_equal(f->conf->host.plugin_dir, ARQ_DEFAULT_PLUGIN_DIR);
+    assert_string_equal(f->conf->host.plugin_dir, config_default_plugin_dir());
 }
 
 static void relative_plugin_dir_is_resolved_beside_the_declaring_file(void **state)
@@ -596,6 +683,39 @@ static void earlier_diagnostics_in_the_list_neither_fail_the_load_nor_vanish(voi
     CHECK_DIAGS(f, "earlier problem");
 }
 
+/* --- default directories ------------------------------------------------------------------ */
+
+static void resolve(const char *dir, const char *rel, const char *want)
+{
+    char out[128];
+    assert_int_equal(config_resolve_from(dir, rel, out, sizeof out), 0);
+    assert_string_equal(out, want);
+}
+
+static void installed_directories_are_resolved_from_the_executable(void **state)
+{
+    (void)state;
+    resolve("/opt/arq/bin", "../lib/arqonbus/plugins", "/opt/arq/lib/arqonbus/plugins");
+    resolve("/usr/bin", "../lib/x86_64-linux-gnu/arqonbus/plugins",
+            "/usr/lib/x86_64-linux-gnu/arqonbus/plugins");
+    resolve("/usr/bin", "/etc/arqonbus/conf.d", "/etc/arqonbus/conf.d");
+    resolve("/p/sbin/x", "../../etc/arqonbus/conf.d", "/p/etc/arqonbus/conf.d");
+    resolve("/bin", "../etc/arqonbus/conf.d", "/etc/arqonbus/conf.d");
+    resolve("/", "plugins", "/plugins");
+    resolve("/w/build", "plugins", "/w/build/plugins");
+    resolve("/w/build", "./plugins", "/w/build/plugins");
+    resolve("/w/build", "..", "/w");
+    char small[8];
+    assert_int_equal(config_resolve_from("/usr/bin", "../lib/arqonbus", small, sizeof small), -1);
+
+    /* This test program is not installed: the default is beside it or under its prefix. */
+    const char *d = config_default_plugin_dir();
+    assert_true(d[0] == '/');
+    assert_non_null(strstr(d, "/plugins"));
+    assert_ptr_equal(config_default_plugin_dir(), d);
+    assert_non_null(strstr(config_default_conf_dir(), "arqonbus/conf.d"));
+}
+
 static void free_of_null_is_harmless(void **state)
 {
     (void)state;
@@ -611,6 +731,9 @@ int main(void)
         T(declaration_has_module_enabled_config_and_positions),
         T(empty_plugins_section_declares_nothing),
         T(empty_file_is_a_valid_configuration),
+        T(empty_file_is_named_in_a_warning),
+        T(file_emptied_since_the_running_configuration_is_an_error),
+        T(log_file_in_a_missing_directory_is_an_error),
         T(host_section_is_typed),
         T(host_defaults_apply_when_nothing_is_set),
         T(host_options_may_be_spread_over_files),
@@ -640,6 +763,7 @@ int main(void)
         T(instance_that_is_not_a_mapping_is_refused),
         T(errors_of_every_file_are_reported_together),
         T(earlier_diagnostics_in_the_list_neither_fail_the_load_nor_vanish),
+        cmocka_unit_test(installed_directories_are_resolved_from_the_executable),
         cmocka_unit_test(free_of_null_is_harmless),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

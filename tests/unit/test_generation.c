@@ -336,6 +336,91 @@ static void another_module_file_replaces_without_a_predecessor(void **state)
     assert_int_equal(LOG_COUNT(f, "msg=\"probe takes over\""), 0);
 }
 
+/* `from` renamed over DIR/victim.so, as install(1) or mv would put a rebuilt plugin in place. */
+static void install_victim(struct fx *f, const char *from)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/victim.so.new' && mv '%s/victim.so.new' '%s/victim.so'",
+             from, f->dir, f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static const char two_victims[] = "plugins:\n"
+                                  "  a:\n"
+                                  "    module: ./victim.so\n"
+                                  "  b:\n"
+                                  "    module: ./victim.so\n"
+                                  "    config:\n"
+                                  "      tag: b\n";
+
+static void rebuilt_module_replaces_its_instances_with_the_new_code(void **state)
+{
+    struct fx *f = *state;
+    install_victim(f, ARQ_TEST_PLUGIN_DIR "/probe.so");
+    write_plugins(f, two_victims);
+    start(f);
+    struct arq_ctx *a = find(f, "a");
+    assert_string_equal(a->mod->desc->version, "1.0.0");
+
+    /* Same options, same path, a new build: the instances cannot be carried over (they run
+     * the old code), so both are replaced by instances of the new module. */
+    install_victim(f, ARQ_TEST_PLUGIN_DIR "/probe_v2.so");
+    struct plan plan;
+    prepare_ok(f, &plan);
+    check_counts(&plan, 0, 0, 2, 0, 0);
+    assert_ptr_equal(entry(&plan, "a")->old, a);
+    assert_ptr_equal(entry(&plan, "a")->ctx->mod, entry(&plan, "b")->ctx->mod);
+    commit_ok(f, &plan);
+    assert_string_equal(find(f, "a")->mod->desc->version, "2.0.0");
+    assert_string_equal(find(f, "b")->mod->desc->version, "2.0.0");
+    /* A new build does not read the old build's state. */
+    assert_int_equal(LOG_COUNT(f, "msg=\"probe takes over\""), 0);
+
+    /* Reloading again with nothing changed carries the new instances over. */
+    struct arq_ctx *a2 = find(f, "a");
+    prepare_ok(f, &plan);
+    check_counts(&plan, 2, 0, 0, 0, 0);
+    commit_ok(f, &plan);
+    assert_ptr_equal(find(f, "a"), a2);
+}
+
+static void broken_replacement_fails_the_reload_and_keeps_the_running_generation(void **state)
+{
+    struct fx *f = *state;
+    char path[128], cmd[512];
+    install_victim(f, ARQ_TEST_PLUGIN_DIR "/probe.so");
+    write_plugins(f, two_victims);
+    start(f);
+    struct generation *g = f->h.current;
+    struct arq_ctx *a = find(f, "a");
+
+    /* Half a file, as a copy interrupted by a full disk leaves it. */
+    snprintf(path, sizeof path, "%s/victim.so", f->dir);
+    snprintf(cmd, sizeof cmd, "head -c 5000 '%s/probe.so' > '%s.new' && mv '%s.new' '%s'",
+             ARQ_TEST_PLUGIN_DIR, path, path, path);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(host_reload(&f->h), -1);
+    assert_ptr_equal(f->h.current, g);
+    assert_ptr_equal(find(f, "a"), a);
+    assert_int_equal(f->h.reloads.failed, 1);
+    assert_non_null(f->h.reloads.last_error);
+    char named[200];
+    snprintf(named, sizeof named, "cannot load \"%s/./victim.so\": truncated or corrupt", f->dir);
+    print_message("last error: %s\n", f->h.reloads.last_error);
+    assert_non_null(strstr(f->h.reloads.last_error, named));
+
+    /* A new build that cannot start says that it did not take over. */
+    install_victim(f, ARQ_TEST_PLUGIN_DIR "/probe_v2.so");
+    write_plugins(f, "plugins:\n"
+                     "  a:\n"
+                     "    module: ./victim.so\n"
+                     "    config:\n"
+                     "      fail_start: true\n");
+    assert_int_equal(host_reload(&f->h), -1);
+    assert_ptr_equal(find(f, "a"), a);
+    assert_non_null(strstr(f->h.reloads.last_error, "a new build of the running module"));
+}
+
 static void added_and_removed_instances_are_planned_by_name(void **state)
 {
     struct fx *f = *state;
@@ -765,6 +850,8 @@ int main(void)
         T(non_reloadable_change_replaces_the_instance),
         T(same_file_named_another_way_is_carried),
         T(another_module_file_replaces_without_a_predecessor),
+        T(rebuilt_module_replaces_its_instances_with_the_new_code),
+        T(broken_replacement_fails_the_reload_and_keeps_the_running_generation),
         T(added_and_removed_instances_are_planned_by_name),
         T(disabled_instance_counts_as_removed),
         T(disabled_instance_is_neither_loaded_nor_created),

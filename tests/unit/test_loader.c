@@ -1,6 +1,10 @@
 /* The loader: every refusal of loader_check_descriptor with its exact message, a good
  * descriptor of each kind accepted, and loader_load on the real test plugins (modules are
- * files: one file is one module, a copy is another; a missing file suggests a name). */
+ * files: one file is one module, a copy is another; a missing file suggests a name). Files
+ * that would crash whoever maps them (truncated, corrupt, a constructor that dies) are
+ * refused with their path while this process lives on, and a file rebuilt on disk is a new
+ * module with the new code. */
+#include <elf.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -747,6 +752,197 @@ static void loader_free_forgets_every_module(void **state)
     assert_string_equal(m->desc->name, "probe");
 }
 
+/* --- files that must not be mapped, and files replaced on disk ---------------------------- */
+
+/* `to` gets the first `keep` bytes of `from` (all when larger), then pseudo-random bytes up
+ * to `total` (0: nothing more). */
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (size_t)st.st_size;
+}
+
+/* Where the ELF header and program headers of `path` end. */
+static size_t headers_size(const char *path)
+{
+    Elf64_Ehdr eh;
+    FILE *in = fopen(path, "rb");
+    assert_non_null(in);
+    assert_int_equal(fread(&eh, sizeof eh, 1, in), 1);
+    assert_int_equal(fclose(in), 0);
+    return (size_t)eh.e_phoff + (size_t)eh.e_phnum * eh.e_phentsize;
+}
+
+static void write_mangled(const char *from, const char *to, size_t keep, size_t total)
+{
+    FILE *in = fopen(from, "rb");
+    assert_non_null(in);
+    unsigned char *buf = calloc(1, keep + total + 1);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, keep, in);
+    assert_int_equal(fclose(in), 0);
+    uint32_t x = 2463534242u;
+    for (; n < total; n++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        buf[n] = (unsigned char)x;
+    }
+    FILE *out = fopen(to, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, n, out), n);
+    assert_int_equal(fclose(out), 0);
+    free(buf);
+}
+
+/* Loading `path` fails with `cannot load "<path>": <why...>` (why_prefix is its start), and
+ * nothing is recorded. The test process surviving is half of the point. */
+static void check_unmappable(struct fx *f, const char *path, const char *why_prefix)
+{
+    char want[1024];
+    assert_null(load(f, path, "m"));
+    snprintf(want, sizeof want, "t.yaml:3:5: plugin \"p\" (module m): cannot load \"%s\": %s", path,
+             why_prefix);
+    for (size_t i = 0; i < f->diags.n; i++)
+        print_message("diag: %s\n", f->diags.items[i]);
+    assert_int_equal(f->diags.n, 1);
+    assert_memory_equal(f->diags.items[0], want, strlen(want));
+    diag_clear(&f->diags);
+    assert_null(f->loader.modules);
+}
+
+static void truncated_module_is_refused_without_being_mapped(void **state)
+{
+    struct fx *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/truncated.so", f->dir);
+    /* The ELF header and program headers are there; the segments they describe are not
+     * (mapping them is a SIGBUS inside dlopen). */
+    write_mangled(PROBE, path, 4096 + 600, 0);
+    check_unmappable(f, path, "truncated or corrupt: its segment at bytes ");
+}
+
+static void corrupt_module_is_refused_without_being_mapped(void **state)
+{
+    struct fx *f = *state;
+    char path[128];
+    /* Valid headers, garbage where the dynamic section should be: the dynamic loader crashes
+     * on it, in a child process. */
+    snprintf(path, sizeof path, "%s/corrupt.so", f->dir);
+    write_mangled(PROBE, path, headers_size(PROBE), file_size(PROBE));
+    check_unmappable(f, path, ""); /* the child's SIGSEGV, as glibc 2.36 has it */
+    /* Garbage behind the ELF magic. */
+    snprintf(path, sizeof path, "%s/garbage.so", f->dir);
+    write_mangled(PROBE, path, 4, file_size(PROBE));
+    check_unmappable(f, path, "corrupt: invalid ELF class ");
+    /* A valid ELF header whose program headers lie past the end of the file. */
+    snprintf(path, sizeof path, "%s/short.so", f->dir);
+    write_mangled(PROBE, path, 64 + 56, 0);
+    check_unmappable(f, path, "truncated or corrupt: its program headers end at byte ");
+    snprintf(path, sizeof path, "%s/empty.so", f->dir);
+    write_mangled(PROBE, path, 0, 0);
+    check_unmappable(f, path, "not a shared object (no ELF header)");
+}
+
+static void module_that_crashes_when_mapped_is_refused(void **state)
+{
+    struct fx *f = *state;
+    char want[512];
+    assert_null(load(f, BAD("ctor_crash"), "m"));
+    assert_int_equal(f->diags.n, 1);
+    /* SIGBUS, or the sanitizer's exit status when it will not let go of the signal. */
+    snprintf(want, sizeof want,
+             "t.yaml:3:5: plugin \"p\" (module m): cannot load \"%s\": loading it ",
+             BAD("ctor_crash"));
+    assert_memory_equal(f->diags.items[0], want, strlen(want));
+    assert_non_null(strstr(f->diags.items[0], "test process"));
+    assert_null(f->loader.modules);
+}
+
+static const char *version_of(const struct module *m)
+{
+    return m ? m->desc->version : "(not loaded)";
+}
+
+/* Replace `path` the way install(1) or mv does: a new file renamed over the old one. */
+static void install_over(const char *from, const char *path)
+{
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    copy_file(from, tmp);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static size_t private_dirs_left(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "ls -d %s/arqonbusd-module.* 2>/dev/null | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    unsigned long n = 99;
+    assert_int_equal(fscanf(p, "%lu", &n), 1);
+    pclose(p);
+    return n;
+}
+
+static void rebuilt_module_at_the_same_path_is_loaded_anew(void **state)
+{
+    struct fx *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/victim.so", f->dir);
+    assert_int_equal(setenv("TMPDIR", f->dir, 1), 0);
+    install_over(PROBE, path);
+    struct module *v1 = load(f, path, "victim");
+    assert_string_equal(version_of(v1), "1.0.0");
+    assert_int_equal(v1->private_copy, 0);
+
+    install_over(ARQ_TEST_PLUGIN_DIR "/probe_v2.so", path);
+    struct module *v2 = load(f, path, "victim");
+    assert_int_equal(f->diags.n, 0);
+    assert_non_null(v2);
+    assert_ptr_not_equal(v2, v1);
+    assert_string_equal(version_of(v2), "2.0.0");
+    assert_int_equal(v2->private_copy, 1);
+    assert_string_equal(v2->path, path);
+    /* The old version stays mapped for the instances that still run it. */
+    assert_string_equal(version_of(v1), "1.0.0");
+    assert_ptr_equal(load(f, path, "victim"), v2);
+    assert_int_equal(module_count(&f->loader), 2);
+    /* The copy was only needed for dlopen. */
+    assert_int_equal(private_dirs_left(f->dir), 0);
+
+    /* Back to the first build (its file, untouched): that is the first module again. */
+    unsetenv("TMPDIR");
+    char back[160];
+    snprintf(back, sizeof back, "%s/v1.so", f->dir);
+    install_over(PROBE, back);
+    assert_ptr_not_equal(load(f, back, "v1"), v1); /* another file: another module */
+}
+
+static void refused_module_replaced_by_a_good_build_loads(void **state)
+{
+    struct fx *f = *state;
+    char path[128], want[512];
+    snprintf(path, sizeof path, "%s/fixme.so", f->dir);
+    install_over(BAD("null_create"), path);
+    assert_null(load(f, path, "fixme"));
+    snprintf(want, sizeof want,
+             "t.yaml:3:5: plugin \"p\" (module fixme): \"%s\": the descriptor has no create "
+             "function (mandatory)",
+             path);
+    check_one_diag(f, want);
+    diag_clear(&f->diags);
+    /* Asked again, the same file gives the same answer. */
+    assert_null(load(f, path, "fixme"));
+    check_one_diag(f, want);
+    diag_clear(&f->diags);
+
+    install_over(PROBE, path);
+    struct module *m = load(f, path, "fixme");
+    assert_int_equal(f->diags.n, 0);
+    assert_non_null(m);
+    assert_string_equal(m->desc->name, "probe");
+}
+
 #define TL(name) cmocka_unit_test_setup_teardown(name, setup_load, teardown_load)
 
 int main(void)
@@ -787,6 +983,11 @@ int main(void)
         TL(refused_module_is_refused_again),
         TL(module_whose_create_fails_still_loads),
         TL(loader_free_forgets_every_module),
+        TL(truncated_module_is_refused_without_being_mapped),
+        TL(corrupt_module_is_refused_without_being_mapped),
+        TL(module_that_crashes_when_mapped_is_refused),
+        TL(rebuilt_module_at_the_same_path_is_loaded_anew),
+        TL(refused_module_replaced_by_a_good_build_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
