@@ -3,6 +3,8 @@
  *   ws_plugin.c    options, life cycle (create/start/reconfigure/stop/destroy)
  *   ws_lws.c       the libwebsockets context on the host loop: creation, logs, teardown
  *   ws_listener.c  the listening socket: bind, accept, hand over to a successor on reload
+ *   ws_head.c      a plain connection's request head, read and checked before lws gets it
+ *   ws_http.c      every HTTP answer instead of an upgrade; the callback before the upgrade
  *   ws_conn.c      the lws protocol callback: handshake, inbound messages, close
  *   ws_send.c      the send path: queued frames framed here and written in one lws_write
  *   ws_ping.c      keepalive: pings after ping_interval of silence, hangup after ping_timeout
@@ -20,9 +22,17 @@
 
 #include "ws_alive.h"
 
-#define WS_REASON_MAX    123 /* a close reason fits a control frame: 125 - 2 bytes of code */
-#define WS_TX_PACKET_MAX (256u * 1024 * 1024) /* largest single send(): lws's cap, not ours */
-#define WS_CLOSE_WAIT_S  5                    /* how long a peer has to answer our close frame */
+#define WS_REASON_MAX     123 /* a close reason fits a control frame: 125 - 2 bytes of code */
+#define WS_TX_PACKET_MAX  (256u * 1024 * 1024) /* largest single send(): lws's cap, not ours */
+#define WS_CLOSE_WAIT_S   5                    /* how long a peer has to answer our close frame */
+#define WS_CLOSE_FLUSH_MS 2000 /* how long frames queued before our close may delay it */
+
+/* The handshake (ws_head.c, ws_http.c). */
+#define WS_HEAD_MAX         (32 * 1024) /* request line and header fields, bytes */
+#define WS_LWS_HEADER_DATA  (48 * 1024) /* lws's header store per request: what it keeps */
+#define WS_HEADS_MIN        1024        /* heads read at once: max_connections, at least this */
+#define WS_PT_BUF           (WS_LWS_HEADER_DATA + LWS_PRE) /* lws's read buffer: a whole head */
+#define WS_SUBPROTOCOLS_MAX 126 /* the longest Sec-WebSocket-Protocol lws 4.1 reads */
 
 struct ws_config {
     char *host; /* numeric address, as configured */
@@ -36,15 +46,17 @@ struct ws_config {
     unsigned ping_interval_s; /* 0: no pings */
     unsigned ping_timeout_s;
     int permessage_deflate;
-    char *tls_cert, *tls_key;   /* both or neither */
-    int retire;                 /* RELOADABLE: WS_RETIRE_* when replaced by a reload      */
-    uint64_t retire_timeout_ms; /* RELOADABLE: how long WS_RETIRE_DRAIN waits              */
+    char *tls_cert, *tls_key;     /* both or neither */
+    int retire;                   /* RELOADABLE: WS_RETIRE_* when replaced by a reload      */
+    uint64_t retire_timeout_ms;   /* RELOADABLE: how long WS_RETIRE_DRAIN waits              */
+    unsigned handshake_timeout_s; /* a request head must be complete by then */
 };
 
 /* What a replaced instance does with the clients it holds (option `retire`). */
 enum { WS_RETIRE_DRAIN = 0, WS_RETIRE_KEEP, WS_RETIRE_CLOSE };
 
 struct ws_listener;
+struct ws_head;
 
 #define WS_LWS_HANDLES 8
 
@@ -74,6 +86,8 @@ struct ws_server {
 
     struct ws_conn *conns; /* established connections */
     size_t nconns;
+    struct ws_head *heads; /* plain connections whose request head is being read (ws_head.c) */
+    size_t nheads;
     /* Connections with frames to write this loop turn, written from `flush` (a check handle,
      * after the poll phase) rather than through lws's writable callback (ws_send.c). While
      * the list is not empty, `wake` (an idle handle) keeps that poll from blocking. */
@@ -90,7 +104,8 @@ struct ws_server {
     uv_timer_t *ping_timer;
     uint32_t ping_armed; /* the second the timer is armed for; UINT32_MAX: not armed */
 
-    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_oversize, *m_refused, *m_ping_timeouts;
+    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_oversize, *m_ping_timeouts;
+    arq_metric *m_refused;      /* labelled by instance and status: ws_http__count_refusal() */
     struct ws_server *log_next; /* live instances that may carry libwebsockets' log lines */
 };
 
@@ -121,7 +136,8 @@ struct ws_conn {
     size_t tx_cap;
 
     /* close: the code we sent (or will send), else the peer's */
-    int close_pending; /* ops->close asked; sent from the next writable callback */
+    int close_pending; /* ops->close asked; sent once the frames queued before it are out */
+    uint64_t close_by; /* loop time (ms) after which those frames no longer hold it back */
     int close_sent;    /* our close frame is out: waiting for the peer's, reading nothing */
     int local_code;
     char local_reason[WS_REASON_MAX + 1];
@@ -154,6 +170,30 @@ int ws_listener__take_over(struct ws_server *srv, struct ws_server *pred, struct
  * give the socket back. */
 void ws_listener__give_back(struct ws_server *srv);
 void ws_listener__close(struct ws_server *srv);
+
+/* ws_head.c */
+/* Read the request head of an accepted plain socket, then adopt it into the vhost (or refuse
+ * it). The socket is ours from here: 0, or -1 when it was closed at once. */
+int ws_head__start(struct ws_server *srv, int fd);
+/* destroy: close every socket whose head is still being read. */
+void ws_head__close_all(struct ws_server *srv);
+
+/* ws_http.c */
+/* The protocol callback: the cases before the upgrade here, the rest in ws_conn__callback. */
+int ws_http__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len);
+/* An HTTP/1.1 answer instead of the upgrade: `status`, its reason phrase, Connection: close,
+ * and {"error": <reason phrase>, "details": <details>} (Retry-After for 429, or when
+ * retry_after_ms is not 0). Counted in arqonbus_ws_refused_total. 0, or -1 when it could not be
+ * written. The caller then makes lws close the connection. */
+int ws_http__refuse(struct ws_server *srv, struct lws *wsi, unsigned status, const char *details,
+                    uint64_t retry_after_ms);
+/* The same answer on a socket lws does not have (yet). */
+int ws_http__refuse_fd(struct ws_server *srv, int fd, unsigned status, const char *details);
+/* The answer's bytes into out: their count, 0 when it does not fit. */
+size_t ws_http__format(char *out, size_t size, unsigned status, const char *details,
+                       uint64_t retry_after_ms);
+void ws_http__count_refusal(struct ws_server *srv, unsigned status);
 
 /* ws_conn.c */
 int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

@@ -42,10 +42,13 @@ static void adopt(struct ws_server *srv, int fd)
     int one = 1;
     /* Frames are coalesced before they are written: Nagle would only add latency. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* A plain request head is read and checked first; lws reads a TLS one itself. */
+    if (!srv->cfg.tls_cert) {
+        ws_head__start(srv, fd);
+        return;
+    }
     lws_sock_file_fd_type sock = {.sockfd = fd};
-    lws_adoption_type type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP;
-    if (srv->cfg.tls_cert)
-        type |= LWS_ADOPT_ALLOW_SSL;
+    lws_adoption_type type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
     /* On failure lws has closed the socket already. */
     if (!lws_adopt_descriptor_vhost(srv->vhost, type, sock, NULL, NULL))
         ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_DEBUG, "connection dropped", "reason",

@@ -18,7 +18,9 @@ static struct ws_server *log_sinks;
 static void lws_log_emit(int level, const char *line)
 {
     struct ws_server *srv = log_sinks;
-    if (!srv)
+    /* lws 4.1 logs every adoption with a request head read beforehand (ws_head.c) as an
+     * error: it is how each plain connection comes in. */
+    if (!srv || strstr(line, "adopt_socket_readbuf: calling service"))
         return;
     char text[512];
     size_t n = strlen(line);
@@ -70,7 +72,7 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
      * `arqonbus.v1` is echoed back when offered. */
     srv->protocols[0] = (struct lws_protocols){
         .name = "arqonbus.v1",
-        .callback = ws_conn__callback,
+        .callback = ws_http__callback,
         .per_session_data_size = sizeof(struct ws_conn),
         /* lws keeps a receive buffer this large for every connection, idle or not, and reads
          * a socket at most this much per poll turn. The default, 1 KiB, keeps an idle
@@ -100,9 +102,15 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* the socket is ours: see ws_listener.c */
     info.user = srv;
     info.server_string = "ArqonBus";
-    info.max_http_header_data = 8192;
-    /* Reads go through this per-thread buffer, which caps them at its size (4 KiB). */
-    info.pt_serv_buf_size = c->rx_buffer_size > 4096 ? (unsigned)c->rx_buffer_size : 4096;
+    /* What lws keeps of one request head (ws_head.c refuses a plain one that would not fit,
+     * with 431; a TLS one lws drops). Allocated per request being read, freed at the upgrade. */
+    info.max_http_header_data = WS_LWS_HEADER_DATA;
+    /* Reads go through this per-thread buffer (one per instance), which caps them at its size:
+     * a connection's reads stay at rx_buffer_size. A request head handed over by ws_head.c is
+     * served from it as well, and must fit whole: lws 4.1 on libuv serves the rest of a
+     * buffer handed over with the socket only on the socket's next event, which does not
+     * come (the client waits for its answer). */
+    info.pt_serv_buf_size = c->rx_buffer_size > WS_PT_BUF ? (unsigned)c->rx_buffer_size : WS_PT_BUF;
 
     srv->lws = arq_lws_uv_create(loop, &info, srv->lws_handles, WS_LWS_HANDLES, &srv->nlws_handles);
     if (!srv->lws)
@@ -119,6 +127,8 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
     info.ssl_cert_filepath = c->tls_cert;
     info.ssl_private_key_filepath = c->tls_key;
     info.alpn = "http/1.1"; /* never WebSocket over HTTP/2: the send path frames for h1 */
+    /* lws's own bound on a request head (TLS: ws_head.c's reads a plain one within it). */
+    info.timeout_secs_ah_idle = c->handshake_timeout_s;
     srv->vhost = lws_create_vhost(srv->lws, &info);
     if (!srv->vhost)
         return arq_error_set(err, ARQ_EIO, "cannot create the libwebsockets vhost%s",

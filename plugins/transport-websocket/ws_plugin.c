@@ -34,7 +34,9 @@ static const struct arq_option options[] = {
     ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
                   "open WebSocket connections; further upgrades are refused with HTTP 503"),
     ARQ_OPT("permessage_deflate", ARQ_OPT_BOOL, "false", 0,
-            "offer permessage-deflate (RFC 7692) to clients that ask for it"),
+            "offer permessage-deflate (RFC 7692) to clients that ask for it; with "
+            "libwebsockets 4.1 one crafted compressed message aborts the server, so trusted "
+            "clients only (docs/security.md)"),
     ARQ_OPT("tls_cert", ARQ_OPT_STRING, NULL, 0,
             "PEM certificate (chain) file: serve wss:// (needs tls_key)"),
     ARQ_OPT("tls_key", ARQ_OPT_STRING, NULL, 0, "PEM private key file of tls_cert"),
@@ -47,6 +49,9 @@ static const struct arq_option options[] = {
                    "close (closed with 1001 at once)"),
     ARQ_OPT_RANGE("retire_timeout", ARQ_OPT_DURATION, "30s", 0, 86400000, ARQ_OPT_RELOADABLE,
                   "how long retire: drain serves the old listener's clients"),
+    ARQ_OPT_RANGE("handshake_timeout", ARQ_OPT_DURATION, "10s", 1000, 300000, 0,
+                  "a request must be complete this long after its connection was accepted, "
+                  "else it is answered 408 and closed (whole seconds)"),
     ARQ_OPT_END};
 
 void ws_server__count(arq_series *s, double v, const struct ws_server *srv)
@@ -62,7 +67,9 @@ static void config_free(struct ws_config *c)
     free(c->host);
     free(c->tls_cert);
     free(c->tls_key);
-    memset(c, 0, sizeof *c);
+    /* Cleared field by field (the static analyzer follows that, not a memset of a member):
+     * ws_server__free frees again what a failed config_parse freed. */
+    *c = (struct ws_config){0};
 }
 
 static int check_readable(const char *option, const char *path, struct arq_error *err)
@@ -103,6 +110,8 @@ static int config_parse(const struct arq_host *host, const json_t *cfg, struct w
                 : !strcmp(retire, "close") ? WS_RETIRE_CLOSE
                                            : WS_RETIRE_DRAIN;
     c->retire_timeout_ms = (uint64_t)host->opt_int(cfg, "retire_timeout", 30000);
+    c->handshake_timeout_s =
+        (unsigned)((host->opt_int(cfg, "handshake_timeout", 10000) + 999) / 1000);
 
     if (arq_net_parse_address(addr, c->port, &c->addr, &c->addr_len, err) != 0)
         return ARQ_EINVAL;
@@ -170,9 +179,13 @@ static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cf
     srv->m_oversize = arq_instance_series(
         srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_oversize_closes_total",
         "Connections closed with 1009: a message over max_message_bytes.");
-    srv->m_refused =
-        arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
-                            "WebSocket upgrades refused with HTTP 503 at max_connections.");
+    static const char *const refused_labels[] = {"instance", "status", NULL};
+    srv->m_refused = host->metric_register(
+        ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_refused_total",
+        "Requests on the WebSocket port answered with an HTTP error instead of an upgrade, by "
+        "status: 401/403/429 auth, 503 max_connections, 431 head too large, 408 head not "
+        "complete within handshake_timeout, 400 malformed, 405 not GET, 426 not an upgrade.",
+        refused_labels, NULL, 0);
     srv->m_ping_timeouts = arq_instance_series(
         srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_ping_timeouts_total",
         "Connections dropped because nothing arrived within ping_timeout of a ping.");
@@ -292,6 +305,7 @@ static void ws_destroy(void *self)
     if (srv->successor)
         srv->successor->predecessor = NULL;
     srv->predecessor = srv->successor = NULL;
+    ws_head__close_all(srv);
     ws_conn__detach_all(srv);
     srv->dead = 1; /* from here on, nothing reaches the host */
     ws_lws__destroy(srv);
