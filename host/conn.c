@@ -266,8 +266,12 @@ void conn_close(struct arq_conn *c, int code, const char *reason)
     if (c->state != CONN_OPEN)
         return;
     c->state = CONN_CLOSING;
-    conn__drop_queue(c, code == 1013 ? c->transport->host->bus.m_dropped_slow
-                                     : c->transport->host->bus.m_dropped_closed);
+    /* What was queued before the close still goes out before the close frame (the transport
+     * bounds that in time; nothing more is queued): the replies a client earned, e.g. the
+     * RATE_LIMITED answers before a 1008. A client too slow for its queue (1013) does not
+     * get it. What is left when the connection ends is dropped by conn_svc_closed. */
+    if (code == 1013)
+        conn__drop_queue(c, c->transport->host->bus.m_dropped_slow);
     c->ops->close(c->tconn, code, reason);
 }
 

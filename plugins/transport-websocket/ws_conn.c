@@ -14,8 +14,7 @@
 
 #include "ws.h"
 
-#define RX_KEEP_BYTES    (64 * 1024) /* a reassembly buffer larger than this goes after use */
-#define SUBPROTOCOLS_MAX 126         /* the longest Sec-WebSocket-Protocol lws 4.1 reads */
+#define RX_KEEP_BYTES (64 * 1024) /* a reassembly buffer larger than this goes after use */
 
 /* --- bookkeeping --------------------------------------------------------------------------- */
 
@@ -95,8 +94,16 @@ static void op_close(void *tconn, int code, const char *reason)
     ws_ping__untrack(c); /* the close has its own timeout (WS_CLOSE_WAIT_S) */
     c->local_code = sendable_code(code) ? code : LWS_CLOSE_STATUS_UNEXPECTED_CONDITION;
     copy_reason(c->local_reason, reason, reason ? strlen(reason) : 0);
-    if (c->wsi)
+    /* The frames the host queued before the close go out first (ws_send.c), as long as they
+     * take less than WS_CLOSE_FLUSH_MS; then the close frame goes anyway. */
+    c->close_by = uv_now(c->srv->loop) + WS_CLOSE_FLUSH_MS;
+    if (c->wsi) {
+        /* A peer that never reads never makes the socket writable, so the close frame (and
+         * its own WS_CLOSE_WAIT_S) may never come: the whole close is bounded here too. */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+                        WS_CLOSE_FLUSH_MS / 1000 + WS_CLOSE_WAIT_S);
         lws_callback_on_writable(c->wsi);
+    }
 }
 
 static const struct arq_conn_ops conn_ops = {
@@ -104,59 +111,6 @@ static const struct arq_conn_ops conn_ops = {
     .want_write = op_want_write,
     .close = op_close,
 };
-
-/* --- HTTP answers before (or instead of) an upgrade ---------------------------------------- */
-
-/* An HTTP answer instead of the upgrade: `status` with a JSON body
- * {"error": <error>, "details": <details>} (and Retry-After for 429). */
-static int http_refuse(struct lws *wsi, unsigned status, const char *error, const char *details,
-                       uint64_t retry_after_ms)
-{
-    unsigned char buf[LWS_PRE + 1024];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    json_t *obj = json_pack("{s:s, s:s}", "error", error, "details", details);
-    char body[512];
-    size_t n = obj ? json_dumpb(obj, body, sizeof body, JSON_COMPACT) : 0;
-    json_decref(obj);
-    if (n == 0 || n > sizeof body)
-        n = (size_t)snprintf(body, sizeof body, "{\"error\":\"%s\"}", error);
-    if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)n, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
-                                     &p, end))
-        return -1;
-    if (status == 426 &&
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_UPGRADE, (const unsigned char *)"websocket", 9,
-                                     &p, end))
-        return -1;
-    if (status == 429) {
-        char secs[24];
-        int len = snprintf(secs, sizeof secs, "%llu",
-                           (unsigned long long)((retry_after_ms + 999) / 1000));
-        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:",
-                                        (const unsigned char *)secs, len, &p, end))
-            return -1;
-    }
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    memcpy(start, body, n);
-    if (lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL) != (int)n)
-        return -1;
-    return 0;
-}
-
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 429:
-        return "Too Many Requests";
-    default:
-        return "Service Unavailable";
-    }
-}
 
 /* --- the handshake ------------------------------------------------------------------------- */
 
@@ -204,8 +158,16 @@ static const char *conn_header(void *tconn, const char *name)
     key[n] = ':';
     key[n + 1] = '\0';
     int len = lws_hdr_custom_length(c->wsi, key, (int)n + 1);
-    if (len < 0)
-        return NULL;
+    if (len < 0) {
+        /* A name lws 4.1 cannot take went to it as `~name` (ws_head.c). */
+        if (n + 3 > sizeof key)
+            return NULL;
+        memmove(key + 1, key, n + 2);
+        key[0] = '~';
+        if ((len = lws_hdr_custom_length(c->wsi, key, (int)n + 2)) < 0)
+            return NULL;
+        n++;
+    }
     char *v = malloc((size_t)len + 1);
     if (v && lws_hdr_custom_copy(c->wsi, v, len + 1, key, (int)n + 1) < 0) {
         free(v);
@@ -319,9 +281,7 @@ static int on_filter(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
     end_request(c, path, query);
     if (v == ARQ_AUTH_ALLOW)
         return 0;
-    ws_server__count(srv->m_refused, 1, srv);
-    http_refuse(wsi, (unsigned)res.http_status, status_text(res.http_status), res.reason,
-                res.retry_after_ms);
+    ws_http__refuse(srv, wsi, (unsigned)res.http_status, res.reason, res.retry_after_ms);
     return -1;
 }
 
@@ -352,25 +312,46 @@ static int on_established(struct ws_server *srv, struct ws_conn *c, struct lws *
 
 /* --- inbound messages ---------------------------------------------------------------------- */
 
-static int close_oversize(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
+/* Refuse what the peer sent with `code`: the callback's return value. */
+static int close_refused(struct ws_conn *c, struct lws *wsi, int code, const char *reason)
 {
-    ws_server__count(srv->m_oversize, 1, srv);
     free(c->rx);
     c->rx = NULL;
     c->rx_len = c->rx_cap = 0;
-    char reason[64];
-    snprintf(reason, sizeof reason, "message larger than %zu bytes", srv->cfg.max_message_bytes);
     if (c->deflate) {
         /* lws 4.1 ignores the callback's verdict while it drains an inflating message: close
          * from the next writable callback instead, dropping what still arrives. */
-        op_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, reason);
+        op_close(c, code, reason);
         return 0;
     }
-    c->local_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+    c->local_code = code;
     copy_reason(c->local_reason, reason, strlen(reason));
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)c->local_reason,
+    lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)c->local_reason,
                      strlen(c->local_reason));
     return -1;
+}
+
+static int close_oversize(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
+{
+    ws_server__count(srv->m_oversize, 1, srv);
+    char reason[64];
+    snprintf(reason, sizeof reason, "message larger than %zu bytes", srv->cfg.max_message_bytes);
+    return close_refused(c, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, reason);
+}
+
+/* lws 4.1 checks UTF-8 as text arrives, and that a message does not stop inside a character,
+ * but only on a piece that carries bytes: a message whose last fragment is empty is not
+ * checked there. Does `s` (n bytes, valid so far) end on a whole character? */
+static int utf8_ends_whole(const unsigned char *s, size_t n)
+{
+    size_t cont = 0;
+    while (cont < n && cont < 4 && (s[n - 1 - cont] & 0xc0) == 0x80)
+        cont++;
+    if (cont == n)
+        return cont == 0;
+    unsigned char lead = s[n - 1 - cont];
+    size_t need = lead < 0x80 ? 0 : (lead & 0xe0) == 0xc0 ? 1 : (lead & 0xf0) == 0xe0 ? 2 : 3;
+    return cont == need;
 }
 
 static int on_receive(struct ws_server *srv, struct ws_conn *c, struct lws *wsi,
@@ -394,7 +375,10 @@ static int on_receive(struct ws_server *srv, struct ws_conn *c, struct lws *wsi,
     ws_server__count(srv->m_rx, (double)len, srv);
 
     if (first && final) { /* whole message in one piece: no copy */
-        srv->host->conn_recv(c->conn, in, len, c->rx_binary);
+        if (!c->rx_binary && !utf8_ends_whole(in, len))
+            return close_refused(c, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+        /* lws 4.1 reports an empty piece (the end of a compressed message) with no buffer */
+        srv->host->conn_recv(c->conn, in ? in : (const unsigned char *)"", len, c->rx_binary);
         return 0;
     }
     if (total > c->rx_cap) {
@@ -416,7 +400,8 @@ static int on_receive(struct ws_server *srv, struct ws_conn *c, struct lws *wsi,
         c->rx = p;
         c->rx_cap = cap;
     }
-    memcpy(c->rx + c->rx_len, in, len);
+    if (len) /* an empty piece may come with no buffer, or before any (c->rx NULL) */
+        memcpy(c->rx + c->rx_len, in, len);
     c->rx_len = total;
     if (!final) {
         /* lws 4.1 on libuv inflates a compressed message 1 KiB per service turn but only
@@ -427,7 +412,9 @@ static int on_receive(struct ws_server *srv, struct ws_conn *c, struct lws *wsi,
         return 0;
     }
     c->rx_len = 0;
-    srv->host->conn_recv(c->conn, c->rx, total, c->rx_binary);
+    if (!c->rx_binary && !utf8_ends_whole(c->rx, total))
+        return close_refused(c, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8");
+    srv->host->conn_recv(c->conn, c->rx ? c->rx : (const unsigned char *)"", total, c->rx_binary);
     if (c->rx_cap > RX_KEEP_BYTES) {
         free(c->rx);
         c->rx = NULL;
@@ -438,10 +425,29 @@ static int on_receive(struct ws_server *srv, struct ws_conn *c, struct lws *wsi,
 
 /* --- the end ------------------------------------------------------------------------------- */
 
-/* Returns non-zero when lws must not echo the close: it answers ours. */
-static int on_peer_close(struct ws_conn *c, const unsigned char *in, size_t len)
+/* Codes a peer may close with (RFC 6455 7.4). lws 4.1 turns 1004-1006, 1012-1015 and the
+ * ranges under 1000 and 1016-2999 into 1002 before we see them, but echoes 5000 and up. */
+static int receivable_code(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+           (code >= 3000 && code <= 4999);
+}
+
+/* Returns non-zero when lws must not echo the close: it answers ours, or it is invalid (a
+ * 1-byte payload, a code no endpoint may send) and is answered with 1002 instead. */
+static int on_peer_close(struct ws_conn *c, struct lws *wsi, const unsigned char *in, size_t len)
 {
     ws_ping__untrack(c); /* lws answers and closes: no frame of ours may follow */
+    if (!c->close_sent && (len == 1 || (len >= 2 && !receivable_code((in[0] << 8) | in[1])))) {
+        /* lws would echo the payload as it is. With a close reason set and -1, it sends
+         * ours instead (its state is not yet "close returned"). */
+        c->close_pending = 0;
+        c->local_code = LWS_CLOSE_STATUS_PROTOCOL_ERR;
+        copy_reason(c->local_reason, "invalid close frame", 19);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)c->local_reason,
+                         strlen(c->local_reason));
+        return -1;
+    }
     if (len >= 2) {
         c->peer_code = (in[0] << 8) | in[1];
         copy_reason(c->peer_reason, (const char *)in + 2, len - 2);
@@ -520,29 +526,9 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     struct ws_server *srv = vh ? lws_get_vhost_user(vh) : NULL;
 
     switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        /* A plain HTTP request on the WebSocket port. */
-        http_refuse(wsi, 426, "Upgrade Required", "this endpoint speaks WebSocket only", 0);
-        return -1;
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        /* lws 4.1 hangs up without a word, before the filter runs, on a Sec-WebSocket-Protocol
-         * longer than 126 bytes ("protocol list too long"); a `bearer.<jwt>` entry always is.
-         * Say why instead. */
-        if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > SUBPROTOCOLS_MAX) {
-            if (srv)
-                ws_server__count(srv->m_refused, 1, srv);
-            http_refuse(wsi, 431, "Request Header Fields Too Large",
-                        "Sec-WebSocket-Protocol is longer than libwebsockets reads (126 bytes): "
-                        "send a token in Authorization: Bearer or the token query parameter",
-                        0);
-            return 1;
-        }
-        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         if (!srv || srv->dead || srv->nconns >= srv->cfg.max_connections) {
-            if (srv)
-                ws_server__count(srv->m_refused, 1, srv);
-            http_refuse(wsi, 503, "Service Unavailable", "too many connections", 0);
+            ws_http__refuse(srv, wsi, 503, "too many connections", 0);
             return -1;
         }
         return on_filter(srv, c, wsi);
@@ -569,7 +555,7 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return 0;
         return ws_send__writeable(c);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        return c ? on_peer_close(c, in, len) : 0;
+        return c ? on_peer_close(c, wsi, in, len) : 0;
     case LWS_CALLBACK_CLOSED:
         if (c && c->srv)
             on_closed(c->srv, c);

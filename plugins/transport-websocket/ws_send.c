@@ -14,7 +14,10 @@
  *   - a keepalive ping (ws_ping.c) is one more whole frame: first in the coalesced write, or
  *     alone when the queue is empty; with deflate, lws_write(PING), only when the queue is
  *     empty (lws 4.1 turns any write made while a compressed message drains into a
- *     continuation of it).
+ *     continuation of it);
+ *   - a close the host asks for (ops->close) follows the frames it queued before: they are
+ *     written first, then the close frame; once WS_CLOSE_FLUSH_MS have passed (a peer that
+ *     reads slowly), the close frame goes without the rest.
  *
  * When is a connection written? Asking lws for a writable callback costs two epoll_ctl calls
  * (POLLOUT on, then off) and a poll turn per write: at low rates, where nothing coalesces,
@@ -347,6 +350,16 @@ void ws_send__fini(struct ws_server *srv)
 
 int ws_send__writeable(struct ws_conn *c)
 {
+    struct arq_frame_ref next;
+    if (c->close_pending && c->conn && uv_now(c->srv->loop) < c->close_by &&
+        c->srv->host->conn_pending(c->conn, &next, 1) > 0) {
+        /* Frames queued before the host asked for the close go out before the close frame,
+         * until the deadline op_close set (ws_conn.c); the host queues no more. */
+        int rc = c->deflate ? send_deflate(c) : send_coalesced(c);
+        if (rc == 0)
+            lws_callback_on_writable(c->wsi); /* more of them, or the close frame */
+        return rc;
+    }
     if (c->close_pending) {
         /* Our own close frame, then wait for the peer's (lws would otherwise close the socket
          * at once: Debian's debug build of lws 4.1 on libuv drops the socket before its own

@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "ws_client.h"
 
 #define T_TIMEOUT 5000
@@ -424,6 +426,151 @@ static void connect_opts_sends_subprotocol_and_extra_headers(void **state)
                         "arqonbus.v1");
     assert_string_equal(req_header(s.request, "Authorization", v, sizeof v), "Bearer s3cret");
     assert_string_equal(req_header(s.request, "X-Trace", v, sizeof v), "7");
+    ws_free(c);
+}
+
+/* --- permessage-deflate ------------------------------------------------------------------ */
+
+/* Raw inflate of one message (the 00 00 ff ff trailer put back), written here with zlib on its
+ * own; the string is malloc'd. */
+static char *srv_inflate(const unsigned char *z, size_t n, size_t *outlen)
+{
+    z_stream st;
+    memset(&st, 0, sizeof st);
+    if (inflateInit2(&st, -15) != Z_OK)
+        return NULL;
+    unsigned char *in = malloc(n + 4);
+    char *out = malloc(1 << 20);
+    if (!in || !out)
+        abort();
+    memcpy(in, z, n);
+    memcpy(in + n, "\x00\x00\xff\xff", 4);
+    st.next_in = in;
+    st.avail_in = (uInt)(n + 4);
+    st.next_out = (Bytef *)out;
+    st.avail_out = (1 << 20) - 1;
+    int r = inflate(&st, Z_SYNC_FLUSH);
+    *outlen = (1 << 20) - 1 - st.avail_out;
+    out[*outlen] = '\0';
+    inflateEnd(&st);
+    free(in);
+    if (r != Z_OK && r != Z_STREAM_END) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Accept permessage-deflate, read one compressed message in three frames (RSV1 on the first
+ * only), check it, and answer it compressed (zlib's own deflate, one frame) then plain. */
+static void script_deflate(struct srv *s)
+{
+    s->extra = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=12\r\n";
+    int fd = srv_upgrade(s, NULL);
+    SRV_CHECK(s, fd >= 0);
+    unsigned char *z = NULL;
+    size_t zn = 0;
+    for (int i = 0; i < 3; i++) {
+        struct sframe f;
+        SRV_CHECK(s, srv_read_frame(fd, &f) == 0);
+        SRV_CHECK(s, f.masked);
+        SRV_CHECK(s, f.b0 == (i == 0 ? 0x41 : i == 2 ? 0x80 : 0x00));
+        z = realloc(z, zn + f.len);
+        memcpy(z + zn, f.data, f.len);
+        zn += f.len;
+        free(f.data);
+    }
+    size_t n;
+    char *text = srv_inflate(z, zn, &n);
+    free(z);
+    SRV_CHECK(s, text && n == 3000 && text[0] == 'a' && text[2999] == 'z');
+    /* Compressed back, with a context kept from one message to the next. */
+    z_stream d;
+    memset(&d, 0, sizeof d);
+    SRV_CHECK(s, deflateInit2(&d, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    unsigned char out[8192];
+    for (int k = 0; k < 2; k++) {
+        d.next_in = (Bytef *)text;
+        d.avail_in = (uInt)n;
+        d.next_out = out;
+        d.avail_out = sizeof out;
+        SRV_CHECK(s, deflate(&d, Z_SYNC_FLUSH) == Z_OK);
+        size_t zl = sizeof out - d.avail_out - 4; /* drop 00 00 ff ff */
+        SRV_CHECK(s, srv_send(fd, 0xC1, out, zl) == 0);
+    }
+    deflateEnd(&d);
+    SRV_CHECK(s, srv_send(fd, 0x81, "plain", 5) == 0);
+    free(text);
+    srv_wait_go(s);
+}
+
+static void deflate_is_negotiated_and_messages_are_compressed_both_ways(void **state)
+{
+    (void)state;
+    struct srv s = {0};
+    srv_start(&s, script_deflate);
+    struct ws_opts o = {.deflate = 1};
+    char err[256], v[128];
+    struct ws_client *c = ws_connect_opts("127.0.0.1", s.port, "/", &o, T_TIMEOUT, err, sizeof err);
+    assert_non_null(c);
+    assert_int_equal(ws_deflate_on(c), 1);
+    char msg[3001];
+    for (int i = 0; i < 3000; i++)
+        msg[i] = (char)('a' + (i * i / 7) % 26);
+    msg[0] = 'a';
+    msg[2999] = 'z';
+    size_t zl;
+    unsigned char *z = ws_deflate_message(msg, 3000, 12, &zl);
+    assert_non_null(z);
+    free(z);
+    assert_int_equal(ws_send_deflated(c, WS_OP_TEXT, msg, 3000, zl / 3 + 1), 0);
+    for (int k = 0; k < 2; k++) {
+        char *got = NULL;
+        size_t n = 0;
+        assert_int_equal(ws_recv(c, &got, &n, T_TIMEOUT), WS_OP_TEXT);
+        assert_int_equal(n, 3000);
+        assert_memory_equal(got, msg, 3000);
+        free(got);
+    }
+    char *got = NULL;
+    assert_int_equal(ws_recv(c, &got, NULL, T_TIMEOUT), WS_OP_TEXT);
+    assert_string_equal(got, "plain");
+    free(got);
+    assert_int_equal(ws_deflated_received(c), 2);
+    test_go(&s);
+    srv_finish(&s);
+    assert_string_equal(req_header(s.request, "Sec-WebSocket-Extensions", v, sizeof v),
+                        "permessage-deflate; client_max_window_bits");
+    ws_free(c);
+}
+
+/* An extension the client did not offer is refused; RSV1 without the extension is a protocol
+ * error. */
+static void script_deflate_unasked(struct srv *s)
+{
+    s->extra = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    SRV_CHECK(s, srv_upgrade(s, NULL) >= 0);
+    s->extra = NULL;
+    int fd = srv_upgrade(s, NULL);
+    SRV_CHECK(s, fd >= 0);
+    SRV_CHECK(s, srv_send(fd, 0xC1, "\x4b\x04\x00", 3) == 0);
+    srv_wait_go(s);
+}
+
+static void deflate_not_offered_or_not_agreed_is_refused(void **state)
+{
+    (void)state;
+    struct srv s = {0};
+    srv_start(&s, script_deflate_unasked);
+    char err[256];
+    assert_null(ws_connect("127.0.0.1", s.port, "/", T_TIMEOUT, err, sizeof err));
+    assert_non_null(strstr(err, "not offered"));
+    struct ws_client *c = connect_to(&s);
+    assert_int_equal(ws_deflate_on(c), 0);
+    assert_int_equal(ws_recv(c, NULL, NULL, T_TIMEOUT), -1);
+    assert_int_equal(errno, EPROTO);
+    test_go(&s);
+    srv_finish(&s);
     ws_free(c);
 }
 
@@ -1224,6 +1371,8 @@ int main(void)
         cmocka_unit_test(refused_upgrade_gives_null_with_the_status_and_body),
         cmocka_unit_test(wrong_accept_is_refused),
         cmocka_unit_test(subprotocol_not_offered_is_refused),
+        cmocka_unit_test(deflate_is_negotiated_and_messages_are_compressed_both_ways),
+        cmocka_unit_test(deflate_not_offered_or_not_agreed_is_refused),
         cmocka_unit_test(connect_to_a_closed_port_fails),
         cmocka_unit_test(frame_in_the_same_packet_as_the_101_is_kept),
         cmocka_unit_test(text_frames_are_masked_with_a_fresh_key),

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #define WS_GUID          "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_RBUF_INITIAL  2048u
 #define WS_RBUF_KEEP     (64u * 1024u) /* a read buffer grown past this shrinks when empty */
@@ -42,6 +44,12 @@ struct ws_client {
     char *frag; /* a fragmented message being joined; frag_op 0 when none */
     size_t fraglen, fragcap;
     int frag_op;
+    int frag_deflated; /* the message being joined had RSV1: inflate it once whole */
+    int deflate;       /* permessage-deflate negotiated */
+    int deflate_bits;  /* client_max_window_bits the server allows us (9..15) */
+    int inflater_ready;
+    z_stream inflater; /* one for the connection: the server may keep its context */
+    unsigned deflated_in;
     char *head; /* the 101 response head, NUL-terminated */
     char reason[124];
     char err[160];
@@ -204,7 +212,8 @@ int ws_send_raw(struct ws_client *c, const void *bytes, size_t len)
     return ws__write_all(c, bytes, len);
 }
 
-int ws_send_frame(struct ws_client *c, int opcode, int fin, const void *data, size_t len)
+/* One masked frame whose first byte is b0 (FIN, RSV and opcode as given). */
+static int ws__send_b0(struct ws_client *c, int b0, const void *data, size_t len)
 {
     unsigned char mask[4];
     uint32_t m;
@@ -213,7 +222,7 @@ int ws_send_frame(struct ws_client *c, int opcode, int fin, const void *data, si
     } while (m == 0); /* an all-zero mask would leave the payload readable on the wire */
     memcpy(mask, &m, 4);
     size_t flen;
-    unsigned char *f = ws_build_frame((fin ? 0x80 : 0) | (opcode & 0x0F), mask, data, len, &flen);
+    unsigned char *f = ws_build_frame(b0, mask, data, len, &flen);
     if (!f) {
         ws__fail(c, ENOMEM, "out of memory building a %zu-byte frame", len);
         return -1;
@@ -221,6 +230,171 @@ int ws_send_frame(struct ws_client *c, int opcode, int fin, const void *data, si
     int r = ws__write_all(c, f, flen);
     free(f);
     return r;
+}
+
+int ws_send_frame(struct ws_client *c, int opcode, int fin, const void *data, size_t len)
+{
+    return ws__send_b0(c, (fin ? 0x80 : 0) | (opcode & 0x0F), data, len);
+}
+
+/* --- permessage-deflate -------------------------------------------------------------------- */
+
+unsigned char *ws_deflate_message(const void *data, size_t len, int window_bits, size_t *outlen)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (window_bits < 9 || window_bits > 15)
+        window_bits = 15;
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -window_bits, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return NULL;
+    /* The bound covers one deflate() of all the input; the sync flush adds at most a few
+     * bytes, and the loop grows the buffer should it not. */
+    size_t cap = deflateBound(&z, (uLong)len) + 64, used = 0;
+    unsigned char *out = malloc(cap);
+    z.next_in = (Bytef *)(uintptr_t)data;
+    z.avail_in = (uInt)len;
+    while (out) {
+        z.next_out = out + used;
+        z.avail_out = (uInt)(cap - used);
+        int r = deflate(&z, Z_SYNC_FLUSH);
+        used = cap - z.avail_out;
+        if (r != Z_OK && r != Z_BUF_ERROR)
+            break;
+        if (z.avail_in == 0 && z.avail_out > 0) {
+            deflateEnd(&z);
+            /* A sync flush ends with an empty stored block, 00 00 ff ff: the sender drops it. */
+            if (used < 4 || memcmp(out + used - 4, "\x00\x00\xff\xff", 4) != 0)
+                break;
+            *outlen = used - 4;
+            return out;
+        }
+        unsigned char *grown = realloc(out, cap * 2);
+        if (!grown)
+            break;
+        out = grown;
+        cap *= 2;
+    }
+    deflateEnd(&z);
+    free(out);
+    return NULL;
+}
+
+int ws_send_deflated(struct ws_client *c, int opcode, const void *data, size_t len, size_t frag)
+{
+    size_t n;
+    unsigned char *z = ws_deflate_message(data, len, c->deflate ? c->deflate_bits : 15, &n);
+    if (!z) {
+        ws__fail(c, ENOMEM, "cannot compress a %zu-byte message", len);
+        return -1;
+    }
+    if (frag == 0 || frag > n)
+        frag = n ? n : 1;
+    size_t off = 0;
+    int r = 0;
+    do {
+        size_t k = n - off < frag ? n - off : frag;
+        int fin = off + k == n;
+        int b0 = (fin ? 0x80 : 0) | (off == 0 ? 0x40 | (opcode & 0x0F) : WS_OP_CONT);
+        r = ws__send_b0(c, b0, z + off, k);
+        off += k;
+    } while (r == 0 && off < n);
+    free(z);
+    return r;
+}
+
+/* Inflate one whole compressed message (its trailer put back) into a malloc'd, NUL-terminated
+ * buffer of at most WS_MAX_MESSAGE bytes. 0, -1 for bad data (EPROTO), -2 out of memory or
+ * too large. */
+static int ws__inflate(struct ws_client *c, const unsigned char *in, size_t n, char **out,
+                       size_t *outlen)
+{
+    static const unsigned char trailer[4] = {0x00, 0x00, 0xff, 0xff};
+    if (!c->inflater_ready) {
+        memset(&c->inflater, 0, sizeof c->inflater);
+        if (inflateInit2(&c->inflater, -15) != Z_OK)
+            return -2;
+        c->inflater_ready = 1;
+    }
+    size_t cap = n * 4 + 64, used = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf)
+        return -2;
+    for (int part = 0; part < 2; part++) {
+        c->inflater.next_in = (Bytef *)(uintptr_t)(part ? trailer : in);
+        c->inflater.avail_in = (uInt)(part ? sizeof trailer : n);
+        for (;;) {
+            if (used == cap) {
+                if (cap >= WS_MAX_MESSAGE) {
+                    free(buf);
+                    return -2;
+                }
+                char *g = realloc(buf, cap * 2 + 1);
+                if (!g) {
+                    free(buf);
+                    return -2;
+                }
+                buf = g;
+                cap *= 2;
+            }
+            c->inflater.next_out = (Bytef *)buf + used;
+            c->inflater.avail_out = (uInt)(cap - used);
+            int r = inflate(&c->inflater, Z_SYNC_FLUSH);
+            used = cap - c->inflater.avail_out;
+            if (r != Z_OK && r != Z_BUF_ERROR) {
+                free(buf);
+                return -1;
+            }
+            if (c->inflater.avail_in == 0 && c->inflater.avail_out > 0)
+                break;
+        }
+    }
+    buf[used] = '\0';
+    *out = buf;
+    *outlen = used;
+    return 0;
+}
+
+/* Hand a complete message to the caller, inflating it first when it was compressed. */
+static int ws__deliver_message(struct ws_client *c, const void *bytes, size_t n, int deflated,
+                               char **data, size_t *len)
+{
+    if (!deflated) {
+        if (data) {
+            char *m = malloc(n + 1);
+            if (!m)
+                return -2;
+            memcpy(m, bytes, n);
+            m[n] = '\0';
+            *data = m;
+        }
+        if (len)
+            *len = n;
+        return 0;
+    }
+    char *m;
+    size_t mlen;
+    int r = ws__inflate(c, bytes, n, &m, &mlen);
+    if (r != 0)
+        return r;
+    c->deflated_in++;
+    if (data)
+        *data = m;
+    else
+        free(m);
+    if (len)
+        *len = mlen;
+    return 0;
+}
+
+int ws_deflate_on(const struct ws_client *c)
+{
+    return c->deflate;
+}
+
+unsigned ws_deflated_received(const struct ws_client *c)
+{
+    return c->deflated_in;
 }
 
 int ws_send_text(struct ws_client *c, const char *text, size_t len)
@@ -326,8 +500,12 @@ static int ws__next(struct ws_client *c, char **data, size_t *len)
         uint64_t plen = b[1] & 0x7F;
         if (b[1] & 0x80)
             return ws__broken(c, WS_CLOSE_PROTOCOL, "masked frame from server");
-        if (rsv)
+        /* RSV1 marks a compressed message (RFC 7692 6.1): on its first frame only. */
+        int deflated = rsv == 0x40 && c->deflate;
+        if (rsv && !deflated)
             return ws__broken(c, WS_CLOSE_PROTOCOL, "RSV bits set without an extension");
+        if (deflated && op != WS_OP_TEXT && op != WS_OP_BINARY)
+            return ws__broken(c, WS_CLOSE_PROTOCOL, "RSV1 on a control or continuation frame");
         if (plen == 126) {
             if (c->rlen < 4)
                 return 0;
@@ -392,12 +570,16 @@ static int ws__next(struct ws_client *c, char **data, size_t *len)
             if (c->frag_op)
                 return ws__broken(c, WS_CLOSE_PROTOCOL, "new message inside a fragmented one");
             if (fin) {
-                if (ws__deliver(p, n, data, len) < 0)
+                int r = ws__deliver_message(c, p, n, deflated, data, len);
+                if (r == -1)
+                    return ws__broken(c, WS_CLOSE_INVALID_DATA, "bad compressed data");
+                if (r < 0)
                     goto oom;
                 ws__consume(c, total);
                 return op;
             }
             c->frag_op = op;
+            c->frag_deflated = deflated;
             break;
         case WS_OP_CONT:
             if (!c->frag_op)
@@ -424,12 +606,25 @@ static int ws__next(struct ws_client *c, char **data, size_t *len)
         if (!fin)
             continue;
         int mop = c->frag_op;
-        if (data)
-            *data = c->frag;
-        else
+        if (c->frag_deflated) {
+            int r = ws__deliver_message(c, c->frag, c->fraglen, 1, data, len);
             free(c->frag);
-        if (len)
+            if (r == -1) {
+                c->frag = NULL;
+                return ws__broken(c, WS_CLOSE_INVALID_DATA, "bad compressed data");
+            }
+            if (r < 0) {
+                c->frag = NULL;
+                goto oom;
+            }
+        } else if (data) {
+            *data = c->frag;
+        } else {
+            free(c->frag);
+        }
+        if (!c->frag_deflated && len)
             *len = c->fraglen;
+        c->frag_deflated = 0;
         c->frag = NULL;
         c->fraglen = c->fragcap = 0;
         c->frag_op = 0;
@@ -675,6 +870,8 @@ static int ws__handshake(struct ws_client *c, const char *host, int port, const 
     size_t cap = strlen(host) + strlen(path) + 256;
     if (opts && opts->subprotocol)
         cap += strlen(opts->subprotocol) + 32;
+    if (opts && opts->deflate)
+        cap += 96;
     for (size_t i = 0; opts && opts->headers && opts->headers[i]; i++)
         cap += strlen(opts->headers[i]) + 2;
     char *req = malloc(cap);
@@ -690,6 +887,9 @@ static int ws__handshake(struct ws_client *c, const char *host, int port, const 
     if (opts && opts->subprotocol)
         n +=
             snprintf(req + n, cap - (size_t)n, "Sec-WebSocket-Protocol: %s\r\n", opts->subprotocol);
+    if (opts && opts->deflate)
+        n += snprintf(req + n, cap - (size_t)n,
+                      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
     for (size_t i = 0; opts && opts->headers && opts->headers[i]; i++)
         n += snprintf(req + n, cap - (size_t)n, "%s\r\n", opts->headers[i]);
     n += snprintf(req + n, cap - (size_t)n, "\r\n");
@@ -743,6 +943,21 @@ static int ws__handshake(struct ws_client *c, const char *host, int port, const 
         ws__fail(c, EPROTO, "server chose subprotocol \"%.*s\", which was not offered", (int)vlen,
                  v);
         return -1;
+    }
+    v = ws__find_header(c->head, "Sec-WebSocket-Extensions", &vlen);
+    if (v) {
+        if (!opts || !opts->deflate || !ws__value_has_token(v, vlen, "permessage-deflate")) {
+            ws__fail(c, EPROTO, "server chose extension \"%.*s\", which was not offered", (int)vlen,
+                     v);
+            return -1;
+        }
+        c->deflate = 1;
+        c->deflate_bits = 15;
+        for (size_t i = 0; i + 22 < vlen; i++)
+            if (ws__strncasecmp(v + i, "client_max_window_bits=", 23) == 0)
+                c->deflate_bits = atoi(v + i + 23);
+        if (c->deflate_bits < 9) /* zlib cannot compress within 8 bits (it uses 9) */
+            c->deflate_bits = 9;
     }
     ws__consume(c, headlen); /* bytes after the head are already frames */
     return 0;
@@ -836,6 +1051,8 @@ void ws_free(struct ws_client *c)
     free(c->rbuf);
     free(c->frag);
     free(c->head);
+    if (c->inflater_ready)
+        inflateEnd(&c->inflater);
     free(c);
 }
 

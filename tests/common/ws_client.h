@@ -1,4 +1,5 @@
-/* A small RFC 6455 client for tests: raw POSIX sockets, no dependency beyond libc.
+/* A small RFC 6455 client for tests: raw POSIX sockets, no dependency beyond libc and zlib
+ * (permessage-deflate, RFC 7692, when a test asks for it).
  *
  * One struct ws_client per connection, a few hundred bytes plus a read buffer that grows with
  * the largest frame seen, so one test process can hold thousands. The socket is always
@@ -48,6 +49,7 @@ struct ws_opts {
     const char *subprotocol;    /* offered in Sec-WebSocket-Protocol, e.g. "arqonbus.v1" */
     const char *const *headers; /* extra request header lines "Name: value", NULL-terminated,
                                    e.g. {"Authorization: Bearer t", NULL} */
+    int deflate; /* offer permessage-deflate (RFC 7692); ws_deflate_on() says if it was taken */
 };
 
 /* Connect to ws://host:port<path_and_query> (path "/" when NULL or empty) and complete the
@@ -78,6 +80,24 @@ int ws_send_text(struct ws_client *c, const char *text, size_t len);
 int ws_send_frame(struct ws_client *c, int opcode, int fin, const void *data, size_t len);
 /* Put bytes on the wire as they are (malformed-frame tests). 0 or -1. */
 int ws_send_raw(struct ws_client *c, const void *bytes, size_t len);
+
+/* permessage-deflate (RFC 7692). Messages from the server with RSV1 set are inflated by
+ * ws_recv() once permessage-deflate was negotiated (ws_deflate_on()); each message is
+ * compressed by the client on its own (no context kept between messages, which any server
+ * must accept), within the client_max_window_bits the server answered. */
+/* 1 when the server accepted permessage-deflate in the 101. */
+int ws_deflate_on(const struct ws_client *c);
+/* Compressed messages received so far. */
+unsigned ws_deflated_received(const struct ws_client *c);
+/* Send one message (WS_OP_TEXT or WS_OP_BINARY) compressed, as frames of at most `frag`
+ * compressed bytes each (0: one frame); only the first frame has RSV1. Works whether or not
+ * the extension was negotiated (a test of a server that did not agree may send it anyway).
+ * 0 or -1. */
+int ws_send_deflated(struct ws_client *c, int opcode, const void *data, size_t len, size_t frag);
+/* The compressed form of one message: raw deflate with window_bits (9..15), flushed with
+ * Z_SYNC_FLUSH, the final 00 00 ff ff removed (RFC 7692 section 7.2.1). malloc'd, *outlen
+ * bytes; NULL when out of memory. */
+unsigned char *ws_deflate_message(const void *data, size_t len, int window_bits, size_t *outlen);
 
 /* Wait up to timeout_ms for the next complete message: fragments joined, pings answered with
  * pongs (unless ws_set_auto_pong(c, 0)). Returns the opcode: WS_OP_TEXT, WS_OP_BINARY,

@@ -299,8 +299,10 @@ struct arq_conn_ops {
     /* Frames were queued for this connection (see `arq_host.conn_pending`): arrange to be
      * called back when the socket is writable. Must not write synchronously. */
     void (*want_write)(void *tconn);
-    /* Close with a WebSocket close code and reason (<= 123 bytes). Queued frames are
-     * dropped. The transport later reports the end with `arq_host.conn_closed`. */
+    /* Close with a WebSocket close code and reason (<= 123 bytes). Frames already queued
+     * (`arq_host.conn_pending`) should be written before the close, within a short deadline;
+     * none are queued after it (for 1013, a client too slow for its queue, the host drops
+     * them first). The transport later reports the end with `arq_host.conn_closed`. */
     void (*close)(void *tconn, int code, const char *reason);
 };
 
