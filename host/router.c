@@ -9,6 +9,10 @@
 #include "host.h"
 #include "log.h"
 
+/* The longest channel description, in bytes (docs/protocol.md): it is kept as long as the
+ * channel and sent in every listing of the room. */
+#define ROUTER_MAX_DESCRIPTION 1024
+
 struct room *router_room(struct bus *b, const char *name)
 {
     return hmap_get(&b->rooms, name);
@@ -274,6 +278,12 @@ void router_leave_all(struct bus *b, struct arq_conn *c)
 const char *router_create_channel(struct bus *b, const char *room, const char *channel,
                                   const char *description, struct arq_error *err)
 {
+    size_t dlen = description ? strlen(description) : 0;
+    if (dlen > ROUTER_MAX_DESCRIPTION) {
+        arq_error_set(err, 0, "The description is %zu bytes long; at most %d are allowed", dlen,
+                      ROUTER_MAX_DESCRIPTION);
+        return "VALIDATION_ERROR";
+    }
     struct room *r = router_room(b, room);
     if (router_channel(r, channel)) {
         arq_error_set(err, 0, "Channel %s/%s already exists", room, channel);

@@ -140,7 +140,8 @@ struct http_route {
 
 /* The route for `url`, or NULL. */
 const struct http_route *http_routes__find(const char *url);
-/* The one path segment that stands for {} in `url` (into buf), or NULL. */
-const char *http_routes__segment(const char *url, char *buf, size_t size);
+/* The one path segment that stands for {} in `url` (a pointer into it, *len bytes, not
+ * NUL-terminated), or NULL. */
+const char *http_routes__segment(const char *url, size_t *len);
 
 #endif

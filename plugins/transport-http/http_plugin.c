@@ -110,7 +110,7 @@ static void server_free(struct http_server *srv)
 
 /* The server-side services this plugin calls, new in the host's table: refuse a host
  * without them at create time rather than crash at the first request. */
-#define HOST_HAS(h, f) ((h)->struct_size >= offsetof(struct arq_host, f) + sizeof(h)->f && (h)->f)
+#define HOST_HAS(h, f) ((h)->struct_size >= offsetof(struct arq_host, f) + sizeof((h)->f) && (h)->f)
 
 static int http_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
                        struct arq_error *err)

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "http.h"
+#include "http_path.h"
 
 /* A body over the limit without a Content-Length (chunked) can only be refused once it has
  * ended; until then it is read and dropped, but no more than this before the connection is
@@ -87,6 +88,9 @@ unsigned http_status_of(const char *code)
         {"CHANNEL_EXISTS", MHD_HTTP_CONFLICT},
         {"RATE_LIMITED", MHD_HTTP_TOO_MANY_REQUESTS},
         {"STORAGE_UNAVAILABLE", MHD_HTTP_SERVICE_UNAVAILABLE},
+        {"AUTHENTICATION_ERROR", MHD_HTTP_UNAUTHORIZED},
+        {"METHOD_NOT_ALLOWED", MHD_HTTP_METHOD_NOT_ALLOWED},
+        {"PAYLOAD_TOO_LARGE", MHD_HTTP_CONTENT_TOO_LARGE},
     };
     if (!code)
         return MHD_HTTP_OK;
@@ -152,32 +156,55 @@ static void queue(struct http_req *req, unsigned status, struct MHD_Response *r,
     MHD_destroy_response(r);
 }
 
-static void reply_json_with(struct http_req *req, unsigned status, const json_t *body,
-                            const char *const *extra)
+/* Queue `body` as JSON; 0, or -1 when it could not be written (out of memory), with nothing
+ * queued. */
+static int reply_json_with(struct http_req *req, unsigned status, const json_t *body,
+                           const char *const *extra)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    if (!text) {
-        static const char oom[] = "{\"error\":\"Out of memory\",\"error_code\":\"INTERNAL_ERROR\"}";
-        queue(req, MHD_HTTP_INTERNAL_SERVER_ERROR,
-              MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT),
-              "application/json", NULL);
-        return;
-    }
+    if (!text)
+        return -1;
     /* json_dumps allocates with malloc (jansson's default), which MUST_FREE releases. */
     queue(req, status, MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE),
           "application/json", extra);
+    return 0;
+}
+
+/* Every error body of the API is written here, in the one shape docs/protocol.md gives:
+ * {"error": text, "error_code": code, "payload"?: details}. The text may echo what the client
+ * sent (a path, a name, a parameter), so bytes that are not UTF-8, which JSON cannot carry,
+ * are written as \xHH. When even that body cannot be built, a constant of the same shape says
+ * so. `extra`: header name/value pairs (NULL-terminated), or NULL. */
+static void reply_error_with(struct http_req *req, unsigned status, const char *code,
+                             const char *text, const json_t *payload, const char *const *extra)
+{
+    static const char oom[] = "{\"error\":\"Out of memory\",\"error_code\":\"INTERNAL_ERROR\"}";
+    size_t len = text && *text ? strlen(text) : 0;
+    char *safe = malloc(4 * len + 1);
+    json_t *body = NULL;
+    if (safe) {
+        http_path__escape(safe, 4 * len + 1, len ? text : code, len ? len : strlen(code));
+        body = json_pack("{s:s, s:s, s:O*}", "error", safe, "error_code", code, "payload", payload);
+    }
+    free(safe);
+    int rc = reply_json_with(req, status, body, extra);
+    json_decref(body);
+    if (rc != 0)
+        queue(req, MHD_HTTP_INTERNAL_SERVER_ERROR,
+              MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT),
+              "application/json", NULL);
 }
 
 void http_reply_json(struct http_req *req, unsigned status, const json_t *body)
 {
-    reply_json_with(req, status, body, NULL);
+    if (reply_json_with(req, status, body, NULL) != 0)
+        reply_error_with(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory",
+                         NULL, NULL);
 }
 
 void http_reply_error(struct http_req *req, unsigned status, const char *code, const char *text)
 {
-    json_t *body = json_pack("{s:s, s:s}", "error", text ? text : code, "error_code", code);
-    http_reply_json(req, status, body);
-    json_decref(body);
+    reply_error_with(req, status, code, text, NULL, NULL);
 }
 
 void http_reply_text(struct http_req *req, unsigned status, const char *content_type, char *text,
@@ -185,15 +212,6 @@ void http_reply_text(struct http_req *req, unsigned status, const char *content_
 {
     queue(req, status, MHD_create_response_from_buffer_with_free_callback(len, text, free_fn),
           content_type, NULL);
-}
-
-/* {"error": title, "details": details} with extra headers: 401, 403, 413. */
-static void reply_refusal(struct http_req *req, unsigned status, const char *title,
-                          const char *details, const char *const *extra)
-{
-    json_t *body = json_pack("{s:s, s:s}", "error", title, "details", details);
-    reply_json_with(req, status, body, extra);
-    json_decref(body);
 }
 
 /* --- asynchronous operations --------------------------------------------------------------- */
@@ -220,10 +238,7 @@ void http_request__result(void *arg, const char *error_code, const char *text, c
     req->wait = NULL;
     if (error_code) {
         /* With its details when there are some (VALIDATION_ERROR lists every problem). */
-        json_t *body = json_pack("{s:s, s:s, s:O*}", "error", text ? text : error_code,
-                                 "error_code", error_code, "payload", data);
-        http_reply_json(req, http_status_of(error_code), body);
-        json_decref(body);
+        reply_error_with(req, http_status_of(error_code), error_code, text, data, NULL);
     } else if (data) {
         http_reply_json(req, MHD_HTTP_OK, data);
     } else {
@@ -322,9 +337,11 @@ static int token_allows(struct http_req *req, int presented)
         char details[300];
         snprintf(details, sizeof details, "%s: %s",
                  presented ? "Invalid API key or token" : "A token is required", res.reason);
-        reply_refusal(req, res.http_status == 403 ? MHD_HTTP_FORBIDDEN : MHD_HTTP_UNAUTHORIZED,
-                      res.http_status == 403 ? "Forbidden" : "Unauthorized", details,
-                      res.http_status == 403 ? NULL : bearer_challenge);
+        if (res.http_status == 403)
+            reply_error_with(req, MHD_HTTP_FORBIDDEN, "AUTHORIZATION_ERROR", details, NULL, NULL);
+        else
+            reply_error_with(req, MHD_HTTP_UNAUTHORIZED, "AUTHENTICATION_ERROR", details, NULL,
+                             bearer_challenge);
         return -1;
     }
     if (!res.principal.subject) { /* the host's default role: nobody in particular */
@@ -339,7 +356,7 @@ static int token_allows(struct http_req *req, int presented)
     srv->host->auth_ticket_free(ticket);
     if (v == ARQ_AUTH_ALLOW)
         return 1;
-    reply_refusal(req, MHD_HTTP_FORBIDDEN, "Forbidden", res.reason, NULL);
+    reply_error_with(req, MHD_HTTP_FORBIDDEN, "AUTHORIZATION_ERROR", res.reason, NULL, NULL);
     return -1;
 }
 
@@ -359,28 +376,30 @@ static int check_key(struct http_req *req)
             return ok > 0 ? 0 : -1;
     }
     if (!c->api_key) {
-        reply_refusal(req, MHD_HTTP_FORBIDDEN, "Forbidden",
-                      "This endpoint is disabled: no api_key is configured for the HTTP API", NULL);
+        reply_error_with(req, MHD_HTTP_FORBIDDEN, "AUTHORIZATION_ERROR",
+                         "This endpoint is disabled: no api_key is configured for the HTTP API",
+                         NULL, NULL);
         return -1;
     }
     if (!k || !*k) {
-        reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized",
-                      "An API key is required: send X-API-Key or Authorization: Bearer",
-                      bearer_challenge);
+        reply_error_with(req, MHD_HTTP_UNAUTHORIZED, "AUTHENTICATION_ERROR",
+                         "An API key is required: send X-API-Key or Authorization: Bearer", NULL,
+                         bearer_challenge);
         return -1;
     }
     ARQ_LOG(req->srv->host, req->srv->ctx, ARQ_LOG_INFO, "api key refused", "path",
             req->route->path);
-    reply_refusal(req, MHD_HTTP_UNAUTHORIZED, "Unauthorized", "Invalid API key", bearer_challenge);
+    reply_error_with(req, MHD_HTTP_UNAUTHORIZED, "AUTHENTICATION_ERROR", "Invalid API key", NULL,
+                     bearer_challenge);
     return -1;
 }
 
 static void reply_too_large(struct http_req *req)
 {
-    char details[96];
-    snprintf(details, sizeof details, "The request body is larger than %zu bytes",
+    char text[96];
+    snprintf(text, sizeof text, "The request body is larger than %zu bytes",
              req->srv->cfg.max_body_bytes);
-    reply_refusal(req, MHD_HTTP_CONTENT_TOO_LARGE, "Payload too large", details, NULL);
+    reply_error_with(req, MHD_HTTP_CONTENT_TOO_LARGE, "PAYLOAD_TOO_LARGE", text, NULL, NULL);
 }
 
 /* CORS preflight (and plain OPTIONS): 204 with what the path allows. */
@@ -407,9 +426,9 @@ static void screen(struct http_req *req, const char *url)
     const struct http_route *route = req->route;
     req->screened = 1;
     if (!route) {
-        json_t *body = json_pack("{s:s, s:s}", "error", "Not found", "path", url);
-        http_reply_json(req, MHD_HTTP_NOT_FOUND, body);
-        json_decref(body);
+        char text[300];
+        snprintf(text, sizeof text, "No endpoint at %s", url);
+        reply_error_with(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", text, NULL, NULL);
         return;
     }
     if (req->method == HTTP_OPTIONS) {
@@ -421,9 +440,9 @@ static void screen(struct http_req *req, const char *url)
     if (!ok) {
         const char *allow = allow_header(route->allow);
         const char *h[] = {MHD_HTTP_HEADER_ALLOW, allow, NULL};
-        char details[64];
-        snprintf(details, sizeof details, "Allowed: %s", allow);
-        reply_refusal(req, MHD_HTTP_METHOD_NOT_ALLOWED, "Method not allowed", details, h);
+        char text[160];
+        snprintf(text, sizeof text, "Method not allowed on %s (allowed: %s)", route->path, allow);
+        reply_error_with(req, MHD_HTTP_METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", text, NULL, h);
         return;
     }
     if (route->command && check_key(req) != 0)

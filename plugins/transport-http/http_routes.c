@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "http_path.h"
 
 #define BUS_QUERY(srv, what, room, code, err)                                                      \
     (srv)->host->bus_query((srv)->ctx, NULL, (what), (room), NULL, (code), (err))
@@ -119,8 +120,8 @@ static void h_status(struct http_req *req, const char *url)
     const char *code = NULL;
     json_t *status = BUS_QUERY(srv, "status", NULL, &code, &err);
     if (!status) {
-        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, code ? code : "INTERNAL_ERROR",
-                         err.text[0] ? err.text : "No status");
+        code = code ? code : "INTERNAL_ERROR";
+        http_reply_error(req, http_status_of(code), code, err.text[0] ? err.text : "No status");
         return;
     }
     http_reply_json(req, MHD_HTTP_OK, status);
@@ -163,35 +164,9 @@ static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char 
                                  const char *value)
 {
     (void)kind;
-    static const char *const strings[] = {"room", "channel", "epoch", "since", "until", NULL};
-    static const char *const integers[] = {"limit", "since_offset", NULL};
     struct query_args *q = cls;
-    if (json_object_get(q->args, key)) {
-        snprintf(q->error, sizeof q->error, "Parameter '%.64s' is given twice", key);
-        return MHD_NO;
-    }
-    for (size_t i = 0; strings[i]; i++)
-        if (!strcmp(key, strings[i])) {
-            json_object_set_new(q->args, key, json_string(value ? value : ""));
-            return MHD_YES;
-        }
-    for (size_t i = 0; integers[i]; i++)
-        if (!strcmp(key, integers[i])) {
-            char *end;
-            errno = 0;
-            long long n = value && *value ? strtoll(value, &end, 10) : 0;
-            if (!value || !*value || *end || errno) {
-                snprintf(q->error, sizeof q->error, "Parameter '%s' must be an integer", key);
-                return MHD_NO;
-            }
-            json_object_set_new(q->args, key, json_integer((json_int_t)n));
-            return MHD_YES;
-        }
-    snprintf(q->error, sizeof q->error,
-             "Unknown parameter '%.64s' (room, channel, limit, since, until, since_offset, "
-             "epoch)",
-             key);
-    return MHD_NO;
+    return http_path__history_param(q->args, key, value, q->error, sizeof q->error) == 0 ? MHD_YES
+                                                                                         : MHD_NO;
 }
 
 static void h_history(struct http_req *req, const char *url)
@@ -236,19 +211,31 @@ static void h_rooms(struct http_req *req, const char *url)
 static void h_channels(struct http_req *req, const char *url)
 {
     struct http_server *srv = http_req_server(req);
-    char room[256];
     struct arq_error err = {""};
     const char *code = NULL;
-    http_routes__segment(url, room, sizeof room);
-    json_t *channels = BUS_QUERY(srv, "channels", room, &code, &err);
+    size_t len = 0;
+    const char *seg = http_routes__segment(url, &len);
+    /* The characters are checked here (the name came percent-decoded, it may be any bytes);
+     * the length is the bus's to check, against bus.max_name_length. */
+    char text[160];
+    if (http_path__check_name("room", seg ? seg : "", seg ? len : 0, text, sizeof text) != 0) {
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", text);
+        return;
+    }
+    /* seg is set: http_path__check_name refuses the empty name given for a missing one.
+     * NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
+    char *room = strndup(seg, len);
+    json_t *channels = room ? BUS_QUERY(srv, "channels", room, &code, &err) : NULL;
     if (!channels) {
-        code = code ? code : "INTERNAL_ERROR";
-        http_reply_error(req, http_status_of(code), code, err.text);
+        code = room && code ? code : "INTERNAL_ERROR";
+        http_reply_error(req, http_status_of(code), code, room ? err.text : "Out of memory");
+        free(room);
         return;
     }
     json_t *body = json_pack("{s:s, s:o}", "room", room, "channels", channels);
     http_reply_json(req, MHD_HTTP_OK, body);
     json_decref(body);
+    free(room);
 }
 
 /* --- publish and admin --------------------------------------------------------------------- */
@@ -331,41 +318,19 @@ static const struct http_route routes[] = {
     {"/admin/disconnect", HTTP_ALLOW_POST, "disconnect_client", h_disconnect},
 };
 
-/* Where "{}" stands in `pattern`, `url` must have one non-empty segment; the rest is equal. */
-static int matches(const char *pattern, const char *url, const char **seg, size_t *seglen)
-{
-    const char *hole = strstr(pattern, "{}");
-    if (!hole)
-        return !strcmp(pattern, url);
-    size_t pre = (size_t)(hole - pattern);
-    if (strncmp(pattern, url, pre) != 0)
-        return 0;
-    const char *s = url + pre, *e = strchr(s, '/');
-    if (!e || e == s || strcmp(e, hole + 2) != 0)
-        return 0;
-    if (seg) {
-        *seg = s;
-        *seglen = (size_t)(e - s);
-    }
-    return 1;
-}
-
 const struct http_route *http_routes__find(const char *url)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (matches(routes[i].path, url, NULL, NULL))
+        if (http_path__match(routes[i].path, url, NULL, NULL))
             return &routes[i];
     return NULL;
 }
 
-const char *http_routes__segment(const char *url, char *buf, size_t size)
+const char *http_routes__segment(const char *url, size_t *len)
 {
     const char *seg;
-    size_t len;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (strstr(routes[i].path, "{}") && matches(routes[i].path, url, &seg, &len)) {
-            snprintf(buf, size, "%.*s", (int)len, seg);
-            return buf;
-        }
+        if (strstr(routes[i].path, "{}") && http_path__match(routes[i].path, url, &seg, len))
+            return seg;
     return NULL;
 }

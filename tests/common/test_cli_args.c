@@ -305,6 +305,32 @@ static void empty_room_channel_and_name_are_refused(void **state)
     REFUSED("NAME must not be empty", "cmd", "");
 }
 
+/* The path's query turns acks off as arqonbusd reads it (docs/protocol.md, Transport). */
+static void the_path_query_turns_acks_off_as_the_server_reads_it(void **state)
+{
+    (void)state;
+    static const char *const off[] = {"/?ack=0",   "/?ack=false",   "/?ack=no",
+                                      "/?ack=off", "/ws?x=1&ack=0", "/?token=t&ack=no&y",
+                                      "/?ack=%30", "/?%61ck=off",   NULL};
+    static const char *const on[] = {"/",        "/?ack=1",   "/?ack=",     "/?ack",
+                                     "/?ack=0x", "/?ack=OFF", "/?xack=0",   "/?back=0&a=0",
+                                     "/ack=0",   "/?ack=%3",  "/?ack=%zz0", NULL};
+    for (size_t i = 0; off[i]; i++)
+        if (!cli_path_acks_off(off[i]))
+            fail_msg("%s: acks should be off", off[i]);
+    for (size_t i = 0; on[i]; i++)
+        if (cli_path_acks_off(on[i]))
+            fail_msg("%s: acks should be on", on[i]);
+    struct cli_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--path", "/?ack=0", "pub", "r", "1"), CLI_PARSE_OK);
+    assert_int_equal(o.acks_off, 1);
+    cli_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "pub", "r", "1"), CLI_PARSE_OK);
+    assert_int_equal(o.acks_off, 0);
+    cli_opts_free(&o);
+}
+
 static void a_missing_or_unknown_command_is_a_usage_error(void **state)
 {
     (void)state;
@@ -334,6 +360,7 @@ int main(void)
         cmocka_unit_test(bad_option_values_are_refused_naming_the_value),
         cmocka_unit_test(count_applies_to_sub_only),
         cmocka_unit_test(empty_room_channel_and_name_are_refused),
+        cmocka_unit_test(the_path_query_turns_acks_off_as_the_server_reads_it),
         cmocka_unit_test(a_missing_or_unknown_command_is_a_usage_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1155,8 +1155,8 @@ static void expect_post(struct fixture *f, int port, const char *path, const cha
     if (status == 401)
         assert_string_equal(http_header(&r, "WWW-Authenticate", challenge, sizeof challenge),
                             "Bearer realm=\"arqonbus\"");
-    if (details)
-        assert_string_equal(bc_str(body, "details"), details);
+    if (details) /* the HTTP API's error body: {"error", "error_code"} */
+        assert_string_equal(bc_str(body, "error"), details);
     json_decref(body);
     http_resp_free(&r);
     if (status == 200 && !strcmp(path, "/admin/reload")) {

@@ -115,6 +115,56 @@ static void test_sub_prints_what_pub_publishes(void **state)
     assert_int_equal(h_wait_exit(&f->p, 10000), 0);
 }
 
+/* --path '/?ack=0' (the help's example) turns the server's acks off: pub then exits 0 once the
+ * server has taken the message, printing nothing, and 1 with the error when it refused it. */
+static void test_pub_with_acks_off_ends_without_an_ack(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f);
+    struct bus_client *a = bc_connect(port, NULL);
+    json_t *r;
+    bc_command_ok(a, &r, "join_channel", "{s:s, s:s}", "room", "lobby", "channel", "general");
+    json_decref(r);
+
+    char *out;
+    /* --timeout 3: without the fix this waits that long for an ack and exits 1. */
+    assert_int_equal(cli(port, &out,
+                         (const char *[]){"--timeout", "3", "--path", "/?ack=0", "pub", "lobby",
+                                          "general", "{\"text\":\"quiet\"}", NULL}),
+                     0);
+    assert_string_equal(out, "");
+    free(out);
+    json_t *m = bc_expect(a, "message", 5000);
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "text"), "quiet");
+    json_decref(m);
+
+    /* A message the server refuses (nested past bus.max_payload_depth): its error, exit 1. */
+    char deep[200] = "{\"x\":";
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "]");
+    strcat(deep, "}");
+    assert_int_equal(cli(port, &out,
+                         (const char *[]){"--timeout", "3", "--path", "/?x=1&ack=off", "pub",
+                                          "lobby", "general", deep, NULL}),
+                     1);
+    assert_non_null(strstr(out, "\"error_code\":\"VALIDATION_ERROR\""));
+    free(out);
+    /* Nothing of it reached the member: the next frame is a later marker. */
+    assert_int_equal(
+        cli(port, &out, (const char *[]){"pub", "lobby", "general", "{\"text\":\"after\"}", NULL}),
+        0);
+    assert_non_null(strstr(out, "\"type\":\"message_response\""));
+    free(out);
+    m = bc_expect(a, "message", 5000);
+    assert_string_equal(bc_str(json_object_get(m, "payload"), "text"), "after");
+    json_decref(m);
+    bc_free(a);
+    h_kill(&f->p, SIGTERM);
+    assert_int_equal(h_wait_exit(&f->p, 10000), 0);
+}
+
 static void test_wss_with_a_configured_certificate(void **state)
 {
     struct fixture *f = *state;
@@ -146,6 +196,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cmd_prints_the_response_and_exits_by_its_status,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_sub_prints_what_pub_publishes, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_pub_with_acks_off_ends_without_an_ack, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_wss_with_a_configured_certificate, h_setup,
                                         h_teardown),
     };

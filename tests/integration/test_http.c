@@ -122,13 +122,34 @@ static json_t *expect(struct http_resp r, int status)
     return json_of(&r);
 }
 
-/* The response has `status` and {"error_code": code}; frees everything. */
-static void expect_error(struct http_resp r, int status, const char *code)
+/* `body` has the one shape of every error (docs/protocol.md, HTTP): {"error": a text,
+ * "error_code": `code`, "payload"?: an object}, nothing else. */
+static void assert_error_shape(const json_t *body, const char *code)
 {
-    json_t *body = expect(r, status);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        if (strcmp(key, "error") != 0 && strcmp(key, "error_code") != 0 &&
+            !(strcmp(key, "payload") == 0 && json_is_object(v)))
+            fail_msg("an error body with \"%s\"", key);
+    }
     assert_string_equal(bc_str(body, "error_code"), code);
     assert_true(strlen(bc_str(body, "error")) > 0);
-    json_decref(body);
+}
+
+/* The response has `status` and an error body with `code`; returns the body. */
+static json_t *expect_error_body(struct http_resp r, int status, const char *code)
+{
+    json_t *body = expect(r, status);
+    assert_error_shape(body, code);
+    return body;
+}
+
+/* The same, freeing everything. */
+static void expect_error(struct http_resp r, int status, const char *code)
+{
+    json_decref(expect_error_body(r, status, code));
 }
 
 static void join(struct bus_client *c, const char *room, const char *channel)
@@ -194,39 +215,38 @@ static void test_errors_have_their_status_and_a_json_body(void **state)
     struct ports p = start(f);
     char buf[256];
 
-    /* 404: unknown paths, with the path. */
-    json_t *nf = expect(get(p.http, "/nope"), 404);
-    assert_string_equal(bc_str(nf, "error"), "Not found");
-    assert_string_equal(bc_str(nf, "path"), "/nope");
+    /* 404: unknown paths, with the path in the text. */
+    json_t *nf = expect_error_body(get(p.http, "/nope"), 404, "NOT_FOUND");
+    assert_non_null(strstr(bc_str(nf, "error"), "/nope"));
     json_decref(nf);
-    json_decref(expect(get(p.http, "/rooms/lobby/channels/extra"), 404));
-    json_decref(expect(get(p.http, "/health/"), 404));
+    expect_error(get(p.http, "/rooms/lobby/channels/extra"), 404, "NOT_FOUND");
+    expect_error(get(p.http, "/health/"), 404, "NOT_FOUND");
 
     /* 405 with Allow. */
     struct http_resp r = call(p.http, "DELETE", "/health", NULL, NULL);
     assert_int_equal(r.status, 405);
     assert_string_equal(http_header(&r, "Allow", buf, sizeof buf), "GET, HEAD, OPTIONS");
-    json_decref(json_of(&r));
+    expect_error(r, 405, "METHOD_NOT_ALLOWED");
     r = get(p.http, "/publish");
     assert_int_equal(r.status, 405);
     assert_string_equal(http_header(&r, "Allow", buf, sizeof buf), "POST, OPTIONS");
-    json_decref(json_of(&r));
+    expect_error(r, 405, "METHOD_NOT_ALLOWED");
 
     /* 401: no key, a wrong key (either header), with a Bearer challenge. */
     r = call(p.http, "POST", "/publish", NULL, "{}");
     assert_int_equal(r.status, 401);
     assert_non_null(http_header(&r, "WWW-Authenticate", buf, sizeof buf));
-    json_t *body = json_of(&r);
-    assert_string_equal(bc_str(body, "error"), "Unauthorized");
-    assert_true(strstr(bc_str(body, "details"), "X-API-Key") != NULL);
+    json_t *body = expect_error_body(r, 401, "AUTHENTICATION_ERROR");
+    assert_true(strstr(bc_str(body, "error"), "X-API-Key") != NULL);
     json_decref(body);
     static const char *const wrong[] = {"X-API-Key: " KEY "x", NULL};
     static const char *const wrong_bearer[] = {"Authorization: Bearer test-key", NULL};
     static const char *const bearer[] = {"Authorization: Bearer " KEY, NULL};
-    body = expect(call(p.http, "POST", "/admin/reload", wrong, NULL), 401);
-    assert_string_equal(bc_str(body, "details"), "Invalid API key");
+    body = expect_error_body(call(p.http, "POST", "/admin/reload", wrong, NULL), 401,
+                             "AUTHENTICATION_ERROR");
+    assert_string_equal(bc_str(body, "error"), "Invalid API key");
     json_decref(body);
-    json_decref(expect(call(p.http, "POST", "/publish", wrong_bearer, "{}"), 401));
+    expect_error(call(p.http, "POST", "/publish", wrong_bearer, "{}"), 401, "AUTHENTICATION_ERROR");
     /* The right key as a Bearer token gets past the check (to the body's validation). */
     expect_error(call(p.http, "POST", "/publish", bearer, "{}"), 400, "VALIDATION_ERROR");
     /* The key is never written to the log. */
@@ -254,9 +274,7 @@ static void test_errors_have_their_status_and_a_json_body(void **state)
     char big[5000];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    body = expect(post(p.http, "/publish", big), 413);
-    assert_string_equal(bc_str(body, "error"), "Payload too large");
-    json_decref(body);
+    expect_error(post(p.http, "/publish", big), 413, "PAYLOAD_TOO_LARGE");
     char raw[6000];
     int n =
         snprintf(raw, sizeof raw,
@@ -266,7 +284,7 @@ static void test_errors_have_their_status_and_a_json_body(void **state)
     char err[256];
     if (http_raw("127.0.0.1", p.http, raw, (size_t)n, h_ms(5000), &r, err, sizeof err) != 0)
         fail_msg("chunked: %s", err);
-    json_decref(expect(r, 413));
+    expect_error(r, 413, "PAYLOAD_TOO_LARGE");
     /* Within the limit, chunked works. */
     n = snprintf(raw, sizeof raw,
                  "POST /publish HTTP/1.1\r\nHost: x\r\nX-API-Key: " KEY "\r\n"
@@ -274,6 +292,53 @@ static void test_errors_have_their_status_and_a_json_body(void **state)
     if (http_raw("127.0.0.1", p.http, raw, (size_t)n, h_ms(5000), &r, err, sizeof err) != 0)
         fail_msg("chunked: %s", err);
     expect_error(r, 400, "VALIDATION_ERROR");
+    assert_int_equal(h_stop(f), 0);
+}
+
+/* Names arrive percent-decoded, so they can be any bytes: what is not a room or channel name
+ * (docs/protocol.md: letters, digits, _ . : -) is a 400 that says so, in the error shape, and
+ * bytes that are not UTF-8 never turn into a 500 (they are written as \xHH). */
+static void test_names_that_are_not_names_get_400_with_the_error_body(void **state)
+{
+    struct fixture *f = *state;
+    struct ports p = start(f);
+    struct bus_client *a = bc_connect(p.ws, NULL);
+    join(a, "lobby", "general");
+
+    json_t *body =
+        expect_error_body(get(p.http, "/rooms/%ff%fe/channels"), 400, "VALIDATION_ERROR");
+    assert_string_equal(bc_str(body, "error"),
+                        "Invalid room name: \\xFF\\xFE (letters, digits, _ . : - only)");
+    json_decref(body);
+    /* Valid UTF-8 that is not a name, a space, and a name over bus.max_name_length (128). */
+    expect_error(get(p.http, "/rooms/caf%C3%A9/channels"), 400, "VALIDATION_ERROR");
+    expect_error(get(p.http, "/rooms/a%20b/channels"), 400, "VALIDATION_ERROR");
+    char path[400];
+    snprintf(path, sizeof path, "/rooms/%0200d/channels", 0);
+    expect_error(get(p.http, path), 400, "VALIDATION_ERROR");
+    /* In the query of /history as well, and in any other parameter. */
+    body = expect_error_body(get(p.http, "/history?room=%ff"), 400, "VALIDATION_ERROR");
+    assert_non_null(strstr(bc_str(body, "error"), "Invalid room name"));
+    json_decref(body);
+    expect_error(get(p.http, "/history?room=lobby&channel=%C0%80"), 400, "VALIDATION_ERROR");
+    body = expect_error_body(get(p.http, "/history?room=lobby&epoch=%ed%a0%80"), 400,
+                             "VALIDATION_ERROR");
+    assert_non_null(strstr(bc_str(body, "error"), "epoch"));
+    json_decref(body);
+    expect_error(get(p.http, "/history?%ff=1"), 400, "VALIDATION_ERROR");
+    /* An unknown path is echoed, made UTF-8. */
+    body = expect_error_body(get(p.http, "/%ff%fe"), 404, "NOT_FOUND");
+    assert_non_null(strstr(bc_str(body, "error"), "/\\xFF\\xFE"));
+    json_decref(body);
+
+    /* Real names still work, and nothing above reached the bus as a room. */
+    json_t *channels = expect(get(p.http, "/rooms/lobby/channels"), 200);
+    assert_int_equal(json_array_size(json_object_get(channels, "channels")), 1);
+    json_decref(channels);
+    json_t *rooms = expect(get(p.http, "/rooms"), 200);
+    assert_int_equal(json_array_size(json_object_get(rooms, "rooms")), 1);
+    json_decref(rooms);
+    bc_free(a);
     assert_int_equal(h_stop(f), 0);
 }
 
@@ -287,9 +352,9 @@ static void test_keyed_endpoints_are_disabled_without_an_api_key(void **state)
     static const char *const any_key[] = {"X-API-Key: anything", NULL};
     const char *paths[] = {"/publish", "/admin/reload", "/admin/disconnect"};
     for (size_t i = 0; i < 3; i++) {
-        json_t *body = expect(call(p.http, "POST", paths[i], any_key, "{}"), 403);
-        assert_string_equal(bc_str(body, "error"), "Forbidden");
-        assert_true(strstr(bc_str(body, "details"), "api_key") != NULL);
+        json_t *body = expect_error_body(call(p.http, "POST", paths[i], any_key, "{}"), 403,
+                                         "AUTHORIZATION_ERROR");
+        assert_true(strstr(bc_str(body, "error"), "api_key") != NULL);
         json_decref(body);
     }
     expect_error(get(p.http, "/history?room=lobby"), 503, "STORAGE_UNAVAILABLE");
@@ -778,6 +843,8 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_errors_have_their_status_and_a_json_body, h_setup,
                                         h_teardown),
+        cmocka_unit_test_setup_teardown(test_names_that_are_not_names_get_400_with_the_error_body,
+                                        h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_keyed_endpoints_are_disabled_without_an_api_key,
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_health_is_degraded_while_the_storage_is_down, h_setup,

@@ -353,6 +353,52 @@ static void test_builtin_commands(void **state)
     assert_int_equal(h_stop(f), 0);
 }
 
+/* The bus keeps a channel's description as long as the channel and sends it in every listing:
+ * at most 1024 bytes (docs/protocol.md); longer is VALIDATION_ERROR and nothing is created. */
+static void test_a_channel_description_has_a_bound(void **state)
+{
+    struct fixture *f = *state;
+    int port = start(f, NULL, NULL);
+    struct bus_client *a = bc_connect(port, NULL);
+    json_t *r;
+    char *text = malloc(100 * 1024 + 1);
+    assert_non_null(text);
+    memset(text, 'd', 100 * 1024);
+    text[100 * 1024] = '\0';
+
+    r = bc_command(a, "create_channel", "{s:s, s:s, s:s}", "room", "lobby", "channel", "big",
+                   "description", text);
+    assert_string_equal(bc_str(r, "status"), "error");
+    assert_string_equal(bc_str(r, "error_code"), "VALIDATION_ERROR");
+    assert_non_null(strstr(bc_str(r, "error"), "1024"));
+    json_decref(r);
+    text[1025] = '\0';
+    r = bc_command(a, "create_channel", "{s:s, s:s, s:s}", "room", "lobby", "channel", "big",
+                   "description", text);
+    assert_string_equal(bc_str(r, "error_code"), "VALIDATION_ERROR");
+    json_decref(r);
+    /* Nothing was created by the refusals. */
+    r = bc_command(a, "list_channels", "{s:s}", "room", "lobby");
+    assert_string_equal(bc_str(r, "error_code"), "ROOM_NOT_FOUND");
+    json_decref(r);
+
+    /* 1024 bytes (of UTF-8: 512 two-byte characters) is kept whole. */
+    for (size_t i = 0; i < 1024; i += 2)
+        memcpy(text + i, "\xc3\xa9", 2);
+    text[1024] = '\0';
+    const json_t *d = bc_command_ok(a, &r, "create_channel", "{s:s, s:s, s:s}", "room", "lobby",
+                                    "channel", "big", "description", text);
+    assert_string_equal(bc_str(d, "description"), text);
+    json_decref(r);
+    d = bc_command_ok(a, &r, "list_channels", "{s:s}", "room", "lobby");
+    assert_string_equal(bc_str(json_array_get(json_object_get(d, "channels"), 0), "description"),
+                        text);
+    json_decref(r);
+    free(text);
+    bc_free(a);
+    assert_int_equal(h_stop(f), 0);
+}
+
 static void test_help_lists_the_commands_of_every_command_set(void **state)
 {
     struct fixture *f = *state;
@@ -730,6 +776,8 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_publishing_needs_membership, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_builtin_commands, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_a_channel_description_has_a_bound, h_setup,
+                                        h_teardown),
         cmocka_unit_test_setup_teardown(test_help_lists_the_commands_of_every_command_set, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_admin_commands_for_an_admin, h_setup, h_teardown),

@@ -1,6 +1,8 @@
 /* arqonbus-cli: a command-line client for ArqonBus (what mosquitto_sub/pub and redis-cli are
  * to their servers). One WebSocket connection on a plain libwebsockets client loop: connect,
- * send one frame, then print frames until the reply (pub, cmd) or forever (sub). */
+ * send one frame, then print frames until the reply (pub, cmd) or forever (sub). pub joins
+ * first; on a connection with acks off (`?ack=0`) it follows the message with a `ping`, whose
+ * reply stands for the ack that will not come. */
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -31,7 +33,9 @@ struct cli_run {
     struct lws_context *ctx;
     struct lws *wsi;
     enum cli_phase phase;
-    char id[CLI_ID_SIZE];
+    char id[CLI_ID_SIZE];     /* the request whose reply ends the command */
+    char marker[CLI_ID_SIZE]; /* pub with acks off: the ping sent after the message, or "" */
+    unsigned nsent;           /* requests built, so that two ids never coincide */
     char url[512];
     char auth[1024];   /* "Bearer <token>", or "" */
     unsigned char *tx; /* the request, LWS_PRE bytes of headroom first; NULL once sent */
@@ -40,6 +44,7 @@ struct cli_run {
     size_t rxlen, rxcap;
     long frames; /* sub: frames printed, for --count */
     int joining; /* pub: the join that precedes the message is out */
+    int mark;    /* pub with acks off: send the marker once the message is out */
     int exit_code;
     int done;
     lws_sorted_usec_list_t sul; /* the one timer: connect/reply timeout, then close grace */
@@ -85,7 +90,7 @@ static void cli__print(struct cli_run *r, FILE *out, const char *text, size_t le
 }
 
 static void cli__finish(struct cli_run *r, int code);
-static int cli__queue(struct cli_run *r, enum cli_command as);
+static int cli__queue(struct cli_run *r, enum cli_command as, char *id);
 
 static void cli__timer(lws_sorted_usec_list_t *sul)
 {
@@ -134,12 +139,22 @@ static void cli__on_frame(struct cli_run *r, const char *text, size_t len)
             cli__print(r, stdout, text, len);
         return;
     }
+    /* With acks off, the message's only possible reply is an error, sent before the server
+     * reads the marker: any reply to the marker means the message was taken. */
+    if (r->phase == PHASE_WAITING && kind == CLI_FRAME_OTHER && r->marker[0] &&
+        cli_classify(text, len, r->marker) != CLI_FRAME_OTHER) {
+        if (r->o->verbose)
+            cli__print(r, stderr, text, len);
+        cli__finish(r, CLI_EXIT_OK);
+        return;
+    }
     if (r->phase == PHASE_WAITING && kind != CLI_FRAME_OTHER) {
         if (kind == CLI_REPLY_OK && r->joining) {
             if (r->o->verbose)
                 cli__print(r, stdout, text, len);
             r->joining = 0;
-            if (cli__queue(r, CLI_PUB) != 0)
+            r->mark = r->o->acks_off;
+            if (cli__queue(r, CLI_PUB, r->id) != 0)
                 cli__finish(r, CLI_EXIT_ERROR);
             else
                 lws_callback_on_writable(r->wsi);
@@ -245,6 +260,14 @@ static int cli__callback(struct lws *wsi, enum lws_callback_reasons reason, void
                 r->exit_code = CLI_EXIT_ERROR;
                 return -1;
             }
+            if (r->mark) { /* the message is out: the marker follows it */
+                r->mark = 0;
+                if (cli__queue(r, CLI_CMD, r->marker) != 0) {
+                    r->exit_code = CLI_EXIT_ERROR;
+                    return -1;
+                }
+                lws_callback_on_writable(wsi);
+            }
         }
         break;
 
@@ -297,18 +320,24 @@ static const struct lws_protocols cli__protocols[] = {
     {.name = NULL, .callback = NULL},
 };
 
-/* Build the next request (as command `as`) with a fresh id, ready for the writable callback. */
-static int cli__queue(struct cli_run *r, enum cli_command as)
+/* Build the next request (as command `as`; CLI_CMD here is the marker, a `ping`) with a fresh
+ * id written to `id` (CLI_ID_SIZE bytes), ready for the writable callback. */
+static int cli__queue(struct cli_run *r, enum cli_command as, char *id)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     unsigned long long ms =
         (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
-    cli_make_id(r->id, sizeof r->id, ms, (unsigned long)getpid(),
-                (unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 8));
+    cli_make_id(id, CLI_ID_SIZE, ms, (unsigned long)getpid(),
+                ((unsigned long)ts.tv_nsec ^ ((unsigned long)getpid() << 8)) + r->nsent++);
     struct cli_opts o = *r->o;
     o.command = as;
-    char *text = cli_build_request(&o, r->id);
+    if (as == CLI_CMD && r->o->command != CLI_CMD) {
+        o.name = "ping";
+        o.json = NULL;
+        o.json_text = NULL;
+    }
+    char *text = cli_build_request(&o, id);
     free(r->tx);
     r->tx = text ? malloc(LWS_PRE + strlen(text)) : NULL;
     if (!r->tx) {
@@ -327,7 +356,7 @@ static int cli__prepare(struct cli_run *r)
 {
     /* Publishing needs membership, so pub joins first (the join a sub sends), then publishes. */
     r->joining = r->o->command == CLI_PUB;
-    if (cli__queue(r, r->joining ? CLI_SUB : r->o->command) != 0)
+    if (cli__queue(r, r->joining ? CLI_SUB : r->o->command, r->id) != 0)
         return -1;
     if (r->o->token &&
         snprintf(r->auth, sizeof r->auth, "Bearer %s", r->o->token) >= (int)sizeof r->auth) {

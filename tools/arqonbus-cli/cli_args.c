@@ -47,6 +47,8 @@ void cli_usage(FILE *out)
           "                            frame as one JSON line until interrupted or --count\n"
           "  pub ROOM [CHANNEL] JSON   join the room (or channel), publish JSON as the\n"
           "                            payload of a message, print the acknowledgement\n"
+          "                            (with acks off, --path '/?ack=0': print nothing once\n"
+          "                            the server has taken the message)\n"
           "  cmd NAME [JSON-ARGS]      run a command (e.g. status, list_rooms, history) with an\n"
           "                            args object, print the response\n"
           "\n"
@@ -73,6 +75,53 @@ void cli_usage(FILE *out)
           "  arqonbus-cli cmd history '{\"room\": \"science\", \"channel\": \"lab\", \"limit\": "
           "5}'\n",
           out);
+}
+
+static int cli__hex(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* s[0..len) percent-decoded into out (at least len bytes); returns the decoded length. */
+static size_t cli__unescape(char *out, const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi = -1, lo = -1;
+        if (s[i] == '%' && i + 2 < len) {
+            hi = cli__hex(s[i + 1]);
+            lo = cli__hex(s[i + 2]);
+        }
+        if (hi >= 0 && lo >= 0) {
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    return o;
+}
+
+int cli_path_acks_off(const char *path)
+{
+    static const char *const off[] = {"ack=0", "ack=false", "ack=no", "ack=off", NULL};
+    const char *q = path ? strchr(path, '?') : NULL;
+    while (q) {
+        q++; /* past the '?' or '&' */
+        size_t len = strcspn(q, "&#");
+        char part[32];
+        if (len <= sizeof part) {
+            size_t n = cli__unescape(part, q, len);
+            for (size_t i = 0; off[i]; i++)
+                if (n == strlen(off[i]) && !memcmp(part, off[i], n))
+                    return 1;
+        }
+        q = q[len] == '&' ? q + len : NULL;
+    }
+    return 0;
 }
 
 static int cli__error(char *err, size_t errsz, const char *fmt, ...)
@@ -136,6 +185,7 @@ static int cli__apply(struct cli_opts *o, const struct cli_option *opt, const ch
         if (v[0] != '/')
             return cli__error(err, errsz, "%s: the path must start with '/', got '%s'", shown, v);
         o->path = v;
+        o->acks_off = cli_path_acks_off(v);
         break;
     case OPT_TOKEN:
         if (!*v)

@@ -31,6 +31,7 @@ struct cli_opts {
     const char *host;
     int port;
     const char *path; /* starts with '/'; may carry a query, e.g. "/?ack=0" */
+    int acks_off;     /* the query turns acks off (cli_path_acks_off) */
     const char *token;
     double timeout_s; /* bound on connecting and on waiting for a reply */
     long count;       /* sub: exit after this many frames; 0 means until interrupted */
@@ -59,6 +60,11 @@ int cli_parse(int argc, char *const argv[], const struct cli_env *env, struct cl
               char *err, size_t errsz);
 /* Release what cli_parse() allocated; safe on a zeroed or already freed struct. */
 void cli_opts_free(struct cli_opts *o);
+
+/* Does `path`'s query turn the server's acks off, as arqonbusd reads it: a parameter `ack`
+ * (percent-decoded) whose value is 0, false, no or off? Then a published message gets no
+ * message_response, only an error frame when it is refused. 1 or 0. */
+int cli_path_acks_off(const char *path);
 
 /* The --help text. */
 void cli_usage(FILE *out);
