@@ -58,6 +58,16 @@ static void expand__err(char *err, size_t errsz, const char *fmt, ...)
     va_end(ap);
 }
 
+/* How many of the `n` bytes at `s` an error message quotes: at most EXPAND_QUOTE_MAX, cut
+ * before a UTF-8 continuation byte so that the message stays UTF-8. */
+static int expand__quote_len(const char *s, size_t n)
+{
+    size_t cut = n > EXPAND_QUOTE_MAX ? EXPAND_QUOTE_MAX : n;
+    while (cut > 0 && cut < n && ((unsigned char)s[cut] & 0xC0) == 0x80)
+        cut--;
+    return (int)cut;
+}
+
 static const char *expand__getenv(const char *name, void *arg)
 {
     (void)arg;
@@ -126,8 +136,7 @@ char *cfg_expand(const char *in, cfg_getenv_fn getenv_fn, void *arg, char *err, 
         if (!close) {
             size_t n = strlen(dollar);
             expand__err(err, errsz, "unterminated \"%.*s%s\" (missing \"}\")",
-                        (int)(n > EXPAND_QUOTE_MAX ? EXPAND_QUOTE_MAX : n), dollar,
-                        n > EXPAND_QUOTE_MAX ? "..." : "");
+                        expand__quote_len(dollar, n), dollar, n > EXPAND_QUOTE_MAX ? "..." : "");
             goto fail;
         }
         const char *sep = expand__find_default(start, close);
@@ -137,7 +146,7 @@ char *cfg_expand(const char *in, cfg_getenv_fn getenv_fn, void *arg, char *err, 
             expand__err(err, errsz,
                         "invalid environment variable name \"%.*s%s\" (use letters, digits and "
                         "\"_\", not starting with a digit)",
-                        (int)(name_len > EXPAND_QUOTE_MAX ? EXPAND_QUOTE_MAX : name_len), start,
+                        expand__quote_len(start, name_len), start,
                         name_len > EXPAND_QUOTE_MAX ? "..." : "");
             goto fail;
         }

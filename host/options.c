@@ -238,7 +238,8 @@ json_t *opt_parse(const struct arq_option *o, const char *text, char *err, size_
         }
         return NULL;
     case ARQ_OPT_DURATION:
-        if (parse_duration(text, &d) != 0) {
+        /* Past int64 milliseconds the value would not fit the JSON integer (as for sizes). */
+        if (parse_duration(text, &d) != 0 || d > 9.0e18) {
             snprintf(err, errsz, "expected a duration such as 250ms, 20s, 5m or 1h, got \"%s\"",
                      text);
             return NULL;

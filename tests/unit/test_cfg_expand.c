@@ -184,6 +184,18 @@ static void unterminated_error_quotes_at_most_forty_characters(void **state)
               "unterminated \"${AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA...\" (missing \"}\")");
 }
 
+/* A quote is cut at a character boundary: error texts stay UTF-8 (found by
+ * tests/fuzz/fuzz_config). "${" and 37 letters leave the 40th byte inside the "é". */
+static void quoted_text_is_cut_between_characters(void **state)
+{
+    (void)state;
+    check_err("${AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\xc3\xa9 and more",
+              "unterminated \"${AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA...\" (missing \"}\")");
+    check_err("${AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\xc3\xa9 x}",
+              "invalid environment variable name \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA...\" "
+              "(use letters, digits and \"_\", not starting with a digit)");
+}
+
 static void error_after_a_good_reference_still_fails(void **state)
 {
     (void)state;
@@ -250,6 +262,7 @@ int main(void)
         cmocka_unit_test(name_with_other_characters_is_an_error),
         cmocka_unit_test(unterminated_reference_is_an_error),
         cmocka_unit_test(unterminated_error_quotes_at_most_forty_characters),
+        cmocka_unit_test(quoted_text_is_cut_between_characters),
         cmocka_unit_test(error_after_a_good_reference_still_fails),
         cmocka_unit_test(null_getenv_reads_the_process_environment),
         cmocka_unit_test(getenv_argument_is_passed_through),
