@@ -590,7 +590,7 @@ int envelope_field_index(const char *k, size_t n)
     default:
         return -1;
     }
-    int candidates[3] = {a, b, c};
+    const int candidates[3] = {a, b, c};
     for (int i = 0; i < 3; i++) {
         int f = candidates[i];
         if (f >= 0 && strlen(env__names[f]) == n && !memcmp(k, env__names[f], n))
@@ -820,7 +820,7 @@ static int env__invalid_json(struct env_error *err, const json_error_t *jerr)
     char text[JSON_ERROR_TEXT_LENGTH];
     /* the parser's text quotes input near the error: keep it ASCII so the frame stays UTF-8 */
     size_t i;
-    for (i = 0; jerr->text[i] && i < sizeof text - 1; i++)
+    for (i = 0; i < sizeof text - 1 && jerr->text[i]; i++)
         text[i] = (unsigned char)jerr->text[i] < 0x80 ? jerr->text[i] : '?';
     text[i] = '\0';
     env__set_text(err, "Invalid JSON at line %d, column %d: %s", jerr->line, jerr->column, text);

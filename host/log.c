@@ -89,6 +89,8 @@ const char *log_level_name(enum arq_log_level level)
 static int log__open(const char *path)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* cppcheck-suppress resourceLeak
+     * (false positive: the descriptor is what this returns) */
     return fd >= 0 ? fd : -errno;
 }
 

@@ -306,8 +306,9 @@ static void tjson__put(struct tjson *b, const char *s, size_t n)
     b->len += n;
 }
 
-/* The short escapes jansson writes; other control characters become \u00XX. */
-static const char tjson__short[0x60] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
+/* The short escapes jansson writes; other control characters become \u00XX. Indexed by any
+ * ASCII byte. */
+static const char tjson__short[0x80] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
                                         ['\t'] = 't', ['"'] = '"',  ['\\'] = '\\'};
 
 /* Printable ASCII other than " and \ (DEL included): copied as is. */

@@ -51,7 +51,8 @@ int appends__ring(struct sredis *s)
 static char *appends__copy(char **at, const char *src, size_t n)
 {
     char *dst = *at;
-    memcpy(dst, src, n);
+    if (n) /* a message may have no JSON (NULL, 0): memcpy from NULL is undefined */
+        memcpy(dst, src, n);
     dst[n] = '\0';
     *at += n + 1;
     return dst;

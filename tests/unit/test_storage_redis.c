@@ -580,6 +580,25 @@ static void a_retried_append_is_stored_once(void **state)
     assert_int_equal(a3.offset, 3);
 }
 
+/* The storage contract allows a message without JSON (NULL, length 0); copying it for the queue
+ * must not pass NULL to memcpy (undefined: the sanitized build aborts). */
+static void a_message_without_json_is_stored(void **state)
+{
+    struct fx *f = *state;
+    redis_up(f);
+    void *s = start(f, 0, NULL);
+    char id[64];
+    msg_id(id, sizeof id, 1);
+    struct arq_stored msg = {
+        .struct_size = sizeof msg, .room = "r", .channel = "c", .id = id, .json = NULL};
+    struct ack a = {0};
+    assert_int_equal(ops()->append(s, &msg, acked, &a), 0);
+    assert_true(run_until(ack_done, &a, 5000));
+    assert_int_equal(a.status, ARQ_OK);
+    assert_int_equal(a.offset, 1);
+    assert_int_equal(redis_int(f, "XLEN %s", "t:{r}:c"), 1);
+}
+
 static void history_answers_newest_time_windows_and_recovery(void **state)
 {
     struct fx *f = *state;
@@ -1057,6 +1076,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(offsets_count_from_one_per_channel_in_the_documented_keys,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(a_retried_append_is_stored_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_message_without_json_is_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(history_answers_newest_time_windows_and_recovery, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
