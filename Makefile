@@ -7,7 +7,7 @@ CONF       ?= conf.d
 SOURCES     = $(shell find sdk host plugins tests tools bench docs -name '*.[ch]' 2>/dev/null)
 
 .PHONY: all deps build build-asan build-release run check-config test test-debug test-asan \
-        format format-check clean bench
+        format format-check clean bench fuzz test-fuzz analyze
 
 all: build
 
@@ -41,8 +41,9 @@ check-config: build
 	ARQONBUS_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(BUILD)/arqonbusd -c $(CONF) --check-config
 
 # Every test: formatting, unit and integration tests, then all of them again under ASan+UBSan,
-# and the Release build must compile cleanly.
-test: deps format-check test-debug test-asan build-release
+# the Release build must compile cleanly, static analysis finds nothing, and a short run of
+# every fuzz target finds nothing.
+test: deps format-check test-debug test-asan build-release analyze test-fuzz
 
 test-debug: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -59,6 +60,37 @@ bench: build-release
 	$(REL_BUILD)/bench/arqonbus-bench-telemetry $(BENCH_ARGS) $(REL_BUILD)
 	$(REL_BUILD)/bench/arqonbus-bench-envelope
 
+# libFuzzer targets (tests/fuzz/README.md), built with clang, ASan and UBSan in their own build
+# directory. `fuzz` runs each for FUZZ_SECONDS and keeps what it learns in $(FUZZ_BUILD)/corpus;
+# `test-fuzz` runs each for FUZZ_TEST_SECONDS from the checked-in seeds only. FUZZ_JOBS run at
+# once. Either fails on any crash, leak or timeout; findings go to $(FUZZ_BUILD)/fuzz-artifacts.
+FUZZ_BUILD        ?= build-fuzz
+FUZZ_SECONDS      ?= 300
+FUZZ_TEST_SECONDS ?= 20
+FUZZ_JOBS         ?= 2
+
+$(FUZZ_BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DARQ_FUZZ=ON \
+	      -DARQ_TESTS=OFF
+
+fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	tests/fuzz/run.sh -j $(FUZZ_JOBS) -c $(FUZZ_BUILD)/corpus $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+test-fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	tests/fuzz/run.sh -j $(FUZZ_JOBS) $(FUZZ_BUILD) $(FUZZ_TEST_SECONDS)
+
+# Static analysis (tests/analyze/run.sh): the clang static analyzer and cppcheck over the host,
+# the plugins, the tools and the SDK, with the flags of a clang build directory's compile
+# database (configured each time, so that new sources are seen; nothing is compiled). Fails on
+# any finding; a false positive is suppressed where it is reported, with the reason.
+ANALYZE_BUILD ?= build-analyze
+
+analyze: deps
+	cmake -S . -B $(ANALYZE_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	tests/analyze/run.sh -j $(JOBS) $(ANALYZE_BUILD)
+
 format:
 	clang-format -i $(SOURCES)
 
@@ -66,4 +98,4 @@ format-check: deps
 	@clang-format --dry-run -Werror $(SOURCES) && echo "format-check: $(words $(SOURCES)) files OK"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(FUZZ_BUILD) $(ANALYZE_BUILD)

@@ -8,7 +8,11 @@ build-essential
 cmake
 pkg-config
 clang-format
+clang-tidy
+cppcheck
 valgrind
+clang
+libclang-rt-14-dev
 openssl
 libuv1-dev
 libyaml-dev
@@ -19,8 +23,10 @@ libmicrohttpd-dev
 libjwt-dev
 libssl-dev
 libcmocka-dev
+zlib1g-dev
 redis-server
 mosquitto
+python3-websockets
 "
 
 missing=""
