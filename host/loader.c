@@ -430,8 +430,13 @@ static int loader__copy(int fd, const char *path, char *copy, size_t size, char 
                  strerror(errno));
         return -1;
     }
-    snprintf(copy, size, "%s/%u-%s", dir, ++serial, base ? base + 1 : path);
-    int out = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+    int out = -1;
+    int len = snprintf(copy, size, "%s/%u-%s", dir, ++serial, base ? base + 1 : path);
+    if (len < 0 || (size_t)len >= size) {
+        errno = ENAMETOOLONG;
+        goto fail;
+    }
+    out = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
     if (out < 0)
         goto fail;
     char buf[65536];

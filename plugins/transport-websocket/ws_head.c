@@ -203,9 +203,10 @@ static unsigned head_prepare(const char *buf, size_t len, size_t head_len, char 
     struct line l;
     size_t nargs = 0;
     *out = NULL;
-    next_line(buf, head_len, 0, &l);
-    /* l is set: the head ends with its empty line (head_end_at), so it has a first line.
-     * NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage) */
+    if (!next_line(buf, head_len, 0, &l)) { /* cannot be: the head ends with its empty line */
+        *why = "malformed request line";
+        return 400;
+    }
     unsigned status = check_request_line(l.p, l.n, &nargs, why);
     if (status)
         return status;

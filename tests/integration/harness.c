@@ -1,5 +1,8 @@
 #include "harness.h"
 
+#include <setjmp.h>
+#include <stddef.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +17,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ws_client.h"
 
 static void die(const char *what)
 {
@@ -309,18 +316,33 @@ int h_stop(struct fixture *f)
     return h_wait_exit(&f->p, 10000);
 }
 
-int h_listening_port(const struct proc *p, int n)
+static int harness__port(const struct proc *p, const char *needle, int n)
 {
-    if (h_wait_count(p, "msg=listening", n, 10000) != 0)
+    if (h_wait_count(p, needle, n, h_ms(10000)) != 0)
         return -1;
     char *out = h_slurp(p->out);
     const char *line = out;
     for (int i = 0; i < n; i++)
-        line = strstr(i ? line + 1 : line, "msg=listening");
+        line = strstr(i ? line + 1 : line, needle);
     const char *port = strstr(line, " port=");
     int value = port ? atoi(port + 6) : -1;
     free(out);
     return value;
+}
+
+int h_listening_port(const struct proc *p, int n)
+{
+    return harness__port(p, "msg=listening", n);
+}
+
+int h_component_port(const struct proc *p, const char *component, int n)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "component=%s msg=listening ", component);
+    int port = harness__port(p, needle, n);
+    if (port <= 0)
+        fail_msg("%s did not log its port", component);
+    return port;
 }
 
 int h_free_port(void)
@@ -333,4 +355,25 @@ int h_free_port(void)
         die("free port");
     close(fd);
     return ntohs(a.sin_port);
+}
+
+json_t *h_recv_json(struct ws_client *c)
+{
+    char *data = NULL;
+    size_t len = 0;
+    int op = ws_recv(c, &data, &len, h_ms(5000));
+    if (op != WS_OP_TEXT)
+        fail_msg("expected a text frame, got %d (%s)", op, ws_error(c));
+    json_error_t e;
+    json_t *j = json_loadb(data, len, 0, &e);
+    if (!j)
+        fail_msg("not JSON (%s): %.200s", e.text, data);
+    free(data);
+    return j;
+}
+
+const char *h_str(const json_t *obj, const char *key)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? s : "";
 }

@@ -3,8 +3,11 @@
 #ifndef ARQ_TEST_HARNESS_H
 #define ARQ_TEST_HARNESS_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+struct ws_client;
 
 struct proc {
     pid_t pid;
@@ -65,8 +68,17 @@ int h_stop(struct fixture *f);
 /* The port of the n-th (1-based) `msg=listening` line the process logged, waiting for it;
  * -1 when it does not come. */
 int h_listening_port(const struct proc *p, int n);
+/* The port of the n-th (1-based) `component=<name> msg=listening` line, waiting for it; fails
+ * the test when it does not come. */
+int h_component_port(const struct proc *p, const char *component, int n);
 /* A loopback port nothing listens on right now. */
 int h_free_port(void);
+
+/* The next text frame of `c` as JSON, within 5 s; fails the test when none comes or it is not
+ * JSON. The caller owns the result. */
+json_t *h_recv_json(struct ws_client *c);
+/* obj[key] as a string, "" when absent or not a string. */
+const char *h_str(const json_t *obj, const char *key);
 
 /* The test timeouts scale with ARQ_TEST_SLOW (set for sanitizer builds). */
 int h_ms(int ms);

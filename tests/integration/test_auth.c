@@ -135,20 +135,6 @@ struct ports {
     int ws, http;
 };
 
-static int port_of(const struct proc *p, const char *component)
-{
-    char needle[96];
-    snprintf(needle, sizeof needle, "component=%s msg=listening", component);
-    if (h_wait_count(p, needle, 1, 10000) != 0)
-        fail_msg("%s never listened", component);
-    char *out = h_slurp(p->out);
-    const char *port = strstr(strstr(out, needle), " port=");
-    int value = port ? atoi(port + 6) : -1;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
 /* Lines of the auth YAML: policies and their options. */
 #define JWT_HS          "  jwt:\n    module: auth-jwt\n    config:\n      secret: " SECRET "\n"
 #define JWT_HS_OPTIONAL JWT_HS "      required: false\n"
@@ -184,7 +170,8 @@ static struct ports start(struct fixture *f, const char *bus, const char *auth, 
 {
     write_conf(f, bus, auth, http);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    struct ports p = {port_of(&f->p, "ws"), http ? port_of(&f->p, "http") : 0};
+    struct ports p = {h_component_port(&f->p, "ws", 1),
+                      http ? h_component_port(&f->p, "http", 1) : 0};
     char line[96];
     snprintf(line, sizeof line, "component=ws msg=listening addr=127.0.0.1 port=%d ", p.ws);
     assert_int_equal(h_count(&f->p, line), 1);
@@ -1419,7 +1406,7 @@ static void test_shipped_conf_d_with_and_without_auth(void **state)
                                       "ARQONBUS_RATE_LIMIT_PER_MINUTE=120",
                                       NULL};
     h_spawn(&f->p, f->dir, f->logs, NULL, env);
-    int ws = port_of(&f->p, "ws"), http = port_of(&f->p, "http");
+    int ws = h_component_port(&f->p, "ws", 1), http = h_component_port(&f->p, "http", 1);
     assert_int_equal(h_count(&f->p, "component=ws msg=listening addr=127.0.0.1 "), 1);
     assert_int_equal(h_count(&f->p, "component=http msg=listening addr=127.0.0.1 "), 1);
     expect_refused(ws, NULL, NULL, NULL, 401, "Unauthorized", "missing token");
@@ -1476,8 +1463,8 @@ static void test_shipped_conf_d_with_and_without_auth(void **state)
     static const char *const env_off[] = {"ARQONBUS_PLUGIN_DIR=" ARQ_BUILD_PLUGIN_DIR,
                                           "ARQONBUS_SERVER_PORT=0", "ARQONBUS_HTTP_PORT=0", NULL};
     h_spawn(&f->p, f->dir, f->logs, NULL, env_off);
-    ws = port_of(&f->p, "ws");
-    http = port_of(&f->p, "http");
+    ws = h_component_port(&f->p, "ws", 1);
+    http = h_component_port(&f->p, "http", 1);
     assert_int_equal(h_count(&f->p, "component=ws msg=listening addr=127.0.0.1 "), 1);
     /* ... and the HTTP API's keyed endpoints are disabled (no api_key, no policy). */
     expect_post(f, http, "/admin/reload", NULL, 403,

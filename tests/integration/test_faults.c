@@ -33,20 +33,6 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int port_of(const struct proc *p, const char *component)
-{
-    char needle[96];
-    snprintf(needle, sizeof needle, "component=%s msg=listening", component);
-    if (h_wait_count(p, needle, 1, 10000) != 0)
-        fail_msg("%s never listened", component);
-    char *out = h_slurp(p->out);
-    const char *port = strstr(strstr(out, needle), " port=");
-    int value = port ? atoi(port + 6) : -1;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
 static int sanitized(void)
 {
     const char *s = getenv("ARQ_TEST_SANITIZED");
@@ -345,7 +331,7 @@ static void test_sighup_storm_under_load_loses_nothing_and_leaks_nothing(void **
     struct fixture *f = *state;
     write_storm(f, 1, -1, 0);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    int ws = port_of(&f->p, "ws"), http = port_of(&f->p, "http");
+    int ws = h_component_port(&f->p, "ws", 1), http = h_component_port(&f->p, "http", 1);
     static const char *const channels[] = {"feed"};
     static struct load L;
     load_open(&L, ws, "storm", channels, 1);
@@ -499,8 +485,8 @@ static void start_redis_bus(struct rfx *x, int *ws, int *http)
             "      host: 127.0.0.1\n      port: 0\n",
             ARQ_BUILD_PLUGIN_DIR, x->rs.port);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    *ws = port_of(&f->p, "ws");
-    *http = port_of(&f->p, "http");
+    *ws = h_component_port(&f->p, "ws", 1);
+    *http = h_component_port(&f->p, "http", 1);
 }
 
 static int health_is(const struct load *L, const void *want)

@@ -51,20 +51,6 @@ static void sleep_ms(int ms)
 
 /* --- the server ---------------------------------------------------------------------------- */
 
-static int port_of(const struct proc *p, const char *component)
-{
-    char needle[96];
-    snprintf(needle, sizeof needle, "component=%s msg=listening", component);
-    if (h_wait_count(p, needle, 1, 10000) != 0)
-        fail_msg("%s never listened", component);
-    char *out = h_slurp(p->out);
-    const char *port = strstr(strstr(out, needle), " port=");
-    int value = port ? atoi(port + 6) : -1;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
 /* The bus on 127.0.0.1: `ws` with `ws_extra` lines (indented 6), the built-in commands, and
  * the HTTP API for /metrics. */
 static struct ports start(struct fixture *f, const char *ws_extra)
@@ -78,7 +64,7 @@ static struct ports start(struct fixture *f, const char *ws_extra)
             "      host: 127.0.0.1\n      port: 0\n",
             HANDSHAKE_TIMEOUT_MS, ws_extra ? ws_extra : "");
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    struct ports p = {port_of(&f->p, "ws"), port_of(&f->p, "http")};
+    struct ports p = {h_component_port(&f->p, "ws", 1), h_component_port(&f->p, "http", 1)};
     return p;
 }
 

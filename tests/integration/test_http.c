@@ -32,21 +32,6 @@ struct ports {
 /* --- the server ---------------------------------------------------------------------------- */
 
 /* The port of the `component` instance's `msg=listening` line, waiting for it. */
-static int port_of(const struct proc *p, const char *component)
-{
-    char needle[96];
-    snprintf(needle, sizeof needle, "component=%s msg=listening", component);
-    if (h_wait_count(p, needle, 1, h_ms(10000)) != 0)
-        fail_msg("%s never listened", component);
-    char *out = h_slurp(p->out);
-    const char *line = strstr(out, needle);
-    const char *port = strstr(line, " port=");
-    int value = port ? atoi(port + 6) : -1;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
 /* conf.d: the bus on 127.0.0.1 ports 0, and `http` with `http_config` lines (indented 6). */
 static struct ports start_with(struct fixture *f, const char *storage, const char *http_config)
 {
@@ -60,7 +45,7 @@ static struct ports start_with(struct fixture *f, const char *storage, const cha
     h_write(f->dir, "40-http.yaml",
             "plugins:\n  http:\n    module: transport-http\n    config:\n%s", http_config);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    struct ports ports = {port_of(&f->p, "ws"), port_of(&f->p, "http")};
+    struct ports ports = {h_component_port(&f->p, "ws", 1), h_component_port(&f->p, "http", 1)};
     return ports;
 }
 

@@ -40,30 +40,6 @@ static void start(struct fixture *f, const char *tel_extra)
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
 }
 
-/* The port of the n-th (1-based) "component=<name> msg=listening ... port=N" line, waiting
- * for it. */
-static int nth_port_of(const struct proc *p, const char *component, int n)
-{
-    char needle[128];
-    snprintf(needle, sizeof needle, "component=%s msg=listening ", component);
-    if (h_wait_count(p, needle, n, h_ms(10000)) != 0)
-        fail_msg("%s did not log its port", component);
-    char *out = h_slurp(p->out);
-    const char *line = out;
-    for (int i = 0; i < n; i++)
-        line = strstr(i ? line + 1 : line, needle);
-    const char *port = strstr(line, " port=");
-    int value = port ? atoi(port + 6) : -1;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
-static int port_of(const struct proc *p, const char *component)
-{
-    return nth_port_of(p, component, 1);
-}
-
 /* --- a telemetry client ---------------------------------------------------------------------- */
 
 struct tel {
@@ -219,7 +195,8 @@ static void test_a_bus_session_arrives_as_events_in_batches(void **state)
 {
     struct fixture *f = *state;
     start(f, NULL);
-    int bus_port = port_of(&f->p, "ws"), tel_port = port_of(&f->p, "telemetry");
+    int bus_port = h_component_port(&f->p, "ws", 1),
+        tel_port = h_component_port(&f->p, "telemetry", 1);
     struct tel *t = tel_connect(tel_port);
 
     struct bus_client *c = bc_connect(bus_port, NULL);
@@ -257,8 +234,8 @@ static void test_full_batches_go_at_once_and_partial_ones_after_flush_interval(v
 {
     struct fixture *f = *state;
     start(f, "      batch_size: 4\n      flush_interval: 2s\n");
-    int bus_port = port_of(&f->p, "ws");
-    struct tel *t = tel_connect(port_of(&f->p, "telemetry"));
+    int bus_port = h_component_port(&f->p, "ws", 1);
+    struct tel *t = tel_connect(h_component_port(&f->p, "telemetry", 1));
 
     /* client_connected, client_joined, command_executed: 3 of 4, the batch waits... */
     struct bus_client *c = bc_connect(bus_port, NULL);
@@ -298,7 +275,8 @@ static void test_subscribe_limits_the_stream_to_the_types_asked_for(void **state
 {
     struct fixture *f = *state;
     start(f, "      flush_interval: 50ms\n");
-    int bus_port = port_of(&f->p, "ws"), tel_port = port_of(&f->p, "telemetry");
+    int bus_port = h_component_port(&f->p, "ws", 1),
+        tel_port = h_component_port(&f->p, "telemetry", 1);
     struct tel *all = tel_connect(tel_port), *some = tel_connect(tel_port);
 
     tel_send(some, "{\"type\":\"subscribe\",\"events\":[\"client_joined\",\"client_left\","
@@ -358,7 +336,7 @@ static void test_ping_gets_pong_and_anything_else_an_error(void **state)
 {
     struct fixture *f = *state;
     start(f, NULL);
-    struct tel *t = tel_connect(port_of(&f->p, "telemetry"));
+    struct tel *t = tel_connect(h_component_port(&f->p, "telemetry", 1));
     static const char *const bad[] = {
         "{\"type\":\"publish\"}", "{\"events\":[]}", "not json", "[1,2]", "{\"type\":7}",
     };
@@ -408,7 +386,8 @@ static void test_a_telemetry_client_that_stops_reading_is_dropped_with_1013(void
 {
     struct fixture *f = *state;
     start(f, "      max_queued_bytes: 256KiB\n      batch_size: 20\n      flush_interval: 20ms\n");
-    int bus_port = port_of(&f->p, "ws"), tel_port = port_of(&f->p, "telemetry");
+    int bus_port = h_component_port(&f->p, "ws", 1),
+        tel_port = h_component_port(&f->p, "telemetry", 1);
     struct tel *reader = tel_connect(tel_port), *stuck = tel_connect(tel_port);
 
     char room[121], channel[121];
@@ -462,7 +441,7 @@ static void test_max_clients_refuses_further_upgrades_with_503(void **state)
 {
     struct fixture *f = *state;
     start(f, "      max_clients: 2\n");
-    int port = port_of(&f->p, "telemetry");
+    int port = h_component_port(&f->p, "telemetry", 1);
     struct tel *a = tel_connect(port), *b = tel_connect(port);
     char err[256];
     assert_null(tel_try_connect(port, err, sizeof err));
@@ -486,7 +465,7 @@ static void test_reload_applies_limits_in_place_and_a_new_port_replaces_the_list
 {
     struct fixture *f = *state;
     start(f, "      max_clients: 1\n");
-    int port = port_of(&f->p, "telemetry");
+    int port = h_component_port(&f->p, "telemetry", 1);
     struct tel *a = tel_connect(port);
     char err[256];
     assert_null(tel_try_connect(port, err, sizeof err));
@@ -505,7 +484,7 @@ static void test_reload_applies_limits_in_place_and_a_new_port_replaces_the_list
     int moved = h_free_port();
     write_telemetry(f, moved, "      max_clients: 2\n");
     assert_int_equal(h_reload(f), 1);
-    assert_int_equal(nth_port_of(&f->p, "telemetry", 2), moved);
+    assert_int_equal(h_component_port(&f->p, "telemetry", 2), moved);
     struct tel *old[] = {a, b};
     for (int i = 0; i < 2; i++) {
         json_t *e;
@@ -527,7 +506,7 @@ static void test_shutdown_sends_system_stopping_then_1001(void **state)
 {
     struct fixture *f = *state;
     start(f, "      flush_interval: 10s\n");
-    struct tel *t = tel_connect(port_of(&f->p, "telemetry"));
+    struct tel *t = tel_connect(h_component_port(&f->p, "telemetry", 1));
     h_kill(&f->p, SIGTERM);
     json_t *e;
     while ((e = tel_event(t, h_ms(5000))) &&

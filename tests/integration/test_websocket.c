@@ -64,37 +64,15 @@ static struct ws_client *connect_ok(int port, const struct ws_opts *opts)
     return c;
 }
 
-/* The next text frame as JSON (asserts one arrives). */
-static json_t *recv_json(struct ws_client *c)
-{
-    char *data = NULL;
-    size_t len = 0;
-    int op = ws_recv(c, &data, &len, h_ms(5000));
-    if (op != WS_OP_TEXT)
-        fail_msg("expected a text frame, got %d (%s)", op, ws_error(c));
-    json_error_t e;
-    json_t *j = json_loadb(data, len, 0, &e);
-    if (!j)
-        fail_msg("not JSON (%s): %.200s", e.text, data);
-    free(data);
-    return j;
-}
-
-static const char *str(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? s : "";
-}
-
 /* Connect and read the welcome; *id (64 bytes) gets the client id when not NULL. */
 static struct ws_client *join(int port, char *id)
 {
     struct ws_client *c = connect_ok(port, NULL);
-    json_t *welcome = recv_json(c);
-    assert_string_equal(str(json_object_get(welcome, "payload"), "welcome"),
+    json_t *welcome = h_recv_json(c);
+    assert_string_equal(h_str(json_object_get(welcome, "payload"), "welcome"),
                         "Connected to ArqonBus");
     if (id)
-        snprintf(id, 64, "%s", str(json_object_get(welcome, "payload"), "client_id"));
+        snprintf(id, 64, "%s", h_str(json_object_get(welcome, "payload"), "client_id"));
     json_decref(welcome);
     return c;
 }
@@ -113,9 +91,9 @@ static void expect_close(struct ws_client *c, int code)
 /* An error frame with `code` is the next text frame. */
 static void expect_error(struct ws_client *c, const char *code)
 {
-    json_t *j = recv_json(c);
-    assert_string_equal(str(j, "type"), "error");
-    assert_string_equal(str(j, "error_code"), code);
+    json_t *j = h_recv_json(c);
+    assert_string_equal(h_str(j, "type"), "error");
+    assert_string_equal(h_str(j, "error_code"), code);
     json_decref(j);
 }
 
@@ -277,16 +255,16 @@ static void test_handshake_with_and_without_the_arqonbus_v1_subprotocol(void **s
     struct ws_client *plain = connect_ok(port, NULL);
     assert_int_equal(ws_last_http_status(), 101);
     assert_int_equal(ws_response_header(plain, "Sec-WebSocket-Protocol", NULL, 0), -1);
-    json_t *welcome = recv_json(plain);
-    assert_string_equal(str(welcome, "type"), "message");
+    json_t *welcome = h_recv_json(plain);
+    assert_string_equal(h_str(welcome, "type"), "message");
     json_decref(welcome);
 
     struct ws_opts opts = {.subprotocol = "arqonbus.v1"};
     struct ws_client *v1 = connect_ok(port, &opts);
     assert_true(ws_response_header(v1, "Sec-WebSocket-Protocol", value, sizeof value) > 0);
     assert_string_equal(value, "arqonbus.v1");
-    welcome = recv_json(v1);
-    assert_string_equal(str(welcome, "type"), "message");
+    welcome = h_recv_json(v1);
+    assert_string_equal(h_str(welcome, "type"), "message");
     json_decref(welcome);
 
     ws_close(plain, 1000, NULL);
@@ -382,10 +360,10 @@ static void test_fragmented_message_is_reassembled_with_pings_in_between(void **
         if (off == step)
             assert_int_equal(ws_send_frame(a, WS_OP_PING, 1, "p", 1), 0);
     }
-    json_t *got = recv_json(b);
-    assert_string_equal(str(got, "type"), "message");
-    assert_int_equal(strlen(str(got, "payload")), plen);
-    assert_string_equal(str(got, "payload"), payload);
+    json_t *got = h_recv_json(b);
+    assert_string_equal(h_str(got, "type"), "message");
+    assert_int_equal(strlen(h_str(got, "payload")), plen);
+    assert_string_equal(h_str(got, "payload"), payload);
     json_decref(got);
 
     free(msg);
@@ -436,10 +414,10 @@ static void queued_frames_arrive_whole_and_in_order(int port)
         free(payload);
     }
     for (int i = 0; i < count; i++) {
-        json_t *got = recv_json(b);
+        json_t *got = h_recv_json(b);
         json_t *seq = json_object_get(json_object_get(got, "metadata"), "sequence");
         assert_int_equal(json_integer_value(seq), i + 1);
-        assert_int_equal(strlen(str(got, "payload")), sizes[i % 6] + (size_t)i);
+        assert_int_equal(strlen(h_str(got, "payload")), sizes[i % 6] + (size_t)i);
         json_decref(got);
     }
     ws_close(a, 1000, NULL);
@@ -560,8 +538,8 @@ static void test_a_client_that_only_answers_pings_stays_and_still_gets_messages(
     /* Still connected, and served. */
     struct ws_client *sender = join(port, NULL);
     send_direct(sender, id, 10);
-    json_t *msg = recv_json(quiet);
-    assert_string_equal(str(msg, "type"), "message");
+    json_t *msg = h_recv_json(quiet);
+    assert_string_equal(h_str(msg, "type"), "message");
     json_decref(msg);
     ws_close(quiet, 1000, NULL);
     ws_close(sender, 1000, NULL);
@@ -659,8 +637,8 @@ static void test_reloadable_queue_and_connection_limits_reach_open_connections(v
 
     /* A 100 KB message is queued under the default 16 MiB bound. */
     send_direct(a, to, 100000);
-    json_t *got = recv_json(b);
-    assert_string_equal(str(got, "type"), "message");
+    json_t *got = h_recv_json(b);
+    assert_string_equal(h_str(got, "type"), "message");
     json_decref(got);
 
     write_ws(f, "      port: 0\n      max_connections: 3\n      max_queued_bytes: 64KiB\n");

@@ -73,34 +73,12 @@ static struct ws_client *join(int port, int deflate, char *id)
     return c;
 }
 
-/* The next text frame as JSON (asserts one arrives). */
-static json_t *recv_json(struct ws_client *c)
-{
-    char *data = NULL;
-    size_t len = 0;
-    int op = ws_recv(c, &data, &len, h_ms(5000));
-    if (op != WS_OP_TEXT)
-        fail_msg("expected a text frame, got %d (%s)", op, ws_error(c));
-    json_error_t e;
-    json_t *j = json_loadb(data, len, 0, &e);
-    if (!j)
-        fail_msg("not JSON (%s): %.200s", e.text, data);
-    free(data);
-    return j;
-}
-
-static const char *str(const json_t *obj, const char *key)
-{
-    const char *s = json_string_value(json_object_get(obj, key));
-    return s ? s : "";
-}
-
 /* The next message routed to `c`, past the acknowledgements of what `c` sent. */
 static json_t *recv_message(struct ws_client *c)
 {
     for (;;) {
-        json_t *j = recv_json(c);
-        if (strcmp(str(j, "type"), "message_response") != 0)
+        json_t *j = h_recv_json(c);
+        if (strcmp(h_str(j, "type"), "message_response") != 0)
             return j;
         json_decref(j);
     }
@@ -110,8 +88,8 @@ static json_t *recv_message(struct ws_client *c)
 static void expect_error(struct ws_client *c, const char *code)
 {
     json_t *j = recv_message(c);
-    assert_string_equal(str(j, "type"), "error");
-    assert_string_equal(str(j, "error_code"), code);
+    assert_string_equal(h_str(j, "type"), "error");
+    assert_string_equal(h_str(j, "error_code"), code);
     json_decref(j);
 }
 
@@ -204,8 +182,8 @@ static void test_deflated_message_of_exactly_max_message_bytes_is_delivered(void
         for (size_t k = 0; k < sizeof frags / sizeof frags[0]; k++) {
             assert_int_equal(ws_send_deflated(a, WS_OP_TEXT, msg, limits[l], frags[k]), 0);
             json_t *got = recv_message(b);
-            assert_string_equal(str(got, "type"), "message");
-            assert_int_equal(strlen(str(got, "payload")), plen);
+            assert_string_equal(h_str(got, "type"), "message");
+            assert_int_equal(strlen(h_str(got, "payload")), plen);
             json_decref(got);
         }
         assert_true(ws_deflated_received(b) >= 3); /* the server compressed what it sent */
@@ -283,8 +261,8 @@ static void test_fragmented_deflated_messages_are_joined_and_inflated(void **sta
         char *msg = direct_of_size(to[i], 200000, &plen);
         assert_int_equal(ws_send_deflated(a, WS_OP_TEXT, msg, strlen(msg), 1024), 0);
         json_t *got = recv_message(b[i]);
-        assert_string_equal(str(got, "type"), "message");
-        const char *p = str(got, "payload");
+        assert_string_equal(h_str(got, "type"), "message");
+        const char *p = h_str(got, "payload");
         assert_int_equal(strlen(p), plen);
         assert_memory_equal(p, strstr(msg, "\"payload\":\"") + 11, plen);
         json_decref(got);
@@ -334,13 +312,13 @@ static void test_writes_during_draining_compressed_messages_keep_order(void **st
             char *d = json_dumps(got, 0);
             fail_msg("message %d: %.300s", i, d);
         }
-        const char *p = str(got, "payload");
+        const char *p = h_str(got, "payload");
         assert_int_equal(strlen(p), i % 2 ? 100 : 150000);
         assert_true(p[0] == 'a' + i % 26 && p[strlen(p) - 1] == 'a' + i % 26);
         json_decref(got);
     }
     json_t *got = recv_message(b);
-    assert_int_equal(strlen(str(got, "payload")), plen);
+    assert_int_equal(strlen(h_str(got, "payload")), plen);
     json_decref(got);
     assert_true(ws_deflated_received(a) >= N);
     expect_alive(a);
@@ -558,10 +536,10 @@ static void test_frames_queued_before_a_server_close_go_out_before_the_close_fra
     while ((op = ws_recv(c, &data, &len, h_ms(5000))) == WS_OP_TEXT) {
         json_t *j = json_loadb(data, len, 0, NULL);
         assert_non_null(j);
-        if (!strcmp(str(j, "type"), "error")) {
-            assert_string_equal(str(j, "error_code"), "RATE_LIMITED");
+        if (!strcmp(h_str(j, "type"), "error")) {
+            assert_string_equal(h_str(j, "error_code"), "RATE_LIMITED");
             limited++;
-        } else if (!strcmp(str(j, "type"), "message_response")) {
+        } else if (!strcmp(h_str(j, "type"), "message_response")) {
             accepted++;
         }
         json_decref(j);

@@ -44,20 +44,6 @@ struct ports {
     int ws, http;
 };
 
-static int port_of(const struct proc *p, const char *component)
-{
-    char needle[96];
-    snprintf(needle, sizeof needle, "component=%s msg=listening", component);
-    if (h_wait_count(p, needle, 1, 10000) != 0)
-        fail_msg("%s never listened", component);
-    char *out = h_slurp(p->out);
-    const char *port = strstr(strstr(out, needle), " port=");
-    int value = port ? atoi(port + 6) : -1;
-    free(out);
-    assert_true(value > 0);
-    return value;
-}
-
 /* `ws` on 127.0.0.1 with `ws_extra` lines (indented 6), the built-in commands, the HTTP API
  * (for /metrics) and the plugin entries `auth` (NULL: none). */
 static struct ports start(struct fixture *f, const char *ws_extra, const char *auth)
@@ -72,7 +58,7 @@ static struct ports start(struct fixture *f, const char *ws_extra, const char *a
             ws_extra ? ws_extra : "", auth ? auth : "");
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
     char line[96];
-    struct ports p = {port_of(&f->p, "ws"), port_of(&f->p, "http")};
+    struct ports p = {h_component_port(&f->p, "ws", 1), h_component_port(&f->p, "http", 1)};
     snprintf(line, sizeof line, "component=ws msg=listening addr=127.0.0.1 port=%d ", p.ws);
     assert_int_equal(h_count(&f->p, line), 1);
     return p;
