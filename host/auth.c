@@ -662,7 +662,7 @@ const char *auth_check(struct bus *b, struct arq_conn *c, const struct arq_actio
             metrics_add(a->m_abuse, 1);
             log_write(ARQ_LOG_WARN, "host", "client disconnected for rate limit abuse", "client_id",
                       c->id, "peer", c->peer, (const char *)NULL);
-            conn_close(c, 1008, "rate limit abuse");
+            conn_close_after_reply(c, 1008, "rate limit abuse");
         }
         return "RATE_LIMITED";
     }

@@ -97,6 +97,9 @@ struct arq_conn {
     size_t nmemberships;
     arq_series *m_open, *m_closed; /* its transport's connection gauge and close counter */
     int64_t connected_ms;
+    int receiving;                /* inside conn_svc_recv: a frame of its is being handled    */
+    int close_code;               /* conn_close_after_reply: close once the frame is answered */
+    const char *close_reason;     /* (a static string)                                        */
     struct arq_conn *prev, *next; /* all connections                                         */
 };
 
@@ -115,6 +118,10 @@ void conn_resume(struct arq_conn *c);
 void conn_drop_message(struct arq_conn *c, const char *msg_id);
 /* Ask the transport to close; conn_closed follows from the transport. */
 void conn_close(struct arq_conn *c, int code, const char *reason);
+/* The same, but while a frame of the client's is being handled, only once that frame has been
+ * answered: the answer (e.g. its RATE_LIMITED error) is queued before the close. `reason` must
+ * be a static string. */
+void conn_close_after_reply(struct arq_conn *c, int code, const char *reason);
 struct arq_conn *conn_find(struct host *h, const char *client_id);
 /* Close every connection accepted by `transport` (it is being destroyed). */
 void conn_drop_transport(struct host *h, struct arq_ctx *transport);

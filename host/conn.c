@@ -185,7 +185,11 @@ void conn_svc_recv(arq_conn *c, const void *data, size_t len, int binary)
 {
     if (c->state != CONN_OPEN)
         return;
+    c->receiving = 1;
     bus_receive(&c->transport->host->bus, c, data, len, binary);
+    c->receiving = 0;
+    if (c->close_code)
+        conn_close(c, c->close_code, c->close_reason);
 }
 
 size_t conn_svc_pending(arq_conn *c, struct arq_frame_ref *out, size_t max)
@@ -273,6 +277,16 @@ void conn_close(struct arq_conn *c, int code, const char *reason)
     if (code == 1013)
         conn__drop_queue(c, c->transport->host->bus.m_dropped_slow);
     c->ops->close(c->tconn, code, reason);
+}
+
+void conn_close_after_reply(struct arq_conn *c, int code, const char *reason)
+{
+    if (!c->receiving) {
+        conn_close(c, code, reason);
+    } else if (!c->close_code) {
+        c->close_code = code;
+        c->close_reason = reason;
+    }
 }
 
 int conn_send(struct arq_conn *c, struct frame *f)
