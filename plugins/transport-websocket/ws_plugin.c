@@ -212,6 +212,11 @@ static int ws_start(void *self, void *predecessor, struct arq_error *err)
     snprintf(port, sizeof port, "%d", srv->bound_port);
     ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_INFO, "listening", "addr", srv->bound_addr, "port", port,
             "tls", srv->cfg.tls_cert ? "on" : "off", "listener", inherited ? "inherited" : "new");
+    if (srv->cfg.permessage_deflate)
+        ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_WARN,
+                "permessage_deflate is on: with libwebsockets 4.1 one crafted compressed message "
+                "from a client aborts the server; keep it off where clients are not trusted "
+                "(docs/security.md)");
     if (predecessor) {
         /* The configuration in force after the reload decides how the old listener retires. */
         struct ws_server *old = predecessor;
