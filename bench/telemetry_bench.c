@@ -504,7 +504,7 @@ static void run_saturated(const char *daemon, const char *plugins, int telemetry
     struct ws_client *pub = connect_client(s.ws_port, "/?ack=0");
     join(pub);
 
-    /* ~110 bytes of JSON on the wire, as in /work/shared/performance.md. */
+    /* ~110 bytes of JSON on the wire: a typical small chat or event message. */
     char msg[256];
     static struct snapshot snap0, snap1;
     snapshot_take(&snap0, s.pid);

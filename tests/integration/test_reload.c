@@ -500,7 +500,7 @@ static void test_file_emptied_on_disk_keeps_its_settings_on_sighup(void **state)
 
     /* An empty file that held nothing before is fine. */
     write_bus(f);
-    h_write(f->dir, "90-placeholder.yaml", "%s", "");
+    h_write(f->dir, "90-nothing-yet.yaml", "%s", "");
     st = reload_via_status(f, a);
     assert_int_equal(st.succeeded, 1);
     still_delivers(a, b, 2);
