@@ -275,17 +275,6 @@ static int cfg__next(struct cfg_parse *ctx, yaml_event_t *ev)
     return 0;
 }
 
-static int cfg__utf8_valid(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq_len(p);
-        if (n == 0)
-            return 0;
-        p += n;
-    }
-    return 1;
-}
-
 /* Anchors and tags on a node. Core tags are accepted (and mean nothing more: typing comes
  * from the option spec); any other tag is an error. */
 static void cfg__check_props(struct cfg_parse *ctx, const struct cfg_pos *pos,
@@ -357,7 +346,7 @@ static int cfg__scalar(struct cfg_parse *ctx, yaml_event_t *ev, int expand, json
         if (!expanded) {
             ctx->errors++;
             diag_add(ctx->diags, &pos, "%s", err);
-        } else if (!cfg__utf8_valid(expanded)) {
+        } else if (!utf8_valid(expanded)) {
             ctx->errors++;
             diag_add(ctx->diags, &pos,
                      "the value is not valid UTF-8 after expanding "

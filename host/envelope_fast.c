@@ -537,17 +537,6 @@ static int fast__member(struct fast__state *st, struct env_fast *scan, int f, in
     }
 }
 
-static int fast__utf8_string(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t k = utf8_seq_len(p);
-        if (!k)
-            return 0;
-        p += k;
-    }
-    return 1;
-}
-
 int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
                        const struct env_limits *limits, const char *sender, struct env_fast *scan)
 {
@@ -563,7 +552,7 @@ int envelope_fast_scan(const char *text, size_t len, int64_t now_ms,
     while (fast__plain[*sp])
         sp++;
     int sender_plain = *sp == '\0';
-    if (!sender_plain && !fast__utf8_string(sender))
+    if (!sender_plain && !utf8_valid(sender))
         return -1;
     memset(scan, 0, offsetof(struct env_fast, gen_id));
     scan->text = text;

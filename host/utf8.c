@@ -25,3 +25,14 @@ size_t utf8_seq_len(const unsigned char *s)
         return 0;
     return n;
 }
+
+int utf8_valid(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq_len(p);
+        if (!n)
+            return 0;
+        p += n;
+    }
+    return 1;
+}

@@ -9,4 +9,7 @@
  * well formed). Never reads past a terminating NUL. */
 size_t utf8_seq_len(const unsigned char *s);
 
+/* 1 when the NUL-terminated `s` is well-formed UTF-8 throughout, else 0. */
+int utf8_valid(const char *s);
+
 #endif

@@ -135,17 +135,6 @@ static void write_file(int i, const uint8_t *data, size_t n)
     close(fd);
 }
 
-static int utf8_valid(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq_len(p);
-        if (!n)
-            return 0;
-        p += n;
-    }
-    return 1;
-}
-
 static const struct arq_option *spec_of(const char *module)
 {
     if (!strcmp(module, "transport-websocket"))

@@ -18,17 +18,6 @@
 /* 2026-11-27T14:03:05.123Z */
 #define NOW ((int64_t)1795788185123)
 
-static int utf8_valid(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq_len(p);
-        if (!n)
-            return 0;
-        p += n;
-    }
-    return 1;
-}
-
 static int same_string(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && !strcmp(a, b));

@@ -345,6 +345,17 @@ int h_component_port(const struct proc *p, const char *component, int n)
     return port;
 }
 
+void h_make_cert(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-keyout '%s/key.pem' -out '%s/cert.pem' >/dev/null 2>&1",
+             dir, dir);
+    if (system(cmd) != 0)
+        fail_msg("openssl could not make a certificate in %s", dir);
+}
+
 int h_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

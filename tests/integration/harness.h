@@ -71,6 +71,8 @@ int h_listening_port(const struct proc *p, int n);
 /* The port of the n-th (1-based) `component=<name> msg=listening` line, waiting for it; fails
  * the test when it does not come. */
 int h_component_port(const struct proc *p, const char *component, int n);
+/* A self-signed certificate for 127.0.0.1 and its key: dir/cert.pem, dir/key.pem. */
+void h_make_cert(const char *dir);
 /* A loopback port nothing listens on right now. */
 int h_free_port(void);
 

@@ -168,12 +168,8 @@ static void test_pub_with_acks_off_ends_without_an_ack(void **state)
 static void test_wss_with_a_configured_certificate(void **state)
 {
     struct fixture *f = *state;
-    char cmd[2048], tls[1200];
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-             "-keyout '%s/key.pem' -out '%s/cert.pem' >/dev/null 2>&1",
-             f->logs, f->logs);
-    assert_int_equal(system(cmd), 0);
+    char tls[1200];
+    h_make_cert(f->logs);
     snprintf(tls, sizeof tls, "      tls_cert: %s/cert.pem\n      tls_key: %s/key.pem\n", f->logs,
              f->logs);
     int port = start_with(f, tls);

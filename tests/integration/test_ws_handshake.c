@@ -484,12 +484,8 @@ static json_t *tls_ask(const struct fixture *f, int port, const char *req, size_
 static void test_pinned_on_a_tls_listener_libwebsockets_still_decides_the_head(void **state)
 {
     struct fixture *f = *state;
-    char cmd[2048], tls[1200];
-    snprintf(cmd, sizeof cmd,
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-             "-keyout '%s/key.pem' -out '%s/cert.pem' >/dev/null 2>&1",
-             f->logs, f->logs);
-    assert_int_equal(system(cmd), 0);
+    char tls[1200];
+    h_make_cert(f->logs);
     snprintf(
         tls, sizeof tls,
         "      tls_cert: %s/cert.pem\n      tls_key: %s/key.pem\n      handshake_timeout: 1s\n",
