@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "credentials.h"
+
 #define CLI_MAX_POSITIONAL 8 /* pub needs 4; a few more get a per-command message */
 #define CLI_MAX_TIMEOUT    86400.0
 
@@ -77,34 +79,6 @@ void cli_usage(FILE *out)
           out);
 }
 
-static int cli__hex(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* s[0..len) percent-decoded into out (at least len bytes); returns the decoded length. */
-static size_t cli__unescape(char *out, const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int hi = -1, lo = -1;
-        if (s[i] == '%' && i + 2 < len) {
-            hi = cli__hex(s[i + 1]);
-            lo = cli__hex(s[i + 2]);
-        }
-        if (hi >= 0 && lo >= 0) {
-            out[o++] = (char)(hi << 4 | lo);
-            i += 2;
-        } else {
-            out[o++] = s[i];
-        }
-    }
-    return o;
-}
-
 int cli_path_acks_off(const char *path)
 {
     static const char *const off[] = {"ack=0", "ack=false", "ack=no", "ack=off", NULL};
@@ -114,7 +88,7 @@ int cli_path_acks_off(const char *path)
         size_t len = strcspn(q, "&#");
         char part[32];
         if (len <= sizeof part) {
-            size_t n = cli__unescape(part, q, len);
+            size_t n = arq_cred_pct_decode(q, len, part);
             for (size_t i = 0; off[i]; i++)
                 if (n == strlen(off[i]) && !memcmp(part, off[i], n))
                     return 1;
