@@ -1,5 +1,5 @@
-/* The configuration reader (host/cfg_yaml.c, host/cfg_expand.c, host/config.c) and option
- * validation (host/options.c), as `arqonbusd --check-config` runs them.
+/* The configuration reader (host/runtime/cfg_yaml.c, cfg_expand.c, config.c) and option
+ * validation (host/runtime/options.c), as `arqonbusd --check-config` runs them.
  *
  * Input: the text of conf.d files. A line "#--8<--" cuts it into up to three files (10-a.yaml,
  * 20-b.yaml, 30-c.yaml), which are written to a scratch conf.d and read with config_load(),
