@@ -16,6 +16,7 @@ libclang-rt-14-dev
 openssl
 libuv1-dev
 libyaml-dev
+libsystemd-dev
 libjansson-dev
 libwebsockets-dev
 libhiredis-dev

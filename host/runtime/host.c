@@ -9,6 +9,7 @@
 #include "generation.h"
 #include "instance.h"
 #include "log.h"
+#include "notify.h"
 
 /* --- telemetry delivery ------------------------------------------------------------------- */
 
@@ -75,6 +76,7 @@ static void on_signal(uv_signal_t *handle, int signum)
             LOG_INFO("draining", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT",
                      "drain_delay_ms", ms);
             h->draining = 1;
+            notify_stopping();
             uv_timer_start(&h->reload_timer, on_drain_delay, h->drain_delay_ms, 0);
             break;
         }
@@ -307,6 +309,7 @@ int host_start(struct host *h)
     snprintf(n, sizeof n, "%zu", h->current->n);
     LOG_INFO("started", "version", ARQ_VERSION, "node", h->node, "config", h->conf_dir,
              "generation", gen, "instances", n);
+    notify_ready(h->current->id);
     host_event(
         h, "system_started",
         json_pack("{s:s, s:I}", "version", ARQ_VERSION, "generation", (json_int_t)h->current->id));
@@ -320,6 +323,7 @@ int host_reload(struct host *h)
     unsigned running = h->current ? h->current->id : 0;
     uint64_t t0 = uv_hrtime();
     LOG_INFO("reloading", "config", h->conf_dir);
+    notify_reloading();
     if (swap_generation(h, &diags, &plan) != 0) {
         char gen[16], n[24];
         snprintf(gen, sizeof gen, "%u", running);
@@ -333,6 +337,7 @@ int host_reload(struct host *h)
             json_array_append_new(errors, json_string(diags.items[i]));
         host_event(h, "reload_failed",
                    json_pack("{s:I, s:o*}", "generation", (json_int_t)running, "errors", errors));
+        notify_reloaded(0, running, diags.n ? diags.items[0] : NULL);
         bus_reload_done(&h->bus, 0, diags.n ? diags.items[0] : NULL);
         diag_clear(&diags);
         return -1;
@@ -353,6 +358,7 @@ int host_reload(struct host *h)
                          (json_int_t)plan.counts[1], "replaced", (json_int_t)plan.counts[2],
                          "added", (json_int_t)plan.counts[3], "removed",
                          (json_int_t)plan.nremoved));
+    notify_reloaded(1, h->current->id, NULL);
     bus_reload_done(&h->bus, 1, NULL);
     return 0;
 }
@@ -400,6 +406,8 @@ void host_stop(struct host *h)
     if (h->stopping)
         return;
     h->stopping = 1;
+    if (!h->draining)
+        notify_stopping();
     host_event(h, "system_stopping", NULL);
     bus_shutdown(&h->bus);
     commands_drop_all(&h->bus);
