@@ -1,14 +1,97 @@
-/* arqonbusd: the ArqonBus host process. */
+/* arqonbusd: the ArqonBus host process, and the one place where its two layers meet. The plugin
+ * runtime (host/runtime) calls the bus only through the hooks wired here; the bus
+ * (host/bus) sees the runtime only through the environment wired here. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "bus.h"
 #include "host.h"
+#include "instance.h"
 #include "log.h"
+#include "walltime.h"
 
 enum { EXIT_CONFIG = 1, EXIT_USAGE = 2 };
+
+/* --- the bus's environment, from the runtime -------------------------------------------------- */
+
+static int64_t env_now_ms(void *arg)
+{
+    (void)arg;
+    return walltime_now_ms();
+}
+
+static struct arq_ctx *env_instance(void *arg, enum arq_kind kind, size_t i)
+{
+    return host_instance(arg, kind, i);
+}
+
+static int env_accepting(void *arg)
+{
+    return host_accepting(arg);
+}
+
+static void env_reload(void *arg, arq_result_cb cb, void *cb_arg)
+{
+    host_reload_async(arg, cb, cb_arg);
+}
+
+static json_t *env_status(void *arg)
+{
+    return host_status(arg);
+}
+
+/* --- the runtime's hooks, into the bus ---------------------------------------------------- */
+
+static void hook_configure(void *arg, json_t *values)
+{
+    bus_configure(arg, values);
+}
+
+static void hook_generation_changed(void *arg)
+{
+    bus_generation_changed(arg);
+}
+
+static void hook_instance_destroyed(void *arg, struct arq_ctx *ctx)
+{
+    bus_instance_destroyed(arg, ctx);
+}
+
+static void hook_stopping(void *arg)
+{
+    bus_stopping(arg);
+}
+
+/* The bus on top of the runtime `h`. 0 or -1 (logged). */
+static int wire(struct host *h, struct bus *b)
+{
+    const struct bus_env env = {.loop = h->loop,
+                                .metrics = h->metrics,
+                                .telemetry = h->telemetry,
+                                .node = h->node,
+                                .arg = h,
+                                .now_ms = env_now_ms,
+                                .instance = env_instance,
+                                .accepting = env_accepting,
+                                .reload = env_reload,
+                                .status = env_status};
+    if (bus_init(b, &env) != 0) {
+        LOG_ERROR("cannot register the bus's metrics");
+        return -1;
+    }
+    bus_services(&host_api);
+    const struct host_hooks hooks = {.arg = b,
+                                     .section = {"bus", bus_options},
+                                     .configure = hook_configure,
+                                     .generation_changed = hook_generation_changed,
+                                     .instance_destroyed = hook_instance_destroyed,
+                                     .stopping = hook_stopping};
+    host_set_hooks(h, &hooks);
+    return 0;
+}
 
 static void usage(FILE *out)
 {
@@ -93,8 +176,9 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     struct host h;
+    struct bus bus = {0}; /* bus_free is safe on it whatever happens below */
     int rc = 0;
-    if (host_init(&h, &loop, conf_dir) != 0) {
+    if (host_init(&h, &loop, conf_dir) != 0 || wire(&h, &bus) != 0) {
         rc = EXIT_CONFIG;
     } else if (check_only) {
         struct diag_list diags = {0}, warnings = {0};
@@ -128,6 +212,7 @@ int main(int argc, char **argv)
     }
     host_stop(&h);
     host_finish_loop(&h);
+    bus_free(&bus);
     host_cleanup(&h);
     return rc;
 }

@@ -69,6 +69,10 @@ int auth_conn_admit(struct bus *b, struct arq_conn *c, const struct arq_conn_inf
 void auth_conn_closed(struct bus *b, struct arq_conn *c);
 /* Shutdown: release the expiry timer. */
 void auth_shutdown(struct bus *b);
+/* Close the clients whose credential has expired (by the environment's clock), when
+ * bus.expire_sessions is on. Returns whether a credential that can still expire remains
+ * (the expiry timer runs it every second while one does). */
+int auth_expire(struct bus *b);
 
 /* May `c` do `what`? NULL when allowed, else "AUTHORIZATION_ERROR" or "RATE_LIMITED" with a
  * text in `text` and, for RATE_LIMITED, *retry_after_ms. Refusals are counted and emitted;

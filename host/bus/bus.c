@@ -1,7 +1,6 @@
 /* The bus: what a client's message does, and the frames the server sends on its own. */
 #include "bus.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +8,11 @@
 #include <unistd.h>
 
 #include "envelope.h"
-#include "host.h"
 #include "instance.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
+#include "telemetry.h"
 
 const struct arq_option bus_options[] = {
     ARQ_OPT("auto_create", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
@@ -82,83 +82,103 @@ void bus_settings_read(struct bus_settings *s, const json_t *v)
 
 /* --- time ---------------------------------------------------------------------------------- */
 
-int64_t bus_now_ms(void)
+int64_t bus_now_ms(const struct bus *b)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return b->env.now_ms(b->env.arg);
+}
+
+struct bus *bus_of(const arq_ctx *ctx)
+{
+    return ctx->app;
+}
+
+arq_metric *bus_family(struct bus *b, enum arq_metric_type type, const char *name, const char *help,
+                       const char *const *labels, const double *buckets, size_t nbuckets)
+{
+    arq_metric **grown = realloc(b->families, (b->nfamilies + 1) * sizeof *grown);
+    if (!grown)
+        return NULL;
+    b->families = grown;
+    arq_metric *m = metrics_register(b->env.metrics, type, name, help, labels, buckets, nbuckets);
+    if (m)
+        b->families[b->nfamilies++] = m;
+    return m;
+}
+
+arq_series *bus_series(struct bus *b, enum arq_metric_type type, const char *name, const char *help,
+                       const char *label, const char *value)
+{
+    const char *names[] = {label, NULL};
+    const char *values[] = {value, NULL};
+    arq_metric *m = bus_family(b, type, name, help, label ? names : NULL, NULL, 0);
+    return m ? metrics_series(m, label ? values : NULL) : NULL;
+}
+
+void bus_event(struct bus *b, const struct arq_event *ev)
+{
+    telemetry_push(b->env.telemetry, ev, b->env.node, "host");
 }
 
 /* --- set-up -------------------------------------------------------------------------------- */
 
-int bus_init(struct bus *b, struct host *h)
+int bus_init(struct bus *b, const struct bus_env *env)
 {
     memset(b, 0, sizeof *b);
-    b->host = h;
+    b->env = *env;
     b->settings_values = json_object();
     bus_settings_read(&b->settings, b->settings_values);
-    uv_timer_init(h->loop, &b->sweep);
+    uv_timer_init(env->loop, &b->sweep);
     b->sweep.data = b;
     static const double latency[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
                                      0.001,   0.0025,   0.005,   0.01,   0.025,   0.1};
     const char *cmd_labels[] = {"command", "status", NULL};
     const char *transport_label[] = {"transport", NULL};
-    b->f_conns = host_api.metric_register(h->self_ctx, ARQ_METRIC_GAUGE, "arqonbus_connections",
-                                          "Client connections open, by transport instance.",
-                                          transport_label, NULL, 0);
-    b->f_opened = host_api.metric_register(
-        h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
-        "Client connections opened, by transport instance.", transport_label, NULL, 0);
-    b->f_closed = host_api.metric_register(
-        h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_connections_closed_total",
-        "Client connections closed, by transport instance.", transport_label, NULL, 0);
-    b->m_msgs_in = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
-                               "Messages received from clients.", NULL, NULL);
-    b->m_deliveries = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
-                                  "Messages queued to recipients.", NULL, NULL);
-    b->m_dropped_slow = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_dropped_total",
-                                    "Frames queued to a client but never written, by reason.",
-                                    "reason", "slow_consumer");
-    b->m_dropped_closed = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_dropped_total",
-                                      "Frames queued to a client but never written, by reason.",
-                                      "reason", "disconnected");
-    b->m_rejected = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_messages_rejected_total",
-                                "Client frames answered with an error.", NULL, NULL);
+    b->f_conns =
+        bus_family(b, ARQ_METRIC_GAUGE, "arqonbus_connections",
+                   "Client connections open, by transport instance.", transport_label, NULL, 0);
+    b->f_opened =
+        bus_family(b, ARQ_METRIC_COUNTER, "arqonbus_connections_opened_total",
+                   "Client connections opened, by transport instance.", transport_label, NULL, 0);
+    b->f_closed =
+        bus_family(b, ARQ_METRIC_COUNTER, "arqonbus_connections_closed_total",
+                   "Client connections closed, by transport instance.", transport_label, NULL, 0);
+    b->m_msgs_in = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_messages_received_total",
+                              "Messages received from clients.", NULL, NULL);
+    b->m_deliveries = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_messages_delivered_total",
+                                 "Messages queued to recipients.", NULL, NULL);
+    b->m_dropped_slow = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_messages_dropped_total",
+                                   "Frames queued to a client but never written, by reason.",
+                                   "reason", "slow_consumer");
+    b->m_dropped_closed = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_messages_dropped_total",
+                                     "Frames queued to a client but never written, by reason.",
+                                     "reason", "disconnected");
+    b->m_rejected = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_messages_rejected_total",
+                               "Client frames answered with an error.", NULL, NULL);
     b->m_slow =
-        host_series(h, ARQ_METRIC_COUNTER, "arqonbus_slow_consumer_disconnects_total",
-                    "Clients disconnected because their outbound queue was full.", NULL, NULL);
-    b->m_bytes_in = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_received_bytes_total",
-                                "Bytes of client messages received.", NULL, NULL);
-    b->m_bytes_out = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_sent_bytes_total",
-                                 "Bytes of frames written to clients.", NULL, NULL);
-    b->m_rooms =
-        host_series(h, ARQ_METRIC_GAUGE, "arqonbus_rooms", "Rooms that exist.", NULL, NULL);
+        bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_slow_consumer_disconnects_total",
+                   "Clients disconnected because their outbound queue was full.", NULL, NULL);
+    b->m_bytes_in = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_received_bytes_total",
+                               "Bytes of client messages received.", NULL, NULL);
+    b->m_bytes_out = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_sent_bytes_total",
+                                "Bytes of frames written to clients.", NULL, NULL);
+    b->m_rooms = bus_series(b, ARQ_METRIC_GAUGE, "arqonbus_rooms", "Rooms that exist.", NULL, NULL);
     b->m_channels =
-        host_series(h, ARQ_METRIC_GAUGE, "arqonbus_channels", "Channels that exist.", NULL, NULL);
-    b->m_uptime = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_uptime_seconds",
-                              "Seconds since the process started.", NULL, NULL);
-    b->m_rss = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_resident_memory_bytes",
-                           "Resident memory of the process.", NULL, NULL);
-    b->m_fds = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_open_fds",
-                           "Open file descriptors of the process.", NULL, NULL);
-    arq_metric *routing = host_api.metric_register(
-        h->self_ctx, ARQ_METRIC_HISTOGRAM, "arqonbus_routing_duration_seconds",
-        "Time from a message's arrival to its fan-out being queued.", NULL, latency,
-        sizeof latency / sizeof latency[0]);
-    arq_metric *command = host_api.metric_register(
-        h->self_ctx, ARQ_METRIC_HISTOGRAM, "arqonbus_command_duration_seconds",
-        "Time from a command's arrival to its response.", NULL, NULL, 0);
+        bus_series(b, ARQ_METRIC_GAUGE, "arqonbus_channels", "Channels that exist.", NULL, NULL);
+    arq_metric *routing = bus_family(b, ARQ_METRIC_HISTOGRAM, "arqonbus_routing_duration_seconds",
+                                     "Time from a message's arrival to its fan-out being queued.",
+                                     NULL, latency, sizeof latency / sizeof latency[0]);
+    arq_metric *command =
+        bus_family(b, ARQ_METRIC_HISTOGRAM, "arqonbus_command_duration_seconds",
+                   "Time from a command's arrival to its response.", NULL, NULL, 0);
     b->m_routing_seconds = routing ? metrics_series(routing, NULL) : NULL;
     b->m_command_seconds = command ? metrics_series(command, NULL) : NULL;
-    b->m_commands =
-        host_api.metric_register(h->self_ctx, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
-                                 "Commands executed, by command and result.", cmd_labels, NULL, 0);
+    b->m_commands = bus_family(b, ARQ_METRIC_COUNTER, "arqonbus_commands_total",
+                               "Commands executed, by command and result.", cmd_labels, NULL, 0);
     b->m_cmd_unknown = bus_command_series(b, "unknown", 0);
     if (!b->settings_values || !b->f_conns || !b->f_opened || !b->f_closed || !b->m_dropped_slow ||
         !b->m_dropped_closed || !b->m_msgs_in || !b->m_deliveries || !b->m_rejected || !b->m_slow ||
-        !b->m_bytes_in || !b->m_bytes_out || !b->m_rooms || !b->m_channels || !b->m_uptime ||
-        !b->m_rss || !b->m_fds || !b->m_routing_seconds || !b->m_command_seconds ||
-        !b->m_cmd_unknown || auth_init(b) != 0)
+        !b->m_bytes_in || !b->m_bytes_out || !b->m_rooms || !b->m_channels ||
+        !b->m_routing_seconds || !b->m_command_seconds || !b->m_cmd_unknown || auth_init(b) != 0)
         return -1;
     return 0;
 }
@@ -169,31 +189,6 @@ arq_series *bus_command_series(struct bus *b, const char *name, int ok)
     return b->m_commands ? metrics_series(b->m_commands, values) : NULL;
 }
 
-void bus_update_process_metrics(struct bus *b)
-{
-    struct host *h = b->host;
-    metrics_set(b->m_uptime, (double)(telemetry_now_us() - h->started_us) / 1e6);
-    long pages = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        long size;
-        if (fscanf(f, "%ld %ld", &size, &pages) != 2)
-            pages = 0;
-        fclose(f);
-    }
-    metrics_set(b->m_rss, (double)pages * (double)sysconf(_SC_PAGESIZE));
-    size_t fds = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)))
-            fds += de->d_name[0] != '.';
-        closedir(d);
-        fds--; /* the directory stream itself */
-    }
-    metrics_set(b->m_fds, (double)fds);
-}
-
 void bus_configure(struct bus *b, json_t *values)
 {
     json_decref(b->settings_values);
@@ -201,8 +196,21 @@ void bus_configure(struct bus *b, json_t *values)
     bus_settings_read(&b->settings, values);
 }
 
-void bus_shutdown(struct bus *b)
+void bus_generation_changed(struct bus *b)
 {
+    bus_commands_rebuild(b);
+    auth_rebuild(b);
+}
+
+void bus_instance_destroyed(struct bus *b, struct arq_ctx *ctx)
+{
+    if (ctx->mod->desc->kind == ARQ_KIND_TRANSPORT)
+        conn_drop_transport(b, ctx); /* whatever the transport did not report closed */
+}
+
+void bus_stopping(struct bus *b)
+{
+    b->stopping = 1;
     struct arq_conn *c = b->all;
     while (c) {
         struct arq_conn *next = c->next;
@@ -212,6 +220,7 @@ void bus_shutdown(struct bus *b)
     if (!uv_is_closing((uv_handle_t *)&b->sweep))
         uv_close((uv_handle_t *)&b->sweep, NULL);
     auth_shutdown(b);
+    commands_drop_all(b);
 }
 
 void bus_free(struct bus *b)
@@ -240,15 +249,18 @@ void bus_free(struct bus *b)
     hmap_free(&b->commands);
     free(b->entries);
     json_decref(b->settings_values);
+    for (size_t k = 0; k < b->nfamilies; k++)
+        metrics_release(b->env.metrics, b->families[k]);
+    free(b->families);
 }
 
 /* --- frames the server writes -------------------------------------------------------------- */
 
 /* id, timestamp and version, as every server frame carries. */
-static json_t *bus__frame(const char *type)
+static json_t *bus__frame(const struct bus *b, const char *type)
 {
     char id[32], ts[32];
-    int64_t now = bus_now_ms();
+    int64_t now = bus_now_ms(b);
     envelope_new_id(id, now);
     envelope_format_timestamp(now, ts);
     return json_pack("{s:s, s:s, s:s, s:s}", "id", id, "timestamp", ts, "version", "1.0", "type",
@@ -265,10 +277,10 @@ void bus_send_error(struct bus *b, struct arq_conn *c, const char *code, const c
             .event_type = "message_rejected",
             .client_id = c->id,
             .data = json_pack("{s:s, s:s?}", "error_code", code, "request_id", request_id)};
-        telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+        bus_event(b, &ev);
         json_decref(ev.data);
     }
-    json_t *frame = envelope_error_frame(code, text, request_id, payload_take, bus_now_ms());
+    json_t *frame = envelope_error_frame(code, text, request_id, payload_take, bus_now_ms(b));
     if (frame)
         conn_send_json(c, frame);
     json_decref(frame);
@@ -281,19 +293,19 @@ void bus_conn_opened(struct bus *b, struct arq_conn *c)
     c->m_closed = metrics_series(b->f_closed, transport);
     metrics_add(c->m_open, 1);
     metrics_add(metrics_series(b->f_opened, transport), 1);
-    json_t *w = bus__frame("message");
+    json_t *w = bus__frame(b, "message");
     if (w) {
         json_object_set_new(w, "sender", json_string("arqonbus"));
         json_object_set_new(w, "payload",
                             json_pack("{s:s, s:s, s:{s:s, s:s}}", "welcome",
                                       "Connected to ArqonBus", "client_id", c->id, "server",
-                                      "version", ARQ_VERSION, "node", b->host->node));
+                                      "version", ARQ_VERSION, "node", b->env.node));
         conn_send_json(c, w);
     }
     json_decref(w);
     struct arq_event ev = {
         .struct_size = sizeof ev, .event_type = "client_connected", .client_id = c->id};
-    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+    bus_event(b, &ev);
 }
 
 void bus_conn_closed(struct bus *b, struct arq_conn *c)
@@ -303,7 +315,7 @@ void bus_conn_closed(struct bus *b, struct arq_conn *c)
     metrics_add(c->m_closed, 1);
     struct arq_event ev = {
         .struct_size = sizeof ev, .event_type = "client_disconnected", .client_id = c->id};
-    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+    bus_event(b, &ev);
 }
 
 /* --- messages ------------------------------------------------------------------------------ */
@@ -352,22 +364,22 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
         }
     }
     if (env->to_client) {
-        target = conn_find(b->host, env->to_client);
+        target = conn_find(b, env->to_client);
         if (!target || target->state != CONN_OPEN) {
             snprintf(text, sizeof text, "Client %s is not connected", env->to_client);
-            bus__refuse(b, c, cb, arg, "NOT_FOUND", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, ARQ_ERR_NOT_FOUND, text, env->id, NULL);
             return;
         }
     } else if (env->room) {
         r = router_room(b, env->room);
         if (!r) {
             snprintf(text, sizeof text, "Room %s does not exist", env->room);
-            bus__refuse(b, c, cb, arg, "ROOM_NOT_FOUND", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, ARQ_ERR_ROOM_NOT_FOUND, text, env->id, NULL);
             return;
         }
         if (env->channel && !(ch = router_channel(r, env->channel))) {
             snprintf(text, sizeof text, "Channel %s/%s does not exist", env->room, env->channel);
-            bus__refuse(b, c, cb, arg, "CHANNEL_NOT_FOUND", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, ARQ_ERR_CHANNEL_NOT_FOUND, text, env->id, NULL);
             return;
         }
         if (c && b->settings.members_only && !router_is_member(c, r, ch)) {
@@ -375,12 +387,12 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
                 snprintf(text, sizeof text, "Not a member of channel %s/%s", r->name, ch->name);
             else
                 snprintf(text, sizeof text, "Not a member of room %s", r->name);
-            bus__refuse(b, c, cb, arg, "AUTHORIZATION_ERROR", text, env->id, NULL);
+            bus__refuse(b, c, cb, arg, ARQ_ERR_AUTHORIZATION, text, env->id, NULL);
             return;
         }
     } else {
         bus__refuse(
-            b, c, cb, arg, "VALIDATION_ERROR", "A message needs room, room+channel or to_client",
+            b, c, cb, arg, ARQ_ERR_VALIDATION, "A message needs room, room+channel or to_client",
             env->id,
             json_pack("{s:[s]}", "errors", "A message needs room, room+channel or to_client"));
         return;
@@ -391,7 +403,7 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
         f->refs++;
     } else if (envelope_set_sender(env, c ? c->id : "arqonbus") != 0 ||
                !(f = frame_from_json(env->root))) {
-        bus__refuse(b, c, cb, arg, "INTERNAL_ERROR", "Out of memory", env->id, NULL);
+        bus__refuse(b, c, cb, arg, ARQ_ERR_INTERNAL, "Out of memory", env->id, NULL);
         return;
     }
     snprintf(f->msg_id, sizeof f->msg_id, "%s", env->id);
@@ -416,7 +428,7 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
                                .room = env->room,
                                .channel = env->channel,
                                .data = data};
-        telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+        bus_event(b, &ev);
         json_decref(data);
     }
     storage_store(b, env, f, delivered, c, cb, arg);
@@ -425,18 +437,19 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
 
 int bus_svc_ready(arq_ctx *ctx)
 {
-    return ctx->host->current && !ctx->host->stopping && !ctx->host->draining;
+    struct bus *b = bus_of(ctx);
+    return b->env.accepting(b->env.arg);
 }
 
 void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg)
 {
     static const char *const allowed[] = {"room",    "channel",  "to_client",
                                           "payload", "metadata", NULL};
-    struct bus *b = &ctx->host->bus;
+    struct bus *b = bus_of(ctx);
     const char *key;
     json_t *v;
     if (!json_is_object(message)) {
-        cb(arg, "VALIDATION_ERROR", "A publish is a JSON object", NULL);
+        cb(arg, ARQ_ERR_VALIDATION, "A publish is a JSON object", NULL);
         return;
     }
     json_object_foreach((json_t *)message, key, v)
@@ -447,7 +460,7 @@ void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void
         if (!ok) {
             char text[200];
             snprintf(text, sizeof text, "Unknown field '%.64s'", key);
-            cb(arg, "VALIDATION_ERROR", text, NULL);
+            cb(arg, ARQ_ERR_VALIDATION, text, NULL);
             return;
         }
     }
@@ -457,7 +470,7 @@ void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void
     if (!env_obj || json_object_set_new(env_obj, "type", json_string("message")) != 0 ||
         !(text = envelope_dump(env_obj, NULL))) {
         json_decref(env_obj);
-        cb(arg, "INTERNAL_ERROR", "Out of memory", NULL);
+        cb(arg, ARQ_ERR_INTERNAL, "Out of memory", NULL);
         return;
     }
     json_decref(env_obj);
@@ -466,7 +479,7 @@ void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void
     struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
                                 .max_depth = b->settings.max_payload_depth,
                                 .max_name_length = b->settings.max_name_length};
-    int rc = envelope_parse(text, strlen(text), bus_now_ms(), &limits, &env, &err);
+    int rc = envelope_parse(text, strlen(text), bus_now_ms(b), &limits, &env, &err);
     free(text);
     if (rc != 0) {
         cb(arg, err.code, err.text, err.payload);
@@ -483,7 +496,7 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     metrics_add(b->m_msgs_in, 1);
     metrics_add(b->m_bytes_in, (double)len);
     if (binary) {
-        bus_send_error(b, c, "UNSUPPORTED_FRAME",
+        bus_send_error(b, c, ARQ_ERR_UNSUPPORTED_FRAME,
                        "Binary frames are not supported: no binary codec is configured", NULL,
                        NULL);
         return;
@@ -495,7 +508,7 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
     struct env_limits limits = {.max_clock_skew_ms = b->settings.max_clock_skew_ms,
                                 .max_depth = b->settings.max_payload_depth,
                                 .max_name_length = b->settings.max_name_length};
-    int64_t now = bus_now_ms();
+    int64_t now = bus_now_ms(b);
     /* The common message without a jansson tree; whatever it declines (or if the frame cannot
      * be allocated) the parser handles, with its errors. */
     if (envelope_fast_scan(data, len, now, &limits, c->id, &scan) == 0 &&
@@ -524,7 +537,7 @@ void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len
                                .room = env.room,
                                .channel = env.channel,
                                .data = (json_t *)env.payload};
-        telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+        bus_event(b, &ev);
         break;
     }
     case ENV_RESPONSE:

@@ -1,5 +1,8 @@
 /* The bus core: connections, rooms and channels, routing, and the command executor. All of
- * it lives on the loop thread.
+ * it lives on the loop thread. It sits above the plugin runtime (host/runtime) and sees it
+ * only through struct bus_env; the runtime sees the bus only through the hooks that
+ * host/main.c wires to bus_configure, bus_generation_changed, bus_instance_destroyed and
+ * bus_stopping.
  *
  * Fan-out serialises once: an outgoing envelope becomes one refcounted `struct frame` (with
  * ARQ_FRAME_HEADROOM bytes in front for the transport's frame header) that is queued, by
@@ -16,8 +19,30 @@
 #include "auth.h"
 #include "hmap.h"
 
-struct host;
 struct arq_ctx;
+struct metrics;
+struct telemetry;
+
+/* --- what the bus needs from the process it runs in ----------------------------------------- */
+
+/* The runtime gives the bus this (host/main.c); a unit test gives it a fake one. */
+struct bus_env {
+    uv_loop_t *loop;
+    struct metrics *metrics;     /* where the bus registers its metrics                     */
+    struct telemetry *telemetry; /* where its events go                                     */
+    const char *node;            /* the node's id; the runtime keeps the text current       */
+    void *arg;                   /* passed to each function below                           */
+    /* Milliseconds since the epoch, now: timestamps, command deadlines, credential expiry. */
+    int64_t (*now_ms)(void *arg);
+    /* The i-th running instance of `kind`, in declaration order; NULL past the last. */
+    struct arq_ctx *(*instance)(void *arg, enum arq_kind kind, size_t i);
+    /* Whether the process takes new work (started, neither stopping nor draining). */
+    int (*accepting)(void *arg);
+    /* Reload the configuration and tell cb, as the SDK's bus_reload_async. */
+    void (*reload)(void *arg, arq_result_cb cb, void *cb_arg);
+    /* The runtime's part of `status` (uptime, version, node, generation, plugins, reloads). */
+    json_t *(*status)(void *arg);
+};
 
 /* --- frames -------------------------------------------------------------------------------- */
 
@@ -75,7 +100,8 @@ struct membership;
 struct arq_conn {
     unsigned refs;
     enum conn_state state;
-    char id[48];               /* arq_client_<32 hex>                                     */
+    char id[48]; /* arq_client_<32 hex>                                     */
+    struct bus *bus;
     struct arq_ctx *transport; /* the instance that accepted it                           */
     const struct arq_conn_ops *ops;
     void *tconn;
@@ -89,7 +115,7 @@ struct arq_conn {
     size_t qcap, qhead, qlen;
     size_t queued_bytes, max_queued_bytes;
     int write_requested;
-    int paused;             /* a join is recovering history: hold routed messages     */
+    int paused;             /* joins recovering history (pauses nest): hold routed messages */
     size_t pause_mark;      /* frames before it go first; the server's own frames are
                                inserted there while paused                             */
     uint64_t delivery_mark; /* last fan-out that reached it (room-wide dedup)          */
@@ -111,7 +137,8 @@ int conn_send(struct arq_conn *c, struct frame *f);
 /* Queue the compact JSON of `obj`. */
 int conn_send_json(struct arq_conn *c, const json_t *obj);
 /* Hold routed messages (they queue but are not written) until conn_resume; the server's own
- * frames (replies, acks, errors) queued meanwhile go ahead of them. */
+ * frames (replies, acks, errors) queued meanwhile go ahead of them. Pauses nest: the last
+ * resume releases the routed messages. */
 void conn_pause(struct arq_conn *c);
 void conn_resume(struct arq_conn *c);
 /* Drop a held routed message by id (it reached the client another way). */
@@ -122,9 +149,9 @@ void conn_close(struct arq_conn *c, int code, const char *reason);
  * answered: the answer (e.g. its RATE_LIMITED error) is queued before the close. `reason` must
  * be a static string. */
 void conn_close_after_reply(struct arq_conn *c, int code, const char *reason);
-struct arq_conn *conn_find(struct host *h, const char *client_id);
+struct arq_conn *conn_find(struct bus *b, const char *client_id);
 /* Close every connection accepted by `transport` (it is being destroyed). */
-void conn_drop_transport(struct host *h, struct arq_ctx *transport);
+void conn_drop_transport(struct bus *b, struct arq_ctx *transport);
 
 /* The connection services of struct arq_host (see the SDK for their contracts). */
 arq_conn *conn_svc_open(arq_ctx *ctx, const struct arq_conn_info *info,
@@ -171,12 +198,6 @@ struct membership {
 
 /* --- the bus ------------------------------------------------------------------------------- */
 
-struct reload_waiter {
-    arq_result_cb cb;
-    void *arg;
-    struct reload_waiter *next;
-};
-
 struct command_entry {
     const struct arq_command *cmd;
     struct arq_ctx *owner;
@@ -184,7 +205,8 @@ struct command_entry {
 };
 
 struct bus {
-    struct host *host;
+    struct bus_env env;
+    int stopping;
     struct bus_settings settings;
     json_t *settings_values; /* the validated `bus:` section in force                   */
     struct hmap conns;       /* client id -> conn                                       */
@@ -199,25 +221,32 @@ struct bus {
     size_t nentries;
     struct arq_request *pending; /* commands awaiting their reply                           */
     uv_timer_t sweep;            /* expires pending commands                                */
-    struct reload_waiter *reload_waiters;          /* told the outcome of the pending reload    */
+    arq_metric **families;       /* the metric families it registered, released at the end  */
+    size_t nfamilies;
     arq_metric *f_conns, *f_opened, *f_closed;     /* connections by transport instance        */
     arq_series *m_dropped_slow, *m_dropped_closed; /* messages_dropped_total{reason}        */
     arq_series *m_msgs_in, *m_deliveries, *m_slow, *m_rejected, *m_rooms, *m_channels, *m_bytes_in,
-        *m_bytes_out, *m_routing_seconds, *m_command_seconds, *m_uptime, *m_rss, *m_fds,
-        *m_cmd_unknown;
+        *m_bytes_out, *m_routing_seconds, *m_command_seconds, *m_cmd_unknown;
     arq_metric *m_commands; /* arqonbus_commands_total{command,status}                     */
 };
 
-int bus_init(struct bus *b, struct host *h);
-/* Apply a new `bus:` section (takes a reference to `values`). */
+/* Set up the bus in `env` (copied). 0, or -1 when its metrics cannot be registered. */
+int bus_init(struct bus *b, const struct bus_env *env);
+/* The bus's services in the plugins' service table. */
+void bus_services(struct arq_host *api);
+/* The hooks (host_hooks):
+ * a new `bus:` section is in force (takes a reference to `values`); */
 void bus_configure(struct bus *b, json_t *values);
+/* the running generation changed: rebuild the command registry and the auth chain; */
+void bus_generation_changed(struct bus *b);
+/* an instance is being destroyed: a transport's connections go with it; */
+void bus_instance_destroyed(struct bus *b, struct arq_ctx *ctx);
+/* the process stops: close every connection, forget pending commands. */
+void bus_stopping(struct bus *b);
+/* Release everything (after the loop has finished). */
+void bus_free(struct bus *b);
 /* Rebuild the command registry from the command sets of the running generation. */
 void bus_commands_rebuild(struct bus *b);
-/* A reload finished: answer the `reload` commands that asked for it. */
-void bus_reload_done(struct bus *b, int ok, const char *error);
-/* Close every connection (shutdown) and release everything. */
-void bus_shutdown(struct bus *b);
-void bus_free(struct bus *b);
 
 /* Inbound: one complete message from a client. */
 void bus_receive(struct bus *b, struct arq_conn *c, const char *data, size_t len, int binary);
@@ -253,12 +282,10 @@ json_t *router_memberships_json(const struct arq_conn *c);
 
 /* Storage (storage.c). */
 struct envelope;
-struct arq_ctx *storage_current(struct host *h);
-/* "healthy", "degraded" or "down" (storage tables report it; others are healthy while
- * started), or "stopped"; *detail says why when the plugin says. */
-const char *instance_health(const struct arq_ctx *ctx, const char **detail);
+/* The storage in force: the first started storage instance of the running generation. */
+struct arq_ctx *storage_current(const struct bus *b);
 /* {instance, backend, health, detail?} of the storage in force, or JSON null. */
-json_t *storage_status(struct host *h);
+json_t *storage_status(const struct bus *b);
 /* After delivery: store a routed message, then tell the publisher where: the client `c` by
  * its ack (unless acks are off), or, for a server-side publish (c NULL), `cb`. Without
  * storage they are told at once, without offset and epoch. */
@@ -274,6 +301,9 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
                       const json_t *args);
 json_t *commands_catalogue(const struct bus *b);
 void commands_sweep_start(struct bus *b);
+/* Answer the requests whose deadline has passed (by the environment's clock) with a timeout,
+ * and free those whose command set is gone. The sweep timer runs it every second. */
+void commands_expire(struct bus *b);
 /* Forget every pending request (shutdown). */
 void commands_drop_all(struct bus *b);
 
@@ -301,13 +331,20 @@ const char *bus_join_authorized(struct bus *b, struct arq_conn *c, const char *r
 int bus_svc_ready(arq_ctx *ctx);
 void bus_svc_publish(arq_ctx *ctx, const json_t *message, arq_result_cb cb, void *arg);
 void bus_svc_history_query(arq_ctx *ctx, const json_t *args, arq_result_cb cb, void *arg);
-void bus_svc_reload_async(arq_ctx *ctx, arq_result_cb cb, void *arg);
-
-/* Milliseconds since the epoch, now. */
-int64_t bus_now_ms(void);
-/* Refresh the metrics read at scrape time (uptime, resident memory, open descriptors). */
-void bus_update_process_metrics(struct bus *b);
+/* The bus of a plugin instance (arq_ctx.app). */
+struct bus *bus_of(const arq_ctx *ctx);
+/* Milliseconds since the epoch, now, by the environment's clock. */
+int64_t bus_now_ms(const struct bus *b);
+/* One series of a family the bus registers (label NULL: none); the family is released by
+ * bus_free. NULL when it cannot be registered. */
+arq_series *bus_series(struct bus *b, enum arq_metric_type type, const char *name, const char *help,
+                       const char *label, const char *value);
+/* A family the bus registers, released by bus_free. */
+arq_metric *bus_family(struct bus *b, enum arq_metric_type type, const char *name, const char *help,
+                       const char *const *labels, const double *buckets, size_t nbuckets);
 /* arqonbus_commands_total{command=name, status} (series are kept while the host runs). */
 arq_series *bus_command_series(struct bus *b, const char *name, int ok);
+/* A telemetry event of the bus itself (source "host"). */
+void bus_event(struct bus *b, const struct arq_event *ev);
 
 #endif

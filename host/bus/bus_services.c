@@ -4,11 +4,7 @@
 
 #include "bus.h"
 #include "envelope.h"
-#include "generation.h"
-#include "host.h"
 #include "instance.h"
-#include "loader.h"
-#include "telemetry.h"
 
 const char *bus_check_names(const struct bus *b, const char *room, const char *channel,
                             struct arq_error *err)
@@ -16,11 +12,11 @@ const char *bus_check_names(const struct bus *b, const char *room, const char *c
     size_t max = b->settings.max_name_length;
     if (!room || !envelope_valid_name(room, max)) {
         arq_error_set(err, 0, "Invalid room name: %s", room ? room : "(none)");
-        return "VALIDATION_ERROR";
+        return ARQ_ERR_VALIDATION;
     }
     if (channel && !envelope_valid_name(channel, max)) {
         arq_error_set(err, 0, "Invalid channel name: %s", channel);
-        return "VALIDATION_ERROR";
+        return ARQ_ERR_VALIDATION;
     }
     return NULL;
 }
@@ -33,17 +29,17 @@ static void bus__event(struct bus *b, const char *type, const struct arq_conn *c
                            .client_id = c ? c->id : NULL,
                            .room = room,
                            .channel = channel};
-    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+    bus_event(b, &ev);
 }
 
 const char *bus_svc_join(arq_conn *conn, const char *room, const char *channel,
                          struct arq_error *err)
 {
-    struct bus *b = &conn->transport->host->bus;
+    struct bus *b = conn->bus;
     const char *code = bus_check_names(b, room, channel, err);
     if (!code && conn->state != CONN_OPEN) {
         arq_error_set(err, 0, "The client is disconnecting");
-        code = "EXECUTION_ERROR";
+        code = ARQ_ERR_EXECUTION;
     }
     if (!code)
         code = bus_join_authorized(b, conn, room, channel, err);
@@ -68,7 +64,7 @@ const char *bus_join_authorized(struct bus *b, struct arq_conn *c, const char *r
 const char *bus_svc_leave(arq_conn *conn, const char *room, const char *channel,
                           struct arq_error *err)
 {
-    struct bus *b = &conn->transport->host->bus;
+    struct bus *b = conn->bus;
     const char *code = bus_check_names(b, room, channel, err);
     if (!code && !(code = router_leave(b, conn, room, channel, err)))
         bus__event(b, "client_left", conn, room, channel);
@@ -78,70 +74,54 @@ const char *bus_svc_leave(arq_conn *conn, const char *room, const char *channel,
 const char *bus_svc_create_channel(arq_ctx *ctx, const char *room, const char *channel,
                                    const char *description, struct arq_error *err)
 {
-    const char *code = bus_check_names(&ctx->host->bus, room, channel ? channel : "", err);
+    const char *code = bus_check_names(bus_of(ctx), room, channel ? channel : "", err);
     if (!channel) {
         arq_error_set(err, 0, "A channel name is required");
-        return "VALIDATION_ERROR";
+        return ARQ_ERR_VALIDATION;
     }
-    return code ? code : router_create_channel(&ctx->host->bus, room, channel, description, err);
+    return code ? code : router_create_channel(bus_of(ctx), room, channel, description, err);
 }
 
 const char *bus_svc_delete_channel(arq_ctx *ctx, const char *room, const char *channel, int force,
                                    struct arq_error *err)
 {
-    const char *code = bus_check_names(&ctx->host->bus, room, channel, err);
-    return code ? code : router_delete_channel(&ctx->host->bus, room, channel, force, err);
+    const char *code = bus_check_names(bus_of(ctx), room, channel, err);
+    return code ? code : router_delete_channel(bus_of(ctx), room, channel, force, err);
 }
 
 const char *bus_svc_disconnect(arq_ctx *ctx, const char *client_id, const char *reason,
                                struct arq_error *err)
 {
-    struct arq_conn *c = conn_find(ctx->host, client_id);
+    struct arq_conn *c = conn_find(bus_of(ctx), client_id);
     if (!c || c->state != CONN_OPEN) {
         arq_error_set(err, 0, "Client %s is not connected", client_id);
-        return "NOT_FOUND";
+        return ARQ_ERR_NOT_FOUND;
     }
     conn_close(c, 1008, reason && *reason ? reason : "Disconnected by an administrator");
     return NULL;
 }
 
-static json_t *bus__status(struct host *h)
+static json_t *bus__status(struct bus *b)
 {
-    struct bus *b = &h->bus;
-    json_t *plugins = json_array();
-    for (size_t i = 0; plugins && h->current && i < h->current->n; i++) {
-        const struct arq_ctx *ctx = h->current->inst[i];
-        const char *detail;
-        const char *health = instance_health(ctx, &detail);
-        json_array_append_new(
-            plugins, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "name", ctx->name, "module",
-                               ctx->mod->desc->name, "kind", loader_kind_name(ctx->mod->desc->kind),
-                               "version", ctx->mod->desc->version ? ctx->mod->desc->version : "",
-                               "health", health, "detail", detail));
+    json_t *status = b->env.status(b->env.arg);
+    if (status) {
+        json_object_set_new(status, "clients", json_integer((json_int_t)b->nconns));
+        json_object_set_new(status, "rooms", json_integer((json_int_t)b->rooms.len));
+        json_object_set_new(status, "channels", json_integer((json_int_t)b->nchannels));
+        json_object_set_new(status, "storage", storage_status(b));
     }
-    json_t *status = json_pack(
-        "{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}", "uptime_seconds",
-        (json_int_t)((telemetry_now_us() - h->started_us) / 1000000), "version", ARQ_VERSION,
-        "node", h->node, "generation", (json_int_t)(h->current ? h->current->id : 0), "clients",
-        (json_int_t)b->nconns, "rooms", (json_int_t)b->rooms.len, "channels",
-        (json_int_t)b->nchannels, "plugins", plugins, "reloads", "succeeded",
-        (json_int_t)h->reloads.ok, "failed", (json_int_t)h->reloads.failed, "last_ok",
-        h->reloads.last_ok, "last_error", h->reloads.last_error);
-    if (status)
-        json_object_set_new(status, "storage", storage_status(h));
     return status;
 }
 
 json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
                       const char *channel, const char **code, struct arq_error *err)
 {
-    struct host *h = ctx->host;
-    struct bus *b = &h->bus;
+    struct bus *b = bus_of(ctx);
     *code = NULL;
     if (!strcmp(what, "rooms"))
         return router_rooms_json(b);
     if (!strcmp(what, "status"))
-        return bus__status(h);
+        return bus__status(b);
     if (!strcmp(what, "commands"))
         return commands_catalogue(b);
     if (!strcmp(what, "client")) {
@@ -187,4 +167,31 @@ json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char
     arq_error_set(err, 0, "Unknown query: %s", what);
     *code = "EXECUTION_ERROR";
     return NULL;
+}
+
+void bus_services(struct arq_host *api)
+{
+    api->conn_open = conn_svc_open;
+    api->conn_recv = conn_svc_recv;
+    api->conn_pending = conn_svc_pending;
+    api->conn_consumed = conn_svc_consumed;
+    api->conn_closed = conn_svc_closed;
+    api->reply_ok = commands_svc_reply_ok;
+    api->reply_error = commands_svc_reply_error;
+    api->conn_client_id = conn_svc_client_id;
+    api->conn_set_limit = conn_svc_set_limit;
+    api->bus_join = bus_svc_join;
+    api->bus_leave = bus_svc_leave;
+    api->bus_create_channel = bus_svc_create_channel;
+    api->bus_delete_channel = bus_svc_delete_channel;
+    api->bus_disconnect = bus_svc_disconnect;
+    api->bus_query = bus_svc_query;
+    api->bus_reload = bus_svc_reload;
+    api->bus_history = storage_svc_history;
+    api->bus_ready = bus_svc_ready;
+    api->bus_publish = bus_svc_publish;
+    api->bus_history_query = bus_svc_history_query;
+    api->auth_handshake = auth_svc_handshake;
+    api->auth_ticket_free = auth_svc_ticket_free;
+    api->auth_authorize = auth_svc_authorize;
 }

@@ -6,10 +6,9 @@
 
 #include "bus.h"
 #include "envelope.h"
-#include "generation.h"
-#include "host.h"
 #include "instance.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
 
 struct arq_request {
@@ -31,26 +30,19 @@ void bus_commands_rebuild(struct bus *b)
     free(b->entries);
     b->entries = NULL;
     b->nentries = 0;
-    struct generation *g = b->host->current;
     size_t n = 0;
-    for (size_t i = 0; g && i < g->n; i++) {
-        const struct arq_plugin *d = g->inst[i]->mod->desc;
-        if (d->kind != ARQ_KIND_COMMANDS)
-            continue;
-        for (const struct arq_command *c = ((const struct arq_commands_ops *)d->ops)->commands;
-             c->name; c++)
+    struct arq_ctx *ctx;
+    for (size_t i = 0; (ctx = b->env.instance(b->env.arg, ARQ_KIND_COMMANDS, i)); i++) {
+        const struct arq_commands_ops *ops = ctx->mod->desc->ops;
+        for (const struct arq_command *c = ops->commands; c->name; c++)
             n++;
     }
     if (!n || !(b->entries = calloc(n, sizeof *b->entries)))
         return;
     /* Declaration order decides: the first command set to declare a name keeps it. */
-    for (size_t i = 0; g && i < g->n; i++) {
-        struct arq_ctx *ctx = g->inst[i];
-        const struct arq_plugin *d = ctx->mod->desc;
-        if (d->kind != ARQ_KIND_COMMANDS)
-            continue;
-        for (const struct arq_command *c = ((const struct arq_commands_ops *)d->ops)->commands;
-             c->name; c++) {
+    for (size_t i = 0; (ctx = b->env.instance(b->env.arg, ARQ_KIND_COMMANDS, i)); i++) {
+        const struct arq_commands_ops *ops = ctx->mod->desc->ops;
+        for (const struct arq_command *c = ops->commands; c->name; c++) {
             struct command_entry *prev = hmap_get(&b->commands, c->name);
             if (prev) {
                 log_write(ARQ_LOG_WARN, "host", "command declared twice; the first one is kept",
@@ -131,7 +123,7 @@ static void request__respond(struct arq_request *r, const char *code, const char
     metrics_observe(b->m_command_seconds, (double)(uv_hrtime() - r->started_ns) / 1e9);
     if (r->conn->state == CONN_OPEN) {
         char id[32], ts[32];
-        int64_t now = bus_now_ms();
+        int64_t now = bus_now_ms(b);
         envelope_new_id(id, now);
         envelope_format_timestamp(now, ts);
         json_t *resp =
@@ -155,7 +147,7 @@ static void request__respond(struct arq_request *r, const char *code, const char
                            .event_type = code ? "command_failed" : "command_executed",
                            .client_id = r->conn->id,
                            .command = r->command};
-    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+    bus_event(b, &ev);
 }
 
 /* A reply ends the request: it leaves the pending list and is freed. A second reply to the
@@ -175,13 +167,12 @@ void commands_svc_reply_ok(arq_request *req, const char *message, const json_t *
 
 void commands_svc_reply_error(arq_request *req, const char *code, const char *text)
 {
-    request__finish(req, code ? code : "EXECUTION_ERROR", text, NULL, NULL);
+    request__finish(req, code ? code : ARQ_ERR_EXECUTION, text, NULL, NULL);
 }
 
-static void commands__sweep(uv_timer_t *t)
+void commands_expire(struct bus *b)
 {
-    struct bus *b = t->data;
-    int64_t now = bus_now_ms();
+    int64_t now = bus_now_ms(b);
     struct arq_request *r = b->pending;
     while (r) {
         struct arq_request *next = r->next;
@@ -194,11 +185,17 @@ static void commands__sweep(uv_timer_t *t)
                       r->conn->id, (const char *)NULL);
             /* Keep the request (the handler may still reply) but answer the client now: the
              * late reply then finds a request whose client was already answered. */
-            request__respond(r, "EXECUTION_ERROR", "Command timed out", NULL, NULL);
+            request__respond(r, ARQ_ERR_EXECUTION, "Command timed out", NULL, NULL);
             r->deadline_ms = INT64_MAX;
         }
         r = next;
     }
+}
+
+static void commands__sweep(uv_timer_t *t)
+{
+    struct bus *b = t->data;
+    commands_expire(b);
     if (!b->pending)
         uv_timer_stop(t);
 }
@@ -293,7 +290,7 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     struct command_entry *e = hmap_get(&b->commands, name);
     if (!e) {
         snprintf(text, sizeof text, "Unknown command: %s", name);
-        bus_send_error(b, c, "UNKNOWN_COMMAND", text, id, NULL);
+        bus_send_error(b, c, ARQ_ERR_UNKNOWN_COMMAND, text, id, NULL);
         metrics_add(b->m_cmd_unknown, 1);
         return;
     }
@@ -302,7 +299,7 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
         if (r)
             free(r->id);
         free(r);
-        bus_send_error(b, c, "INTERNAL_ERROR", "Out of memory", id, NULL);
+        bus_send_error(b, c, ARQ_ERR_INTERNAL, "Out of memory", id, NULL);
         return;
     }
     r->bus = b;
@@ -333,7 +330,7 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     if (!errors || !typed || json_array_size(errors)) {
         const char *first = json_string_value(json_array_get(errors, 0));
         json_t *data = json_pack("{s:O}", "errors", errors);
-        request__respond(r, "VALIDATION_ERROR", first ? first : "Out of memory", NULL, data);
+        request__respond(r, ARQ_ERR_VALIDATION, first ? first : "Out of memory", NULL, data);
         json_decref(data);
         request__free(r);
         json_decref(errors);
@@ -343,7 +340,7 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
     json_decref(errors);
     r->owner = e->owner;
     instance_ref(e->owner);
-    r->deadline_ms = bus_now_ms() + (int64_t)b->settings.command_timeout_ms;
+    r->deadline_ms = bus_now_ms(b) + (int64_t)b->settings.command_timeout_ms;
     request__link(&b->pending, r);
     commands_sweep_start(b);
     e->cmd->handler(e->owner->self, r, c, typed);
@@ -351,23 +348,6 @@ void commands_execute(struct bus *b, struct arq_conn *c, const char *id, const c
 }
 
 /* --- reloads asked for by commands and server-side APIs ---------------------------------- */
-
-void bus_svc_reload_async(arq_ctx *ctx, arq_result_cb cb, void *arg)
-{
-    struct bus *b = &ctx->host->bus;
-    struct reload_waiter *w = malloc(sizeof *w);
-    if (!w || b->host->stopping) {
-        free(w);
-        cb(arg, "EXECUTION_ERROR", w ? "Out of memory" : "The server is stopping", NULL);
-        return;
-    }
-    *w = (struct reload_waiter){cb, arg, NULL};
-    struct reload_waiter **tail = &b->reload_waiters;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = w;
-    host_request_reload(b->host);
-}
 
 static void commands__reloaded(void *arg, const char *code, const char *text, const json_t *data)
 {
@@ -379,25 +359,9 @@ static void commands__reloaded(void *arg, const char *code, const char *text, co
 void bus_svc_reload(arq_ctx *ctx, arq_request *req)
 {
     /* The request waits for the reload's verdict instead of the command timeout. */
-    request__unlink(&ctx->host->bus.pending, req);
-    bus_svc_reload_async(ctx, commands__reloaded, req);
-}
-
-void bus_reload_done(struct bus *b, int ok, const char *error)
-{
-    json_t *data = ok ? json_pack("{s:I}", "generation",
-                                  (json_int_t)(b->host->current ? b->host->current->id : 0))
-                      : NULL;
-    while (b->reload_waiters) {
-        struct reload_waiter *w = b->reload_waiters;
-        b->reload_waiters = w->next;
-        if (ok)
-            w->cb(w->arg, NULL, NULL, data);
-        else
-            w->cb(w->arg, "EXECUTION_ERROR", error ? error : "Reload failed", NULL);
-        free(w);
-    }
-    json_decref(data);
+    struct bus *b = bus_of(ctx);
+    request__unlink(&b->pending, req);
+    b->env.reload(b->env.arg, commands__reloaded, req);
 }
 
 void commands_drop_all(struct bus *b)
@@ -409,5 +373,4 @@ void commands_drop_all(struct bus *b)
         request__unlink(&b->pending, r);
         request__free(r);
     }
-    bus_reload_done(b, 0, "Server shutting down");
 }

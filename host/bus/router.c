@@ -6,8 +6,8 @@
 
 #include "bus.h"
 #include "envelope.h"
-#include "host.h"
 #include "log.h"
+#include "metrics.h"
 
 /* The longest channel description, in bytes (docs/protocol.md): it is kept as long as the
  * channel and sent in every listing of the room. */
@@ -32,7 +32,7 @@ static struct room *router__room_new(struct bus *b, const char *name)
         free(r);
         return NULL;
     }
-    r->created_ms = bus_now_ms();
+    r->created_ms = bus_now_ms(b);
     metrics_set(b->m_rooms, (double)b->rooms.len);
     return r;
 }
@@ -52,7 +52,7 @@ static struct channel *router__channel_new(struct bus *b, struct room *r, const 
         return NULL;
     }
     ch->room = r;
-    ch->created_ms = ch->last_activity_ms = bus_now_ms();
+    ch->created_ms = ch->last_activity_ms = bus_now_ms(b);
     b->nchannels++;
     metrics_set(b->m_channels, (double)b->nchannels);
     return ch;
@@ -149,7 +149,7 @@ static void router__announce(struct bus *b, struct room *r, struct channel *ch,
     if (!router__presence(b, r))
         return;
     char ts[32], id[32];
-    int64_t now = bus_now_ms();
+    int64_t now = bus_now_ms(b);
     envelope_format_timestamp(now, ts);
     envelope_new_id(id, now);
     json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}}", "id", id, "timestamp",
@@ -170,12 +170,12 @@ static const char *router__full(const struct bus *b, int new_room, int new_chann
 {
     if (new_room && b->rooms.len >= b->settings.max_rooms) {
         arq_error_set(err, 0, "The bus holds its maximum of %zu rooms", b->settings.max_rooms);
-        return "EXECUTION_ERROR";
+        return ARQ_ERR_EXECUTION;
     }
     if (new_channel && b->nchannels >= b->settings.max_channels) {
         arq_error_set(err, 0, "The bus holds its maximum of %zu channels",
                       b->settings.max_channels);
-        return "EXECUTION_ERROR";
+        return ARQ_ERR_EXECUTION;
     }
     return NULL;
 }
@@ -187,14 +187,14 @@ const char *router_join(struct bus *b, struct arq_conn *c, const char *room, con
     struct channel *ch = router_channel(r, channel);
     if (channel && !ch && !b->settings.auto_create) {
         arq_error_set(err, 0, "Channel %s/%s does not exist", room, channel);
-        return "CHANNEL_NOT_FOUND";
+        return ARQ_ERR_CHANNEL_NOT_FOUND;
     }
     if (r && (channel ? ch && router__find(c, r, ch) : router__find(c, r, NULL) != NULL))
         return NULL; /* already a member */
     if (c->nmemberships >= b->settings.max_memberships) {
         arq_error_set(err, 0, "Too many memberships (at most %zu per connection)",
                       b->settings.max_memberships);
-        return "EXECUTION_ERROR";
+        return ARQ_ERR_EXECUTION;
     }
     const char *full = router__full(b, !r, channel && !ch, err);
     if (full)
@@ -229,7 +229,7 @@ oom:
     if (r && (new_room || new_channel))
         router__prune(b, r, new_channel ? ch : NULL);
     arq_error_set(err, 0, "Out of memory");
-    return "INTERNAL_ERROR";
+    return ARQ_ERR_INTERNAL;
 }
 
 static void router__drop(struct bus *b, struct arq_conn *c, struct membership *m)
@@ -263,7 +263,7 @@ const char *router_leave(struct bus *b, struct arq_conn *c, const char *room, co
             arq_error_set(err, 0, "Not a member of channel %s/%s", room, channel);
         else
             arq_error_set(err, 0, "Not a member of room %s", room);
-        return "NOT_FOUND";
+        return ARQ_ERR_NOT_FOUND;
     }
     router__drop(b, c, m);
     return NULL;
@@ -282,12 +282,12 @@ const char *router_create_channel(struct bus *b, const char *room, const char *c
     if (dlen > ROUTER_MAX_DESCRIPTION) {
         arq_error_set(err, 0, "The description is %zu bytes long; at most %d are allowed", dlen,
                       ROUTER_MAX_DESCRIPTION);
-        return "VALIDATION_ERROR";
+        return ARQ_ERR_VALIDATION;
     }
     struct room *r = router_room(b, room);
     if (router_channel(r, channel)) {
         arq_error_set(err, 0, "Channel %s/%s already exists", room, channel);
-        return "CHANNEL_EXISTS";
+        return ARQ_ERR_CHANNEL_EXISTS;
     }
     const char *full = router__full(b, !r, 1, err);
     if (full)
@@ -305,7 +305,7 @@ const char *router_create_channel(struct bus *b, const char *room, const char *c
     return NULL;
 oom:
     arq_error_set(err, 0, "Out of memory");
-    return "INTERNAL_ERROR";
+    return ARQ_ERR_INTERNAL;
 }
 
 const char *router_delete_channel(struct bus *b, const char *room, const char *channel, int force,
@@ -314,17 +314,17 @@ const char *router_delete_channel(struct bus *b, const char *room, const char *c
     struct room *r = router_room(b, room);
     if (!r) {
         arq_error_set(err, 0, "Room %s does not exist", room);
-        return "ROOM_NOT_FOUND";
+        return ARQ_ERR_ROOM_NOT_FOUND;
     }
     struct channel *ch = router_channel(r, channel);
     if (!ch) {
         arq_error_set(err, 0, "Channel %s/%s does not exist", room, channel);
-        return "CHANNEL_NOT_FOUND";
+        return ARQ_ERR_CHANNEL_NOT_FOUND;
     }
     if (ch->nmembers && !force) {
         arq_error_set(err, 0, "Channel %s/%s has %zu member%s; use force to delete it", room,
                       channel, ch->nmembers, ch->nmembers == 1 ? "" : "s");
-        return "EXECUTION_ERROR";
+        return ARQ_ERR_EXECUTION;
     }
     ch->explicit_ = 0;
     while (ch->nmembers) {
@@ -367,7 +367,7 @@ size_t router_fanout(struct bus *b, struct room *r, struct channel *ch, struct f
     b->fanout_seq++;
     if (ch) {
         ch->messages++;
-        ch->last_activity_ms = bus_now_ms();
+        ch->last_activity_ms = bus_now_ms(b);
         return router__deliver(b, ch->members, ch->nmembers, f, except);
     }
     r->messages++;
@@ -386,7 +386,7 @@ json_t *router_channel_json(const struct channel *ch, int with_members)
     char created[32], active[32];
     envelope_format_timestamp(ch->created_ms, created);
     envelope_format_timestamp(ch->last_activity_ms, active);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s?, s:s, s:s}", "room", ch->room->name, "channel",
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s*, s:s, s:s}", "room", ch->room->name, "channel",
                           ch->name, "members", (json_int_t)ch->nmembers, "description",
                           ch->description, "created_at", created, "last_activity", active);
     if (o && with_members) {

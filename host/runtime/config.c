@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bus.h"
 #include "options.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -45,8 +44,6 @@ static const struct arq_option instance_options[] = {
     ARQ_OPT("enabled", ARQ_OPT_STRING, "true", 0,
             "true, false, or a comparison \"A == B\" / \"A != B\" (after ${VAR} expansion)"),
     ARQ_OPT("config", ARQ_OPT_JSON, NULL, 0, "the module's options"), ARQ_OPT_END};
-
-static const char *const top_level_keys[] = {"host", "bus", "plugins", NULL};
 
 static int instance_name_is_valid(const char *s)
 {
@@ -224,18 +221,33 @@ static void merge_unique(json_t *dst, const json_t *src, const struct cfg_doc *d
     }
 }
 
-static void read_file(struct config *conf, json_t *root, json_t *host_merged, json_t *bus_merged,
-                      json_t *plugins_merged, struct diag_list *diags)
+/* The top-level keys: host, the section of the layer above the runtime (when there is one),
+ * plugins. */
+static void config__top_level_keys(const struct config_section *section, const char *keys[4])
 {
+    size_t n = 0;
+    keys[n++] = "host";
+    if (section)
+        keys[n++] = section->name;
+    keys[n++] = "plugins";
+    keys[n] = NULL;
+}
+
+static void read_file(struct config *conf, json_t *root, const struct config_section *section,
+                      json_t *host_merged, json_t *section_merged, json_t *plugins_merged,
+                      struct diag_list *diags)
+{
+    const char *top_level_keys[4];
+    config__top_level_keys(section, top_level_keys);
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v)
     {
         const struct cfg_pos *kp = cfg_key_pos_of(conf->doc, v);
-        json_t *target = !strcmp(key, "host")      ? host_merged
-                         : !strcmp(key, "bus")     ? bus_merged
-                         : !strcmp(key, "plugins") ? plugins_merged
-                                                   : NULL;
+        json_t *target = !strcmp(key, "host")                     ? host_merged
+                         : section && !strcmp(key, section->name) ? section_merged
+                         : !strcmp(key, "plugins")                ? plugins_merged
+                                                                  : NULL;
         if (!target) {
             char allowed[64];
             const char *hint = diag_suggest(key, top_level_keys);
@@ -250,11 +262,13 @@ static void read_file(struct config *conf, json_t *root, json_t *host_merged, js
             diag_add(diags, cfg_pos_of(conf->doc, v), "\"%s\" must be a mapping", key);
             continue;
         }
-        merge_unique(target, v, conf->doc,
-                     target == host_merged  ? "host option"
-                     : target == bus_merged ? "bus option"
-                                            : "plugin instance",
-                     diags);
+        char what[80];
+        if (target == section_merged)
+            snprintf(what, sizeof what, "%s option", section->name);
+        else
+            snprintf(what, sizeof what, "%s",
+                     target == host_merged ? "host option" : "plugin instance");
+        merge_unique(target, v, conf->doc, what, diags);
     }
 }
 
@@ -430,15 +444,15 @@ static void config__record_file(struct config *conf, const char *path, const jso
 }
 
 struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *getenv_arg,
-                           struct diag_list *diags)
+                           const struct config_section *section, struct diag_list *diags)
 {
     size_t before = diags->n;
     struct config *conf = calloc(1, sizeof *conf);
     json_t *host_merged = json_object();
-    json_t *bus_merged = json_object();
+    json_t *section_merged = json_object();
     json_t *plugins_merged = json_object();
     char **files = NULL;
-    if (!conf || !host_merged || !bus_merged || !plugins_merged || !(conf->dir = strdup(dir)) ||
+    if (!conf || !host_merged || !section_merged || !plugins_merged || !(conf->dir = strdup(dir)) ||
         !(conf->doc = cfg_doc_new(getenv_fn, getenv_arg))) {
         diag_add(diags, NULL, "out of memory");
         goto fail;
@@ -458,14 +472,18 @@ struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *geten
     for (char **f = files; *f; f++) {
         json_t *root = cfg_doc_parse_file(conf->doc, *f, diags);
         if (root) {
-            read_file(conf, root, host_merged, bus_merged, plugins_merged, diags);
+            read_file(conf, root, section, host_merged, section_merged, plugins_merged, diags);
             config__record_file(conf, *f, root, diags);
         }
     }
     if (diags->n != before)
         goto fail;
     apply_host(conf, host_merged, diags);
-    conf->bus_values = validate_section(conf, bus_merged, bus_options, "bus section", diags);
+    if (section) {
+        char who[80];
+        snprintf(who, sizeof who, "%s section", section->name);
+        conf->section_values = validate_section(conf, section_merged, section->options, who, diags);
+    }
     if (diags->n != before)
         goto fail;
     read_plugins(conf, plugins_merged, diags);
@@ -473,13 +491,13 @@ struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *geten
         goto fail;
     cfg_free_list(files);
     json_decref(host_merged);
-    json_decref(bus_merged);
+    json_decref(section_merged);
     json_decref(plugins_merged);
     return conf;
 fail:
     cfg_free_list(files);
     json_decref(host_merged);
-    json_decref(bus_merged);
+    json_decref(section_merged);
     json_decref(plugins_merged);
     config_free(conf);
     return NULL;
@@ -502,7 +520,7 @@ void config_free(struct config *conf)
     free(conf->plugins);
     free(conf->host.plugin_dir);
     json_decref(conf->host_values);
-    json_decref(conf->bus_values);
+    json_decref(conf->section_values);
     cfg_doc_free(conf->doc);
     free(conf->dir);
     free(conf);

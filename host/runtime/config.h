@@ -48,8 +48,8 @@ struct config {
     size_t nfiles;
     struct diag_list warnings; /* problems that do not make the configuration invalid       */
     struct cfg_doc *doc;
-    json_t *host_values; /* validated host options                                          */
-    json_t *bus_values;  /* validated `bus:` options                                        */
+    json_t *host_values;    /* validated host options                                          */
+    json_t *section_values; /* the validated options of the section below, or NULL          */
     struct host_settings host;
     struct plugin_decl *plugins; /* declaration order: file order, then order in the file   */
     size_t nplugins;
@@ -70,10 +70,17 @@ const char *config_default_conf_dir(void);
  * "../" removes one component of dir. Exposed for tests. 0, or -1 when out is too small. */
 int config_resolve_from(const char *dir, const char *rel, char *out, size_t size);
 
+/* A top-level section of conf.d owned by the layer above the runtime (the bus's `bus:`),
+ * validated against its spec like the host's own. */
+struct config_section {
+    const char *name;
+    const struct arq_option *options;
+};
+
 /* Read and check `dir`. NULL with every problem in diags. `getenv_fn` NULL: the process
- * environment. */
+ * environment. `section` NULL: no section besides host and plugins. */
 struct config *config_load(const char *dir, cfg_getenv_fn getenv_fn, void *getenv_arg,
-                           struct diag_list *diags);
+                           const struct config_section *section, struct diag_list *diags);
 void config_free(struct config *conf);
 /* Against the running configuration `cur`: a file that declared settings there and declares
  * none now (emptied, most likely by a failed write or an editor) is an error naming the file

@@ -1,5 +1,6 @@
 #include "host.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,8 +9,10 @@
 
 #include "generation.h"
 #include "instance.h"
+#include "loader.h"
 #include "log.h"
 #include "notify.h"
+#include "walltime.h"
 
 /* --- telemetry delivery ------------------------------------------------------------------- */
 
@@ -24,6 +27,15 @@ static void deliver_to_sinks(void *arg, const struct arq_event *const *events, s
             ops->emit_batch(ctx->self, events, n);
         }
     }
+}
+
+/* Before the loop sleeps: what timers queued (a reload's events, an expiry check's) goes to
+ * the sinks now, not when some later I/O wakes the loop. */
+static void on_prepare(uv_prepare_t *handle)
+{
+    struct host *h = handle->data;
+    if (telemetry_queued(h->telemetry))
+        telemetry_drain(h->telemetry);
 }
 
 static void on_check(uv_check_t *handle)
@@ -126,6 +138,38 @@ void host_request_reload(struct host *h)
     uv_timer_start(&h->reload_timer, on_reload_timer, 0, 0);
 }
 
+void host_reload_async(struct host *h, arq_result_cb cb, void *arg)
+{
+    struct host_reload_waiter *w = h->stopping ? NULL : malloc(sizeof *w);
+    if (!w) {
+        cb(arg, ARQ_ERR_EXECUTION, h->stopping ? "The server is stopping" : "Out of memory", NULL);
+        return;
+    }
+    *w = (struct host_reload_waiter){cb, arg, NULL};
+    struct host_reload_waiter **tail = &h->reload_waiters;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = w;
+    host_request_reload(h);
+}
+
+/* Tell every waiter the outcome of the reload that just ended (or of none: stopping). */
+static void host__reload_done(struct host *h, int ok, const char *error)
+{
+    json_t *data =
+        ok ? json_pack("{s:I}", "generation", (json_int_t)(h->current ? h->current->id : 0)) : NULL;
+    while (h->reload_waiters) {
+        struct host_reload_waiter *w = h->reload_waiters;
+        h->reload_waiters = w->next;
+        if (ok)
+            w->cb(w->arg, NULL, NULL, data);
+        else
+            w->cb(w->arg, ARQ_ERR_EXECUTION, error ? error : "Reload failed", NULL);
+        free(w);
+    }
+    json_decref(data);
+}
+
 /* --- set-up ------------------------------------------------------------------------------- */
 
 static void set_default_node(struct host *h)
@@ -151,7 +195,7 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     h->log_level_override = -1;
     h->drain_timeout_ms = 10000;
     h->loop = loop;
-    h->started_us = telemetry_now_us();
+    h->started_us = walltime_now_us();
     h->next_generation = 1;
     h->reloads.last_ok = 1;
     set_default_node(h);
@@ -174,6 +218,9 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     uv_check_init(loop, &h->telemetry_check);
     h->telemetry_check.data = h;
     uv_check_start(&h->telemetry_check, on_check);
+    uv_prepare_init(loop, &h->telemetry_prepare);
+    h->telemetry_prepare.data = h;
+    uv_prepare_start(&h->telemetry_prepare, on_prepare);
     uv_async_init(loop, &h->post_async, on_post);
     h->post_async.data = h;
     h->handles_open = 1;
@@ -195,16 +242,98 @@ int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir)
     h->m_tel_dropped =
         host_series(h, ARQ_METRIC_COUNTER, "arqonbus_telemetry_dropped_total",
                     "Telemetry events dropped because the queue was full.", NULL, NULL);
+    h->m_uptime = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_uptime_seconds",
+                              "Seconds since the process started.", NULL, NULL);
+    h->m_rss = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_resident_memory_bytes",
+                           "Resident memory of the process.", NULL, NULL);
+    h->m_fds = host_series(h, ARQ_METRIC_GAUGE, "arqonbus_open_fds",
+                           "Open file descriptors of the process.", NULL, NULL);
     if (!h->m_reload_ok || !h->m_reload_failed || !h->m_generation || !h->m_instances ||
-        !h->m_tel_dropped) {
+        !h->m_tel_dropped || !h->m_uptime || !h->m_rss || !h->m_fds) {
         LOG_ERROR("cannot register the host's metrics");
         return -1;
     }
-    if (bus_init(&h->bus, h) != 0) {
-        LOG_ERROR("out of memory while starting");
-        return -1;
-    }
     return 0;
+}
+
+void host_set_hooks(struct host *h, const struct host_hooks *hooks)
+{
+    h->hooks = *hooks;
+    if (h->self_ctx)
+        h->self_ctx->app = hooks->arg;
+}
+
+/* The hooks' section, for config_load. */
+static const struct config_section *host__section(const struct host *h)
+{
+    return h->hooks.section.name ? &h->hooks.section : NULL;
+}
+
+static void host__generation_changed(struct host *h)
+{
+    if (h->hooks.generation_changed)
+        h->hooks.generation_changed(h->hooks.arg);
+}
+
+struct arq_ctx *host_instance(const struct host *h, enum arq_kind kind, size_t i)
+{
+    /* Start order is by kind, then declaration order: within a kind, declaration order. */
+    const struct generation *g = h->current;
+    for (size_t k = 0; g && k < g->n; k++)
+        if (g->inst[k]->mod->desc->kind == kind && i-- == 0)
+            return g->inst[k];
+    return NULL;
+}
+
+int host_accepting(const struct host *h)
+{
+    return h->current && !h->stopping && !h->draining;
+}
+
+json_t *host_status(const struct host *h)
+{
+    json_t *plugins = json_array();
+    for (size_t i = 0; plugins && h->current && i < h->current->n; i++) {
+        const struct arq_ctx *ctx = h->current->inst[i];
+        const char *detail;
+        const char *health = instance_health(ctx, &detail);
+        json_array_append_new(
+            plugins, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s?}", "name", ctx->name, "module",
+                               ctx->mod->desc->name, "kind", loader_kind_name(ctx->mod->desc->kind),
+                               "version", ctx->mod->desc->version ? ctx->mod->desc->version : "",
+                               "health", health, "detail", detail));
+    }
+    return json_pack("{s:I, s:s, s:s, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}", "uptime_seconds",
+                     (json_int_t)((walltime_now_us() - h->started_us) / 1000000), "version",
+                     ARQ_VERSION, "node", h->node, "generation",
+                     (json_int_t)(h->current ? h->current->id : 0), "plugins", plugins, "reloads",
+                     "succeeded", (json_int_t)h->reloads.ok, "failed",
+                     (json_int_t)h->reloads.failed, "last_ok", h->reloads.last_ok, "last_error",
+                     h->reloads.last_error);
+}
+
+void host_update_process_metrics(struct host *h)
+{
+    metrics_set(h->m_uptime, (double)(walltime_now_us() - h->started_us) / 1e6);
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        long size;
+        if (fscanf(f, "%ld %ld", &size, &pages) != 2)
+            pages = 0;
+        fclose(f);
+    }
+    metrics_set(h->m_rss, (double)pages * (double)sysconf(_SC_PAGESIZE));
+    size_t fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)))
+            fds += de->d_name[0] != '.';
+        closedir(d);
+        fds--; /* the directory stream itself */
+    }
+    metrics_set(h->m_fds, (double)fds);
 }
 
 /* --- generations -------------------------------------------------------------------------- */
@@ -231,11 +360,12 @@ static void apply_host_settings(struct host *h, const struct host_settings *s)
     h->drain_delay_ms = s->drain_delay_ms;
 }
 
-/* Settings of a configuration: the host's, then the bus's. */
+/* Settings of a configuration: the host's, then those of the hooks' section. */
 static void apply_settings(struct host *h, const struct config *conf)
 {
     apply_host_settings(h, &conf->host);
-    bus_configure(&h->bus, json_incref(conf->bus_values));
+    if (h->hooks.configure && conf->section_values)
+        h->hooks.configure(h->hooks.arg, json_incref(conf->section_values));
 }
 
 static void log_diags(const struct diag_list *dl)
@@ -247,7 +377,8 @@ static void log_diags(const struct diag_list *dl)
 /* Build and commit the next generation from conf_dir. */
 static int swap_generation(struct host *h, struct diag_list *diags, struct plan *plan)
 {
-    struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
+    struct config *conf =
+        config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, host__section(h), diags);
     if (!conf)
         return -1;
     for (size_t i = 0; i < conf->warnings.n; i++)
@@ -266,14 +397,13 @@ static int swap_generation(struct host *h, struct diag_list *diags, struct plan 
         return -1;
     }
     h->next_generation++;
-    bus_commands_rebuild(&h->bus);
-    auth_rebuild(&h->bus);
+    host__generation_changed(h);
     return 0;
 }
 
 static void record_reload(struct host *h, int ok, const struct diag_list *diags)
 {
-    h->reloads.last_us = telemetry_now_us();
+    h->reloads.last_us = walltime_now_us();
     h->reloads.last_ok = ok;
     free(h->reloads.last_error);
     h->reloads.last_error = NULL;
@@ -338,7 +468,7 @@ int host_reload(struct host *h)
         host_event(h, "reload_failed",
                    json_pack("{s:I, s:o*}", "generation", (json_int_t)running, "errors", errors));
         notify_reloaded(0, running, diags.n ? diags.items[0] : NULL);
-        bus_reload_done(&h->bus, 0, diags.n ? diags.items[0] : NULL);
+        host__reload_done(h, 0, diags.n ? diags.items[0] : NULL);
         diag_clear(&diags);
         return -1;
     }
@@ -359,13 +489,14 @@ int host_reload(struct host *h)
                          "added", (json_int_t)plan.counts[3], "removed",
                          (json_int_t)plan.nremoved));
     notify_reloaded(1, h->current->id, NULL);
-    bus_reload_done(&h->bus, 1, NULL);
+    host__reload_done(h, 1, NULL);
     return 0;
 }
 
 int host_check_config(struct host *h, struct diag_list *diags, struct diag_list *warnings)
 {
-    struct config *conf = config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, diags);
+    struct config *conf =
+        config_load(h->conf_dir, h->getenv_fn, h->getenv_arg, host__section(h), diags);
     if (!conf)
         return -1;
     diag_move(warnings, &conf->warnings);
@@ -409,16 +540,16 @@ void host_stop(struct host *h)
     if (!h->draining)
         notify_stopping();
     host_event(h, "system_stopping", NULL);
-    bus_shutdown(&h->bus);
-    commands_drop_all(&h->bus);
+    if (h->hooks.stopping)
+        h->hooks.stopping(h->hooks.arg);
+    host__reload_done(h, 0, "Server shutting down");
     /* Let the sinks see everything up to now while they still run. */
     telemetry_drain(h->telemetry);
     generation_retire_all(h->current);
     h->current = NULL;
     while (h->retiring)
         instance_destroy(h->retiring); /* held ones go too: the process is stopping */
-    bus_commands_rebuild(&h->bus);
-    auth_rebuild(&h->bus);
+    host__generation_changed(h);
     telemetry_drain(h->telemetry);
 
     uv_mutex_lock(&h->post_lock);
@@ -436,6 +567,7 @@ void host_stop(struct host *h)
         close_handle((uv_handle_t *)&h->reload_timer);
         close_handle((uv_handle_t *)&h->reap_timer);
         close_handle((uv_handle_t *)&h->telemetry_check);
+        close_handle((uv_handle_t *)&h->telemetry_prepare);
         close_handle((uv_handle_t *)&h->post_async);
         /* Plugins close their own handles; if one does not within drain_timeout, the
          * deadline closes it, so that a forgotten handle cannot keep the process alive. It
@@ -464,7 +596,7 @@ void host_cleanup(struct host *h)
 {
     generation_retire_all(h->current);
     h->current = NULL;
-    bus_free(&h->bus);
+    host__reload_done(h, 0, "Server shutting down");
     if (h->self_ctx)
         instance_destroy(h->self_ctx);
     h->self_ctx = NULL;

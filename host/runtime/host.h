@@ -1,5 +1,7 @@
-/* The host process: one libuv loop that owns every piece of state, the running configuration
- * generation, and the services offered to plugins. */
+/* The plugin runtime: one libuv loop that owns every piece of state, the running configuration
+ * generation, and the services offered to plugins. It knows plugins, configuration and
+ * generations, and nothing of rooms or clients: the layer above it (the bus) registers hooks
+ * (struct host_hooks) and the runtime calls it only through them. */
 #ifndef ARQ_HOST_HOST_H
 #define ARQ_HOST_HOST_H
 
@@ -7,7 +9,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "bus.h"
 #include "config.h"
 #include "diag.h"
 #include "loader.h"
@@ -16,6 +17,30 @@
 
 struct generation;
 struct post_item;
+
+/* What the layer above the runtime asks of it: a configuration section of its own and the
+ * moments it must act on. Registered once, before host_start (host_set_hooks); every member
+ * may be NULL. */
+struct host_hooks {
+    void *arg;                     /* passed to each hook, and kept in every arq_ctx (app) */
+    struct config_section section; /* its top-level conf.d section (name NULL: none)       */
+    /* A configuration's validated section is in force: at start, after a reload, and again
+     * the running one's after a failed reload. Takes a reference to `values`. */
+    void (*configure)(void *arg, json_t *values);
+    /* The running generation changed (committed, or every instance gone at stop): the
+     * instances of each kind may be different ones. */
+    void (*generation_changed)(void *arg);
+    /* A created instance is being destroyed, after its plugin's destroy. */
+    void (*instance_destroyed)(void *arg, struct arq_ctx *ctx);
+    /* A stop begins, before any instance is stopped. */
+    void (*stopping)(void *arg);
+};
+
+struct host_reload_waiter {
+    arq_result_cb cb;
+    void *arg;
+    struct host_reload_waiter *next;
+};
 
 struct host_reload_stats {
     uint64_t ok, failed;
@@ -45,13 +70,15 @@ struct host {
     struct arq_ctx *self_ctx; /* the host's own context ("host") for its metrics/events   */
     struct arq_ctx *retiring; /* retired instances held by retire_hold                     */
     uv_timer_t reap_timer;    /* destroys released ones outside the plugin's own call       */
-    struct bus bus;
+    struct host_hooks hooks;
+    struct host_reload_waiter *reload_waiters; /* told the outcome of the pending reload    */
 
     /* signals and scheduled work */
     uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
     uv_timer_t reload_timer;
-    uv_timer_t drain_timer; /* bounds a graceful stop by drain_timeout                    */
-    uv_check_t telemetry_check;
+    uv_timer_t drain_timer;         /* bounds a graceful stop by drain_timeout                    */
+    uv_check_t telemetry_check;     /* delivers telemetry after each round of I/O ...        */
+    uv_prepare_t telemetry_prepare; /* ... and before the loop sleeps                         */
     int reload_pending;
     int stopping;
     int handles_open;
@@ -64,14 +91,18 @@ struct host {
 
     /* host metrics */
     arq_series *m_reload_ok, *m_reload_failed, *m_generation, *m_instances, *m_tel_dropped;
+    arq_series *m_uptime, *m_rss, *m_fds;
     uint64_t tel_dropped_reported;
 };
 
-/* The service table handed to every plugin. */
-extern const struct arq_host host_api;
+/* The service table handed to every plugin: the runtime's services; the layer above fills in
+ * its own (the bus's) before host_start. */
+extern struct arq_host host_api;
 
 /* Set up the host on `loop` (no configuration read yet). 0 or -1 (logged). */
 int host_init(struct host *h, uv_loop_t *loop, const char *conf_dir);
+/* Register the layer above (before host_start or host_check_config). */
+void host_set_hooks(struct host *h, const struct host_hooks *hooks);
 /* Load the configuration and start the first generation. On failure every problem is
  * logged and -1 returned. */
 int host_start(struct host *h);
@@ -79,6 +110,21 @@ int host_start(struct host *h);
 int host_reload(struct host *h);
 /* Ask for a reload soon (coalesced). */
 void host_request_reload(struct host *h);
+/* The same, and tell `cb` the outcome as the SDK's bus_reload_async does: data
+ * {"generation": n} when it succeeded, else EXECUTION_ERROR with the first problem. While
+ * stopping, `cb` is told at once. */
+void host_reload_async(struct host *h, arq_result_cb cb, void *arg);
+/* The i-th running instance of `kind`, in declaration order; NULL past the last. */
+struct arq_ctx *host_instance(const struct host *h, enum arq_kind kind, size_t i);
+/* Whether the host takes new work: a generation is running, and it is neither stopping nor
+ * draining. */
+int host_accepting(const struct host *h);
+/* The runtime's part of `status`: uptime_seconds, version, node, generation, plugins (name,
+ * module, kind, version, health, detail) and reloads (succeeded, failed, last_ok,
+ * last_error). */
+json_t *host_status(const struct host *h);
+/* Refresh the metrics read at scrape time (uptime, resident memory, open descriptors). */
+void host_update_process_metrics(struct host *h);
 /* Stop every instance (transports first), then close the host's handles so uv_run returns. */
 void host_stop(struct host *h);
 /* uv_walk callback: close a handle that is still open at shutdown (logged when it was still

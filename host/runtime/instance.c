@@ -14,6 +14,7 @@ struct arq_ctx *instance_new(struct host *h, const char *name, const char *modul
     if (!ctx)
         return NULL;
     ctx->host = h;
+    ctx->app = h ? h->hooks.arg : NULL;
     ctx->mod = mod;
     ctx->name = strdup(name);
     ctx->where = strdup(where ? where : "");
@@ -139,8 +140,8 @@ void instance_destroy(struct arq_ctx *ctx)
     instance_stop(ctx);
     if (ctx->created)
         ctx->mod->desc->destroy(ctx->self);
-    if (ctx->created && ctx->mod->desc->kind == ARQ_KIND_TRANSPORT)
-        conn_drop_transport(ctx->host, ctx); /* whatever the transport did not report closed */
+    if (ctx->created && ctx->host->hooks.instance_destroyed)
+        ctx->host->hooks.instance_destroyed(ctx->host->hooks.arg, ctx);
     ctx->created = 0;
     ctx->self = NULL;
     ctx->dead = 1;
@@ -192,4 +193,17 @@ int instance_own_metric(struct arq_ctx *ctx, arq_metric *m)
     }
     ctx->metrics[ctx->nmetrics++] = m;
     return 0;
+}
+
+const char *instance_health(const struct arq_ctx *ctx, const char **detail)
+{
+    static const char *const names[] = {"healthy", "degraded", "down"};
+    *detail = NULL;
+    if (!ctx->started)
+        return "stopped";
+    if (ctx->mod->desc->kind != ARQ_KIND_STORAGE)
+        return "healthy"; /* only storage tables report their health */
+    const struct arq_storage_ops *ops = ctx->mod->desc->ops;
+    int health = ops->health ? ops->health(ctx->self, detail) : 0;
+    return names[health >= 0 && health <= 2 ? health : 2];
 }

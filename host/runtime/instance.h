@@ -15,6 +15,7 @@ struct arq_timer;
 
 struct arq_ctx {
     struct host *host;
+    void *app; /* the layer above the runtime (the bus), as its hooks registered it   */
     char *name;
     struct module *mod; /* NULL for the host's own context                               */
     json_t *cfg;        /* validated configuration in force                              */
@@ -54,6 +55,9 @@ void instance_destroy(struct arq_ctx *ctx);
 int instance_start_rank(const struct arq_ctx *ctx);
 const char *instance_kind(const struct arq_ctx *ctx);
 const char *instance_module(const struct arq_ctx *ctx);
+/* "healthy", "degraded" or "down" (storage tables report it; others are healthy while
+ * started), or "stopped"; *detail says why when the plugin says. */
+const char *instance_health(const struct arq_ctx *ctx, const char **detail);
 
 /* Record a metric reference to release at destroy. 0 or -1. */
 int instance_own_metric(struct arq_ctx *ctx, arq_metric *m);

@@ -174,7 +174,7 @@ static arq_metric *svc_metric_register(arq_ctx *ctx, enum arq_metric_type type, 
 
 static char *svc_metrics_render(arq_ctx *ctx)
 {
-    bus_update_process_metrics(&ctx->host->bus);
+    host_update_process_metrics(ctx->host);
     return metrics_render(ctx->host->metrics);
 }
 
@@ -188,6 +188,13 @@ static void svc_emit(arq_ctx *ctx, const struct arq_event *ev)
 static void svc_free(void *p)
 {
     free(p);
+}
+
+/* --- reloads ----------------------------------------------------------------------------- */
+
+static void svc_reload_async(arq_ctx *ctx, arq_result_cb cb, void *arg)
+{
+    host_reload_async(ctx->host, cb, arg);
 }
 
 /* --- retiring ----------------------------------------------------------------------------- */
@@ -205,7 +212,7 @@ static void svc_retire_release(arq_ctx *ctx)
     host_schedule_reap(ctx->host);
 }
 
-const struct arq_host host_api = {
+struct arq_host host_api = {
     .struct_size = sizeof(struct arq_host),
     .abi_major = ARQ_ABI_MAJOR,
     .abi_minor = ARQ_ABI_MINOR,
@@ -232,30 +239,8 @@ const struct arq_host host_api = {
     .emit = svc_emit,
     .event_json = telemetry_event_json,
     .free = svc_free,
-    .conn_open = conn_svc_open,
-    .conn_recv = conn_svc_recv,
-    .conn_pending = conn_svc_pending,
-    .conn_consumed = conn_svc_consumed,
-    .conn_closed = conn_svc_closed,
-    .reply_ok = commands_svc_reply_ok,
-    .reply_error = commands_svc_reply_error,
-    .conn_client_id = conn_svc_client_id,
-    .conn_set_limit = conn_svc_set_limit,
-    .bus_join = bus_svc_join,
-    .bus_leave = bus_svc_leave,
-    .bus_create_channel = bus_svc_create_channel,
-    .bus_delete_channel = bus_svc_delete_channel,
-    .bus_disconnect = bus_svc_disconnect,
-    .bus_query = bus_svc_query,
-    .bus_reload = bus_svc_reload,
-    .bus_history = storage_svc_history,
     .retire_hold = svc_retire_hold,
     .retire_release = svc_retire_release,
-    .bus_ready = bus_svc_ready,
-    .bus_publish = bus_svc_publish,
-    .bus_history_query = bus_svc_history_query,
-    .bus_reload_async = bus_svc_reload_async,
-    .auth_handshake = auth_svc_handshake,
-    .auth_ticket_free = auth_svc_ticket_free,
-    .auth_authorize = auth_svc_authorize,
+    .bus_reload_async = svc_reload_async,
+    .opt_fill = opt_fill,
 };

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bus.h"
 #include "config.h"
 #include "fuzz.h"
 #include "options.h"
@@ -193,7 +194,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     struct diag_list diags = {0};
-    struct config *conf = config_load(dir, fuzz_getenv, NULL, &diags);
+    static const struct config_section bus = {"bus", bus_options};
+    struct config *conf = config_load(dir, fuzz_getenv, NULL, &bus, &diags);
     FUZZ_CHECK(conf || diags.n, "config_load failed without saying why");
     if (conf)
         check_plugins(conf, &diags);

@@ -80,10 +80,18 @@ static const char *in_dir(struct fx *f, char *buf, size_t size, const char *rest
     return buf;
 }
 
+/* The section of the layer above the runtime, as arqonbusd registers the bus's (the spec is
+ * the test's own: the runtime knows nothing of the bus's options). */
+static const struct arq_option section_options[] = {
+    ARQ_OPT("auto_create", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE, "create on join"),
+    ARQ_OPT_RANGE("max_rooms", ARQ_OPT_INT, "10", 1, 100, ARQ_OPT_RELOADABLE, "rooms"),
+    ARQ_OPT_END};
+static const struct config_section section = {"bus", section_options};
+
 static struct config *load(struct fx *f)
 {
     config_free(f->conf);
-    f->conf = config_load(f->dir, fake_getenv, NULL, &f->diags);
+    f->conf = config_load(f->dir, fake_getenv, NULL, &section, &f->diags);
     return f->conf;
 }
 
@@ -477,7 +485,7 @@ static void missing_directory_is_an_error(void **state)
     struct fx *f = *state;
     char dir[256];
     in_dir(f, dir, sizeof dir, "nope");
-    f->conf = config_load(dir, NULL, NULL, &f->diags);
+    f->conf = config_load(dir, NULL, NULL, &section, &f->diags);
     assert_null(f->conf);
     CHECK_DIAGS(f, "cannot read configuration directory \"%1$s/nope\": No such file or directory");
 }
@@ -518,6 +526,34 @@ static void unknown_top_level_key_without_a_close_match_lists_the_allowed(void *
     assert_null(load(f));
     CHECK_DIAGS(
         f, "%1$s/a.yaml:1:1: unknown top-level key \"listeners\"; allowed: host, bus, plugins");
+}
+
+static void the_layers_section_is_validated_against_its_spec(void **state)
+{
+    struct fx *f = *state;
+    write_file(f, "a.yaml", "bus:\n  max_rooms: 5\n");
+    load_ok(f);
+    assert_int_equal(json_integer_value(json_object_get(f->conf->section_values, "max_rooms")), 5);
+    assert_true(json_is_true(json_object_get(f->conf->section_values, "auto_create")));
+    write_file(f, "a.yaml", "bus:\n  max_rooms: 500\n");
+    assert_null(load(f));
+    assert_int_equal(f->diags.n, 1);
+    print_message("%s\n", f->diags.items[0]);
+    assert_non_null(strstr(f->diags.items[0], "a.yaml:2:14: bus section: option \"max_rooms\""));
+    diag_clear(&f->diags);
+    write_file(f, "a.yaml", "bus:\n  max_rooms: 5\n");
+    write_file(f, "b.yaml", "bus:\n  max_rooms: 6\n");
+    assert_null(load(f));
+    CHECK_DIAGS(f, "%1$s/b.yaml:2:3: bus option \"max_rooms\" is already declared at %1$s/a.yaml:2:3");
+}
+
+static void without_a_section_its_key_is_unknown(void **state)
+{
+    struct fx *f = *state;
+    write_file(f, "a.yaml", "bus:\n  max_rooms: 5\n");
+    f->conf = config_load(f->dir, fake_getenv, NULL, NULL, &f->diags);
+    assert_null(f->conf);
+    CHECK_DIAGS(f, "%1$s/a.yaml:1:1: unknown top-level key \"bus\"; allowed: host, plugins");
 }
 
 static void unknown_host_option_suggests_the_closest(void **state)
@@ -730,6 +766,8 @@ int main(void)
         T(files_are_read_in_lexical_order_and_plugins_keep_declaration_order),
         T(declaration_has_module_enabled_config_and_positions),
         T(empty_plugins_section_declares_nothing),
+        T(the_layers_section_is_validated_against_its_spec),
+        T(without_a_section_its_key_is_unknown),
         T(empty_file_is_a_valid_configuration),
         T(empty_file_is_named_in_a_warning),
         T(file_emptied_since_the_running_configuration_is_an_error),

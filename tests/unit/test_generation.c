@@ -99,7 +99,7 @@ static void print_diags(const struct fx *f)
 /* Read the configuration again and plan the next generation against the running one. */
 static int prepare(struct fx *f, struct plan *plan)
 {
-    struct config *conf = config_load(f->dir, NULL, NULL, &f->diags);
+    struct config *conf = config_load(f->dir, NULL, NULL, NULL, &f->diags);
     if (!conf) {
         print_diags(f);
         fail_msg("config_load failed");
