@@ -7,10 +7,9 @@
 #include <string.h>
 
 #include "bus.h"
-#include "generation.h"
-#include "host.h"
 #include "instance.h"
 #include "log.h"
+#include "metrics.h"
 #include "telemetry.h"
 
 /* The per-IP table is swept of idle entries when it has grown past this many since the
@@ -105,29 +104,28 @@ static void auth__refuse(struct arq_auth_result *out, int status, const char *fm
 
 int auth_init(struct bus *b)
 {
-    struct host *h = b->host;
     struct auth *a = &b->auth;
     memset(a, 0, sizeof *a);
     static const char denied_help[] = "Requests and actions refused by authentication or "
                                       "authorization, by stage.";
     static const char limited_help[] = "Requests refused by a rate or connection limit, by kind.";
-    a->m_denied_handshake = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_auth_failures_total",
-                                        denied_help, "stage", "handshake");
-    a->m_denied_action = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_auth_failures_total",
-                                     denied_help, "stage", "action");
-    a->m_limited_messages = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_rate_limit_hits_total",
-                                        limited_help, "kind", "messages");
-    a->m_limited_commands = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_rate_limit_hits_total",
-                                        limited_help, "kind", "commands");
-    a->m_limited_connections = host_series(h, ARQ_METRIC_COUNTER, "arqonbus_rate_limit_hits_total",
-                                           limited_help, "kind", "connections");
-    a->m_abuse = host_series(
-        h, ARQ_METRIC_COUNTER, "arqonbus_abuse_disconnects_total",
-        "Clients disconnected with 1008 for repeatedly exceeding a rate limit.", NULL, NULL);
+    a->m_denied_handshake = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_auth_failures_total",
+                                       denied_help, "stage", "handshake");
+    a->m_denied_action = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_auth_failures_total",
+                                    denied_help, "stage", "action");
+    a->m_limited_messages = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_rate_limit_hits_total",
+                                       limited_help, "kind", "messages");
+    a->m_limited_commands = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_rate_limit_hits_total",
+                                       limited_help, "kind", "commands");
+    a->m_limited_connections = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_rate_limit_hits_total",
+                                          limited_help, "kind", "connections");
+    a->m_abuse = bus_series(b, ARQ_METRIC_COUNTER, "arqonbus_abuse_disconnects_total",
+                            "Clients disconnected with 1008 for repeatedly exceeding a rate limit.",
+                            NULL, NULL);
     if (!a->m_denied_handshake || !a->m_denied_action || !a->m_limited_messages ||
         !a->m_limited_commands || !a->m_limited_connections || !a->m_abuse)
         return -1;
-    uv_timer_init(h->loop, &a->expiry);
+    uv_timer_init(b->env.loop, &a->expiry);
     a->expiry.data = b;
     return 0;
 }
@@ -152,7 +150,7 @@ static void auth__event(struct bus *b, const char *type, const char *client_id, 
 {
     struct arq_event ev = {
         .struct_size = sizeof ev, .event_type = type, .client_id = client_id, .data = data_take};
-    telemetry_push(b->host->telemetry, &ev, b->host->node, "host");
+    bus_event(b, &ev);
     json_decref(data_take);
 }
 
@@ -165,11 +163,9 @@ void auth_shutdown(struct bus *b)
         uv_close(t, NULL);
 }
 
-/* Once a second while any client's credential can expire: close those whose has. */
-static void auth__expire(uv_timer_t *t)
+int auth_expire(struct bus *b)
 {
-    struct bus *b = t->data;
-    int64_t now = bus_now_ms();
+    int64_t now = bus_now_ms(b);
     int left = 0;
     for (struct arq_conn *c = b->all, *next; c; c = next) {
         next = c->next;
@@ -185,7 +181,13 @@ static void auth__expire(uv_timer_t *t)
                     json_pack("{s:s, s:s}", "stage", "session", "reason", "token expired"));
         conn_close(c, 1008, "Unauthorized: token expired");
     }
-    if (!left)
+    return left;
+}
+
+/* Once a second while any client's credential can expire. */
+static void auth__expire(uv_timer_t *t)
+{
+    if (!auth_expire(t->data))
         uv_timer_stop(t);
 }
 
@@ -270,10 +272,9 @@ void auth_rebuild(struct bus *b)
     free(a->authz);
     a->authn = a->authz = NULL;
     a->nauthn = a->nauthz = 0;
-    struct generation *g = b->host->current;
-    for (size_t i = 0; g && i < g->conf->nplugins; i++) {
-        struct arq_ctx *ctx = generation_find(g, g->conf->plugins[i].name);
-        if (!ctx || !ctx->started || ctx->mod->desc->kind != ARQ_KIND_AUTH)
+    struct arq_ctx *ctx;
+    for (size_t i = 0; (ctx = b->env.instance(b->env.arg, ARQ_KIND_AUTH, i)); i++) {
+        if (!ctx->started)
             continue;
         const struct arq_auth_ops *ops = auth__ops(ctx);
         if (ops->authenticate)
@@ -424,12 +425,14 @@ static int auth__limits(struct bus *b, const char *addr, struct arq_auth_result 
 
 /* --- the handshake ------------------------------------------------------------------------- */
 
+/* `limit`: refused by the host's connection limits, not by a policy. A policy's 503 (an answer
+ * the host cannot wait for) is a handshake failure, not a limit hit. */
 static void auth__handshake_refused(struct bus *b, const struct arq_conn_info *info,
-                                    const char *policy, struct arq_auth_result *out)
+                                    const char *policy, int limit, struct arq_auth_result *out)
 {
     struct auth *a = &b->auth;
     const char *peer = info && info->peer_addr ? info->peer_addr : "?";
-    if (out->http_status == 429 || out->http_status == 503) {
+    if (limit || out->verdict == ARQ_AUTH_RATE_LIMITED) {
         metrics_add(a->m_limited_connections, 1);
         auth__event(b, "rate_limited", NULL,
                     json_pack("{s:s, s:s, s:i, s:s}", "kind", "connections", "peer", peer, "status",
@@ -458,7 +461,8 @@ static enum arq_auth_verdict auth__handshake(struct bus *b, const struct arq_con
                        info->struct_size >= offsetof(struct arq_conn_info, request_only) +
                                                 sizeof info->request_only &&
                        info->request_only;
-    if (!request_only && auth__limits(b, info ? info->peer_addr : NULL, out))
+    int limit = !request_only && auth__limits(b, info ? info->peer_addr : NULL, out);
+    if (limit)
         goto refused;
 
     enum arq_auth_verdict v = ARQ_AUTH_DEFER;
@@ -531,7 +535,7 @@ refused:
         out->verdict = ARQ_AUTH_DENY;
     if (out->http_status == 0)
         out->http_status = 401;
-    auth__handshake_refused(b, info, policy, out);
+    auth__handshake_refused(b, info, policy, limit, out);
     return out->verdict;
 }
 
@@ -539,7 +543,7 @@ enum arq_auth_verdict auth_svc_handshake(arq_ctx *ctx, const struct arq_conn_inf
                                          void *tconn, arq_ticket **ticket,
                                          struct arq_auth_result *out)
 {
-    struct bus *b = &ctx->host->bus;
+    struct bus *b = bus_of(ctx);
     *ticket = NULL;
     struct arq_ticket *t = calloc(1, sizeof *t);
     if (!t) {
@@ -568,7 +572,7 @@ void auth_svc_ticket_free(arq_ticket *ticket)
 enum arq_auth_verdict auth_svc_authorize(arq_ctx *ctx, const arq_ticket *ticket,
                                          const struct arq_action *what, struct arq_auth_result *out)
 {
-    struct bus *b = &ctx->host->bus;
+    struct bus *b = bus_of(ctx);
     if (!ticket || !what || !what->action) {
         auth__result_init(out);
         auth__refuse(out, 403, "nothing to authorize");
@@ -664,7 +668,7 @@ const char *auth_check(struct bus *b, struct arq_conn *c, const struct arq_actio
                       c->id, "peer", c->peer, (const char *)NULL);
             conn_close_after_reply(c, 1008, "rate limit abuse");
         }
-        return "RATE_LIMITED";
+        return ARQ_ERR_RATE_LIMITED;
     }
     metrics_add(a->m_denied_action, 1);
     if (r.reason[0])
@@ -674,5 +678,5 @@ const char *auth_check(struct bus *b, struct arq_conn *c, const struct arq_actio
     auth__event(b, "auth_failed", c->id,
                 json_pack("{s:s, s:s, s:s, s:s, s:s}", "stage", "action", "action", what->action,
                           "target", target, "reason", text, "role", c->identity.role));
-    return "AUTHORIZATION_ERROR";
+    return ARQ_ERR_AUTHORIZATION;
 }

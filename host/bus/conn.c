@@ -6,9 +6,9 @@
 
 #include "bus.h"
 #include "envelope.h"
-#include "host.h"
 #include "instance.h"
 #include "log.h"
+#include "metrics.h"
 
 /* --- frames -------------------------------------------------------------------------------- */
 
@@ -76,7 +76,9 @@ static void conn__drop_queue(struct arq_conn *c, arq_series *dropped)
     metrics_add(dropped, (double)c->qlen);
     for (size_t i = 0; i < c->qlen; i++)
         frame_unref(c->q[(c->qhead + i) % c->qcap]);
-    c->qhead = c->qlen = 0;
+    /* The mark too: a join's recovery may still hold the connection paused, and must find
+     * no frames left in front of it (conn_svc_pending, conn_drop_message). */
+    c->qhead = c->qlen = c->pause_mark = 0;
     c->queued_bytes = 0;
 }
 
@@ -132,19 +134,19 @@ static int conn__query_ack(const char *query)
 arq_conn *conn_svc_open(arq_ctx *ctx, const struct arq_conn_info *info,
                         const struct arq_conn_ops *ops, void *tconn)
 {
-    struct host *h = ctx->host;
-    struct bus *b = &h->bus;
+    struct bus *b = bus_of(ctx);
     /* conn_open takes the ticket whatever happens. */
     arq_ticket *ticket =
         info && info->struct_size >= offsetof(struct arq_conn_info, ticket) + sizeof info->ticket
             ? info->ticket
             : NULL;
     struct arq_conn *c = NULL;
-    if (h->stopping || !ops || !ops->want_write || !ops->close || !(c = calloc(1, sizeof *c))) {
+    if (b->stopping || !ops || !ops->want_write || !ops->close || !(c = calloc(1, sizeof *c))) {
         auth_svc_ticket_free(ticket);
         return NULL;
     }
     c->refs = 1; /* the transport's, until conn_closed */
+    c->bus = b;
     c->transport = ctx;
     c->ops = ops;
     c->tconn = tconn;
@@ -159,7 +161,7 @@ arq_conn *conn_svc_open(arq_ctx *ctx, const struct arq_conn_info *info,
     c->ack = conn__query_ack(info ? info->query : NULL);
     c->max_queued_bytes =
         info && info->max_queued_bytes ? info->max_queued_bytes : b->settings.max_queued_bytes;
-    c->connected_ms = bus_now_ms();
+    c->connected_ms = bus_now_ms(b);
     if (info && info->peer_addr)
         snprintf(c->peer, sizeof c->peer, "%s:%d", info->peer_addr, info->peer_port);
     do
@@ -186,7 +188,7 @@ void conn_svc_recv(arq_conn *c, const void *data, size_t len, int binary)
     if (c->state != CONN_OPEN)
         return;
     c->receiving = 1;
-    bus_receive(&c->transport->host->bus, c, data, len, binary);
+    bus_receive(c->bus, c, data, len, binary);
     c->receiving = 0;
     if (c->close_code)
         conn_close(c, c->close_code, c->close_reason);
@@ -208,7 +210,7 @@ void conn_svc_consumed(arq_conn *c, size_t n)
 {
     if (n > c->qlen)
         n = c->qlen;
-    struct bus *b = &c->transport->host->bus;
+    struct bus *b = c->bus;
     for (size_t i = 0; i < n; i++) {
         struct frame *f = c->q[c->qhead];
         c->queued_bytes -= f->len;
@@ -238,7 +240,7 @@ void conn_svc_closed(arq_conn *c, int code, const char *reason)
     if (c->state == CONN_CLOSED)
         return;
     struct arq_ctx *transport = c->transport;
-    struct bus *b = &transport->host->bus;
+    struct bus *b = c->bus;
     c->state = CONN_CLOSED;
     conn__unlink(b, c);
     auth_conn_closed(b, c);
@@ -259,8 +261,7 @@ const char *conn_svc_client_id(const arq_conn *c)
 
 void conn_svc_set_limit(arq_conn *c, size_t max_queued_bytes)
 {
-    c->max_queued_bytes =
-        max_queued_bytes ? max_queued_bytes : c->transport->host->bus.settings.max_queued_bytes;
+    c->max_queued_bytes = max_queued_bytes ? max_queued_bytes : c->bus->settings.max_queued_bytes;
 }
 
 /* --- sending ------------------------------------------------------------------------------- */
@@ -275,7 +276,7 @@ void conn_close(struct arq_conn *c, int code, const char *reason)
      * RATE_LIMITED answers before a 1008. A client too slow for its queue (1013) does not
      * get it. What is left when the connection ends is dropped by conn_svc_closed. */
     if (code == 1013)
-        conn__drop_queue(c, c->transport->host->bus.m_dropped_slow);
+        conn__drop_queue(c, c->bus->m_dropped_slow);
     c->ops->close(c->tconn, code, reason);
 }
 
@@ -294,7 +295,7 @@ int conn_send(struct arq_conn *c, struct frame *f)
     if (c->state != CONN_OPEN)
         return -1;
     if (c->queued_bytes + f->len > c->max_queued_bytes) {
-        struct bus *b = &c->transport->host->bus;
+        struct bus *b = c->bus;
         char bytes[24];
         snprintf(bytes, sizeof bytes, "%zu", c->queued_bytes);
         log_write(ARQ_LOG_WARN, "host", "slow client disconnected", "client_id", c->id,
@@ -349,12 +350,18 @@ int conn_send_json(struct arq_conn *c, const json_t *obj)
 
 void conn_pause(struct arq_conn *c)
 {
-    c->paused = 1;
-    c->pause_mark = c->qlen;
+    /* Pauses nest (two joins recovering at once): the first one sets the mark, and what the
+     * first holds stays held until the last resume. */
+    if (c->paused++ == 0)
+        c->pause_mark = c->qlen;
 }
 
 void conn_resume(struct arq_conn *c)
 {
+    if (c->paused > 1) {
+        c->paused--;
+        return;
+    }
     c->paused = 0;
     c->pause_mark = 0;
     if (c->state == CONN_OPEN && c->qlen && !c->write_requested) {
@@ -378,14 +385,14 @@ void conn_drop_message(struct arq_conn *c, const char *msg_id)
     c->qlen = kept;
 }
 
-struct arq_conn *conn_find(struct host *h, const char *client_id)
+struct arq_conn *conn_find(struct bus *b, const char *client_id)
 {
-    return hmap_get(&h->bus.conns, client_id);
+    return hmap_get(&b->conns, client_id);
 }
 
-void conn_drop_transport(struct host *h, struct arq_ctx *transport)
+void conn_drop_transport(struct bus *b, struct arq_ctx *transport)
 {
-    struct arq_conn *c = h->bus.all;
+    struct arq_conn *c = b->all;
     while (c) {
         struct arq_conn *next = c->next;
         if (c->transport == transport) {

@@ -7,38 +7,22 @@
 
 #include "bus.h"
 #include "envelope.h"
-#include "generation.h"
-#include "host.h"
 #include "instance.h"
 #include "log.h"
 #include "options.h"
 
-/* The storage instance in force: the first storage plugin of the running generation. */
-struct arq_ctx *storage_current(struct host *h)
+struct arq_ctx *storage_current(const struct bus *b)
 {
-    struct generation *g = h->current;
-    for (size_t i = 0; g && i < g->n; i++)
-        if (g->inst[i]->started && g->inst[i]->mod->desc->kind == ARQ_KIND_STORAGE)
-            return g->inst[i];
+    struct arq_ctx *s;
+    for (size_t i = 0; (s = b->env.instance(b->env.arg, ARQ_KIND_STORAGE, i)); i++)
+        if (s->started)
+            return s;
     return NULL;
 }
 
-const char *instance_health(const struct arq_ctx *ctx, const char **detail)
+json_t *storage_status(const struct bus *b)
 {
-    static const char *const names[] = {"healthy", "degraded", "down"};
-    *detail = NULL;
-    if (!ctx->started)
-        return "stopped";
-    if (ctx->mod->desc->kind != ARQ_KIND_STORAGE)
-        return "healthy"; /* only storage tables report their health */
-    const struct arq_storage_ops *ops = ctx->mod->desc->ops;
-    int health = ops->health ? ops->health(ctx->self, detail) : 0;
-    return names[health >= 0 && health <= 2 ? health : 2];
-}
-
-json_t *storage_status(struct host *h)
-{
-    struct arq_ctx *s = storage_current(h);
+    struct arq_ctx *s = storage_current(b);
     if (!s)
         return json_null();
     const char *detail;
@@ -65,7 +49,7 @@ static void storage__ack(struct arq_conn *c, const char *id, size_t delivered, u
     if (c->state != CONN_OPEN)
         return;
     char frame_id[32], ts[32];
-    int64_t now = bus_now_ms();
+    int64_t now = bus_now_ms(c->bus);
     envelope_new_id(frame_id, now);
     envelope_format_timestamp(now, ts);
     json_t *payload = json_pack("{s:I}", "delivered", (json_int_t)delivered);
@@ -93,7 +77,7 @@ static void storage__tell(struct arq_conn *c, arq_result_cb cb, void *arg, const
         json_object_set_new(data, "offset", json_integer((json_int_t)offset));
         json_object_set_new(data, "epoch", json_string(epoch));
     }
-    cb(arg, data ? NULL : "INTERNAL_ERROR", data ? NULL : "Out of memory", data);
+    cb(arg, data ? NULL : ARQ_ERR_INTERNAL, data ? NULL : "Out of memory", data);
     json_decref(data);
 }
 
@@ -112,7 +96,7 @@ void storage_store(struct bus *b, const struct envelope *env, const struct frame
 {
     int tell = c ? c->ack : 1;
     /* Direct messages are not stored: history belongs to rooms and channels. */
-    struct arq_ctx *s = env->room && !env->to_client ? storage_current(b->host) : NULL;
+    struct arq_ctx *s = env->room && !env->to_client ? storage_current(b) : NULL;
     struct ack *a = NULL;
     if (s && tell) {
         size_t idlen = strlen(env->id);
@@ -167,12 +151,13 @@ static json_t *storage__entries(const struct arq_stored *const *entries, size_t 
     return arr;
 }
 
-/* {room, channel?, memberships, history} for a join; `history_take` may be NULL. */
+/* {room, channel?, memberships, history} for a join; `history_take` NULL: history null (no
+ * storage could answer; the join stands). */
 static json_t *storage__joined(const struct query *q, json_t *history_take)
 {
-    json_t *data =
-        json_pack("{s:s, s:s*, s:o, s:o*}", "room", q->room, "channel", q->channel, "memberships",
-                  router_memberships_json(q->conn), "history", history_take);
+    json_t *data = json_pack("{s:s, s:s*, s:o, s:o}", "room", q->room, "channel", q->channel,
+                             "memberships", router_memberships_json(q->conn), "history",
+                             history_take ? history_take : json_null());
     return data;
 }
 
@@ -198,7 +183,7 @@ static void storage__answered(void *arg, int status, const struct arq_stored *co
         if (q->join)
             storage__finish(q, NULL, NULL, storage__joined(q, NULL));
         else
-            storage__finish(q, "STORAGE_UNAVAILABLE",
+            storage__finish(q, ARQ_ERR_STORAGE_UNAVAILABLE,
                             "History is unavailable: the storage backend is down", NULL);
         return;
     }
@@ -228,7 +213,7 @@ static int storage__time_arg(const json_t *args, const char *name, int64_t *us,
 
 /* The history query of `args` (the history command's arguments); with `conn` and `join`, the
  * join first. The outcome goes to done(arg, ...). */
-static void storage__history(struct host *h, struct arq_conn *conn, const json_t *args, int join,
+static void storage__history(struct bus *b, struct arq_conn *conn, const json_t *args, int join,
                              arq_result_cb done, void *arg)
 {
     struct arq_error err = {""};
@@ -237,29 +222,31 @@ static void storage__history(struct host *h, struct arq_conn *conn, const json_t
     const json_t *limit = json_object_get(args, "limit");
     const json_t *since_offset = json_object_get(args, "since_offset");
     const char *epoch = json_string_value(json_object_get(args, "epoch"));
-    struct arq_history_query hq = {
-        .struct_size = sizeof hq,
-        .room = room,
-        .channel = channel,
-        .limit = json_is_integer(limit) ? (unsigned)json_integer_value(limit) : 50,
-        .recover = since_offset != NULL || epoch != NULL,
-        .since_offset = (uint64_t)json_integer_value(since_offset),
-        .epoch = epoch};
-    const char *code = bus_check_names(&h->bus, room, channel, &err);
+    struct arq_history_query hq = {.struct_size = sizeof hq,
+                                   .room = room,
+                                   .channel = channel,
+                                   .limit = 50,
+                                   .recover = since_offset != NULL || epoch != NULL,
+                                   .since_offset = (uint64_t)json_integer_value(since_offset),
+                                   .epoch = epoch};
+    const char *code = bus_check_names(b, room, channel, &err);
     if (code) {
         done(arg, code, err.text, NULL);
         return;
     }
-    if ((limit && !json_is_integer(limit)) || hq.limit < 1 || hq.limit > 1000 ||
+    /* The range is checked before narrowing to unsigned: 4294967297 is not 1. */
+    json_int_t nlimit = limit ? json_integer_value(limit) : 50;
+    if ((limit && !json_is_integer(limit)) || nlimit < 1 || nlimit > 1000 ||
         (since_offset &&
          (!json_is_integer(since_offset) || json_integer_value(since_offset) < 0))) {
-        done(arg, "VALIDATION_ERROR", "Argument 'limit' must be 1..1000 and 'since_offset' >= 0",
+        done(arg, ARQ_ERR_VALIDATION, "Argument 'limit' must be 1..1000 and 'since_offset' >= 0",
              NULL);
         return;
     }
+    hq.limit = (unsigned)nlimit;
     if (storage__time_arg(args, "since", &hq.since_us, &err) != 0 ||
         storage__time_arg(args, "until", &hq.until_us, &err) != 0) {
-        done(arg, "VALIDATION_ERROR", err.text, NULL);
+        done(arg, ARQ_ERR_VALIDATION, err.text, NULL);
         return;
     }
     if (conn) {
@@ -267,8 +254,8 @@ static void storage__history(struct host *h, struct arq_conn *conn, const json_t
         struct arq_action what = {
             .struct_size = sizeof what, .action = "history", .room = room, .channel = channel};
         uint64_t retry_after_ms = 0;
-        if ((code = auth_check(&h->bus, conn, &what, err.text, sizeof err.text, &retry_after_ms)) ||
-            (join && (code = bus_join_authorized(&h->bus, conn, room, channel, &err)))) {
+        if ((code = auth_check(b, conn, &what, err.text, sizeof err.text, &retry_after_ms)) ||
+            (join && (code = bus_join_authorized(b, conn, room, channel, &err)))) {
             done(arg, code, err.text, NULL);
             return;
         }
@@ -278,7 +265,7 @@ static void storage__history(struct host *h, struct arq_conn *conn, const json_t
         if (q)
             free(q->room);
         free(q);
-        done(arg, "INTERNAL_ERROR", "Out of memory", NULL);
+        done(arg, ARQ_ERR_INTERNAL, "Out of memory", NULL);
         return;
     }
     q->done = done;
@@ -287,12 +274,13 @@ static void storage__history(struct host *h, struct arq_conn *conn, const json_t
     q->join = join;
     if (conn)
         conn_ref(conn);
-    struct arq_ctx *s = storage_current(h);
+    struct arq_ctx *s = storage_current(b);
     if (!s) {
         if (join)
             storage__finish(q, NULL, NULL, storage__joined(q, NULL));
         else
-            storage__finish(q, "STORAGE_UNAVAILABLE", "No storage backend is configured", NULL);
+            storage__finish(q, ARQ_ERR_STORAGE_UNAVAILABLE, "No storage backend is configured",
+                            NULL);
         return;
     }
     /* Hold routed messages to this client until the history is sent: what arrives meanwhile
@@ -309,28 +297,28 @@ static void storage__reply(void *arg, const char *code, const char *text, const 
 {
     arq_request *req = arg;
     if (code) {
-        host_api.reply_error(req, code, text);
+        commands_svc_reply_error(req, code, text);
         return;
     }
-    const json_t *history = json_is_object(json_object_get(data, "memberships"))
-                                ? json_object_get(data, "history")
-                                : data;
+    /* A join's data holds the history (memberships is an array); a history read is it. */
+    const json_t *history =
+        json_object_get(data, "memberships") ? json_object_get(data, "history") : data;
     size_t n = (size_t)json_integer_value(json_object_get(history, "count"));
     char message[64];
     if (history && !json_is_null(history))
         snprintf(message, sizeof message, "%zu message%s", n, n == 1 ? "" : "s");
     else
         snprintf(message, sizeof message, "Joined; no history available");
-    host_api.reply_ok(req, message, data);
+    commands_svc_reply_ok(req, message, data);
 }
 
 void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
                          int join)
 {
-    storage__history(ctx->host, conn, args, join, storage__reply, req);
+    storage__history(bus_of(ctx), conn, args, join, storage__reply, req);
 }
 
 void bus_svc_history_query(arq_ctx *ctx, const json_t *args, arq_result_cb cb, void *arg)
 {
-    storage__history(ctx->host, NULL, args, 0, cb, arg);
+    storage__history(bus_of(ctx), NULL, args, 0, cb, arg);
 }
