@@ -21,9 +21,33 @@
 
 #include "options.h"
 
-/* Size of each table as ABI 1.0 defines it: the end of its last 1.0 field. */
-#define SIZE_1_0(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
-#define PLUGIN_SIZE_1_0      SIZE_1_0(struct arq_plugin, ops)
+/* Size of each table as the ABI minor that defined it: the end of its last field then. */
+#define SIZE_UPTO(type, last) (offsetof(type, last) + sizeof(((type *)0)->last))
+#define SIZE_1_0              SIZE_UPTO
+#define SIZE_1_1              SIZE_UPTO
+#define PLUGIN_SIZE_1_0       SIZE_1_0(struct arq_plugin, ops)
+
+/* struct arq_option as ABI 1.0 lays it out (no `field`): the stride of a 1.0 plugin's specs. */
+struct option_1_0 {
+    const char *name;
+    enum arq_opt_type type;
+    unsigned flags;
+    const char *default_value;
+    double min, max;
+    const char *const *choices;
+    const char *help;
+};
+
+/* What the loader made of a descriptor built for ABI 1.0: a copy whose specs (options, and
+ * command params) are in this header's layout, so that the rest of the host reads one
+ * layout. The plugin's own descriptor and tables are never written. */
+struct loader_upgrade {
+    struct arq_plugin desc;
+    struct arq_commands_ops commands_ops;
+    struct arq_command *commands;
+    struct arq_option **specs; /* every converted spec, freed with the upgrade              */
+    size_t nspecs;
+};
 
 const char *loader_kind_name(enum arq_kind kind)
 {
@@ -51,11 +75,12 @@ const char *loader_kind_name(enum arq_kind kind)
             FAIL(__VA_ARGS__);                                                                     \
     } while (0)
 
-static int check_table_size(const void *ops, size_t need, const char *kind, char *err, size_t errsz)
+static int check_table_size(const void *ops, size_t need, int minor, const char *kind, char *err,
+                            size_t errsz)
 {
     size_t have = *(const size_t *)ops;
-    NEED(have >= need, "the %s table is %zu bytes; plugin ABI %d.0 needs at least %zu", kind, have,
-         ARQ_ABI_MAJOR, need);
+    NEED(have >= need, "the %s table is %zu bytes; plugin ABI %d.%d needs at least %zu", kind, have,
+         ARQ_ABI_MAJOR, minor, need);
     return 0;
 }
 
@@ -65,11 +90,11 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     NEED(d->ops, "the descriptor has no %s table (mandatory)", kind);
     switch (d->kind) {
     case ARQ_KIND_TRANSPORT:
-        return check_table_size(d->ops, SIZE_1_0(struct arq_transport_ops, bound_port), kind, err,
-                                errsz);
+        return check_table_size(d->ops, SIZE_1_0(struct arq_transport_ops, bound_port), 0, kind,
+                                err, errsz);
     case ARQ_KIND_STORAGE: {
         const struct arq_storage_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_storage_ops, stats), kind, err, errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_storage_ops, stats), 0, kind, err, errsz))
             return -1;
         NEED(o->append, "the storage table has no append function (mandatory)");
         NEED(o->query, "the storage table has no query function (mandatory)");
@@ -77,7 +102,7 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     }
     case ARQ_KIND_COMMANDS: {
         const struct arq_commands_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_commands_ops, commands), kind, err, errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_commands_ops, commands), 0, kind, err, errsz))
             return -1;
         NEED(o->commands, "the commands table has no command list (mandatory)");
         for (const struct arq_command *c = o->commands; c->name; c++) {
@@ -90,7 +115,7 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     }
     case ARQ_KIND_AUTH: {
         const struct arq_auth_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_auth_ops, refresh), kind, err, errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_auth_ops, refresh), 0, kind, err, errsz))
             return -1;
         NEED(o->authenticate || o->authorize,
              "the auth table has neither authenticate nor authorize (one is mandatory)");
@@ -98,25 +123,35 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
     }
     case ARQ_KIND_TELEMETRY: {
         const struct arq_telemetry_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_telemetry_ops, emit_batch), kind, err, errsz))
+        if (check_table_size(o, SIZE_1_0(struct arq_telemetry_ops, emit_batch), 0, kind, err,
+                             errsz))
             return -1;
         NEED(o->emit_batch, "the telemetry table has no emit_batch function (mandatory)");
         return 0;
     }
     case ARQ_KIND_BROKER: {
         const struct arq_broker_ops *o = d->ops;
-        if (check_table_size(o, SIZE_1_0(struct arq_broker_ops, unsubscribe), kind, err, errsz))
+        /* The 1.0 table was a guess no host ever called; 1.1 changed its functions. */
+        NEED(d->abi_minor >= 1,
+             "the broker table of plugin ABI 1.0 is not supported (it changed in 1.1): rebuild "
+             "the plugin against SDK %d.%d",
+             ARQ_ABI_MAJOR, ARQ_ABI_MINOR);
+        if (check_table_size(o, SIZE_1_1(struct arq_broker_ops, health), 1, kind, err, errsz))
             return -1;
         NEED(o->publish, "the broker table has no publish function (mandatory)");
         NEED(o->subscribe, "the broker table has no subscribe function (mandatory)");
         NEED(o->unsubscribe, "the broker table has no unsubscribe function (mandatory)");
+        NEED(o->register_client, "the broker table has no register_client function (mandatory)");
+        NEED(o->unregister_client,
+             "the broker table has no unregister_client function (mandatory)");
         return 0;
     }
     }
     return 0;
 }
 
-int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz)
+/* What is checked before anything else of the descriptor is read: its size and ABI. */
+static int loader__check_head(const struct arq_plugin *d, char *err, size_t errsz)
 {
     NEED(d->struct_size >= offsetof(struct arq_plugin, name),
          "the descriptor is %zu bytes, too small to hold its ABI version", d->struct_size);
@@ -124,8 +159,6 @@ int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz)
          "built for plugin ABI %u.%u; this arqonbusd supports ABI %d.%d (the major version "
          "must match: rebuild the plugin against this SDK)",
          d->abi_major, d->abi_minor, ARQ_ABI_MAJOR, ARQ_ABI_MINOR);
-    /* cppcheck-suppress unsignedLessThanZero
-     * (while ARQ_ABI_MINOR is 0 this reads "<= 0"; it holds whatever the minor becomes) */
     NEED(d->abi_minor <= ARQ_ABI_MINOR,
          "built for plugin ABI %u.%u, newer than this arqonbusd's %d.%d (upgrade arqonbusd or "
          "rebuild the plugin against SDK %d.%d)",
@@ -134,6 +167,13 @@ int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz)
          "the descriptor is %zu bytes; plugin ABI %u.%u needs at least %zu (set struct_size "
          "to sizeof(struct arq_plugin))",
          d->struct_size, d->abi_major, d->abi_minor, (size_t)PLUGIN_SIZE_1_0);
+    return 0;
+}
+
+int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz)
+{
+    if (loader__check_head(d, err, errsz) != 0)
+        return -1;
     NEED(d->name && d->name[0], "the descriptor has no name");
     NEED(loader_kind_name(d->kind), "the descriptor has unknown kind %d", (int)d->kind);
     NEED(d->create, "the descriptor has no create function (mandatory)");
@@ -141,6 +181,82 @@ int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz)
     char why[256];
     NEED(opt_spec_check(d->options, why, sizeof why) == 0, "invalid option spec: %s", why);
     return check_ops(d, err, errsz);
+}
+
+/* --- a 1.0 descriptor in this header's layout ------------------------------------------------ */
+
+static void loader_upgrade_free(struct loader_upgrade *up)
+{
+    if (!up)
+        return;
+    for (size_t i = 0; i < up->nspecs; i++)
+        free(up->specs[i]);
+    free(up->specs);
+    free(up->commands);
+    free(up);
+}
+
+/* A copy of 1.0 spec `old` (NULL stays NULL) in this layout, recorded in `up`. 0 or -1. */
+static int loader__spec_1_0(struct loader_upgrade *up, const void *old,
+                            const struct arq_option **out)
+{
+    *out = NULL;
+    if (!old)
+        return 0;
+    const struct option_1_0 *o = old;
+    size_t n = 0;
+    while (o[n].name)
+        n++;
+    struct arq_option *spec = calloc(n + 1, sizeof *spec);
+    struct arq_option **specs = realloc(up->specs, (up->nspecs + 1) * sizeof *specs);
+    if (specs)
+        up->specs = specs;
+    if (!spec || !specs) {
+        free(spec);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        spec[i] =
+            (struct arq_option){o[i].name, o[i].type,    o[i].flags, o[i].default_value, o[i].min,
+                                o[i].max,  o[i].choices, o[i].help,  {0, ARQ_FIELD_NONE}};
+    up->specs[up->nspecs++] = spec;
+    *out = spec;
+    return 0;
+}
+
+/* A copy of descriptor `d` (ABI 1.0, head checked) whose specs are in this header's layout;
+ * NULL on allocation failure. */
+static struct loader_upgrade *loader_upgrade_1_0(const struct arq_plugin *d)
+{
+    struct loader_upgrade *up = calloc(1, sizeof *up);
+    if (!up)
+        return NULL;
+    memcpy(&up->desc, d, d->struct_size < sizeof up->desc ? d->struct_size : sizeof up->desc);
+    if (loader__spec_1_0(up, d->options, &up->desc.options) != 0)
+        goto fail;
+    const struct arq_commands_ops *ops = d->ops;
+    /* A table too short to hold its list is refused by check_ops, read no further here. */
+    if (d->kind != ARQ_KIND_COMMANDS || !ops ||
+        ops->struct_size < SIZE_1_0(struct arq_commands_ops, commands) || !ops->commands)
+        return up;
+    size_t n = 0;
+    while (ops->commands[n].name)
+        n++;
+    if (!(up->commands = calloc(n + 1, sizeof *up->commands)))
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        up->commands[i] = ops->commands[i];
+        if (loader__spec_1_0(up, ops->commands[i].params, &up->commands[i].params) != 0)
+            goto fail;
+    }
+    up->commands_ops = *ops;
+    up->commands_ops.struct_size = sizeof up->commands_ops;
+    up->commands_ops.commands = up->commands;
+    up->desc.ops = &up->commands_ops;
+    return up;
+fail:
+    loader_upgrade_free(up);
+    return NULL;
 }
 
 /* For a module that is not there: the closest module name in the same directory. */
@@ -179,11 +295,14 @@ static void suggest_module(const char *path, char *hint, size_t size)
         free(names[i]);
 }
 
-/* The descriptor of a mapped module, or NULL after adding why it is refused. */
+/* The descriptor of a mapped module, or NULL after adding why it is refused. A 1.0
+ * descriptor comes back upgraded: *up (else NULL) then owns the copy returned. */
 static const struct arq_plugin *loader__descriptor(void *handle, const char *path, const char *who,
                                                    const struct cfg_pos *pos,
-                                                   struct diag_list *diags)
+                                                   struct diag_list *diags,
+                                                   struct loader_upgrade **up)
 {
+    *up = NULL;
     dlerror();
     void *sym = dlsym(handle, ARQ_PLUGIN_ENTRY);
     if (!sym) {
@@ -200,8 +319,17 @@ static const struct arq_plugin *loader__descriptor(void *handle, const char *pat
         return NULL;
     }
     char err[600];
+    if (loader__check_head(d, err, sizeof err) == 0 && d->abi_minor == 0) {
+        if (!(*up = loader_upgrade_1_0(d))) {
+            diag_add(diags, pos, "%s: out of memory", who);
+            return NULL;
+        }
+        d = &(*up)->desc;
+    }
     if (loader_check_descriptor(d, err, sizeof err) != 0) {
         diag_add(diags, pos, "%s: \"%s\": %s", who, path, err);
+        loader_upgrade_free(*up);
+        *up = NULL;
         return NULL;
     }
     return d;
@@ -552,7 +680,9 @@ struct module *loader_load(struct loader *l, const char *path, const char *who,
     struct module *refused = loader__find(l->refused, &st);
     if (refused) {
         /* Mapped already and refused: the same checks give the same message. */
-        loader__descriptor(refused->handle, path, who, pos, diags);
+        struct loader_upgrade *up;
+        if (loader__descriptor(refused->handle, path, who, pos, diags, &up))
+            loader_upgrade_free(up);
         goto done;
     }
     if (loader__check_elf(fd, st.st_size, err, sizeof err) != 0) {
@@ -578,12 +708,17 @@ struct module *loader_load(struct loader *l, const char *path, const char *who,
     }
     /* Modules are never unloaded (see loader.h), so a refused one stays mapped too: it is
      * harmless, and the same file is then refused again without running its constructors. */
-    const struct arq_plugin *d = loader__descriptor(handle, path, who, pos, diags);
+    struct loader_upgrade *up;
+    const struct arq_plugin *d = loader__descriptor(handle, path, who, pos, diags, &up);
     m = loader__record(d ? &l->modules : &l->refused, path, &st, private_copy, handle, d);
-    if (!m)
+    if (!m) {
         diag_add(diags, pos, "%s: out of memory", who);
-    else if (!d)
+        loader_upgrade_free(up);
+    } else if (!d) {
         m = NULL;
+    } else {
+        m->upgrade = up;
+    }
 done:
     if (copy[0])
         loader__remove_copy(copy);
@@ -597,6 +732,7 @@ static void loader__free_list(struct module **list)
     struct module *m = *list;
     while (m) {
         struct module *next = m->next;
+        loader_upgrade_free(m->upgrade);
         free(m->path);
         free(m);
         m = next;

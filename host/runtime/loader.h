@@ -14,6 +14,10 @@
  * process (fork, dlopen, the entry point, _exit) loads it first: a module that crashes or
  * hangs (10 s) the child is refused with its path, and nothing is mapped in the daemon.
  *
+ * A descriptor built for ABI 1.0 is read through a copy in this header's layout (its option
+ * specs have the 1.0 stride, see struct arq_option): `desc` is then that copy, owned by the
+ * module, and the plugin's own descriptor is never written.
+ *
  * Modules are never dlclose'd (code of a retired instance may still be on a stack or in a
  * pending callback, and many libraries do not survive unloading). */
 #ifndef ARQ_HOST_LOADER_H
@@ -25,6 +29,8 @@
 
 #include "diag.h"
 
+struct loader_upgrade;
+
 struct module {
     char *path; /* as first loaded                                                       */
     dev_t dev;  /* the identity of the file version that was loaded                      */
@@ -33,7 +39,8 @@ struct module {
     struct timespec mtime;
     int private_copy; /* mapped from a private copy (the path was already mapped)        */
     void *handle;
-    const struct arq_plugin *desc; /* NULL in loader.refused                               */
+    const struct arq_plugin *desc;  /* NULL in loader.refused                               */
+    struct loader_upgrade *upgrade; /* a 1.0 descriptor's copy (desc points into it), or NULL */
     struct module *next;
 };
 
@@ -50,7 +57,7 @@ struct module *loader_load(struct loader *l, const char *path, const char *who,
 /* Forget every module (dlclose is not called; see above). */
 void loader_free(struct loader *l);
 
-/* Check a descriptor (exposed for tests): 0, or -1 with a message. */
+/* Check a descriptor in this header's layout (exposed for tests): 0, or -1 with a message. */
 int loader_check_descriptor(const struct arq_plugin *d, char *err, size_t errsz);
 
 const char *loader_kind_name(enum arq_kind kind);

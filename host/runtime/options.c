@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,62 @@ const char *opt_type_name(enum arq_opt_type type)
         return "any";
     }
     return NULL;
+}
+
+const char *opt_field_kind_name(int kind)
+{
+    switch (kind) {
+    case ARQ_FIELD_BOOL:
+        return "_Bool";
+    case ARQ_FIELD_INT:
+        return "int";
+    case ARQ_FIELD_UINT:
+        return "unsigned";
+    case ARQ_FIELD_LONG:
+        return "long";
+    case ARQ_FIELD_ULONG:
+        return "unsigned long";
+    case ARQ_FIELD_LLONG:
+        return "long long";
+    case ARQ_FIELD_ULLONG:
+        return "unsigned long long";
+    case ARQ_FIELD_DOUBLE:
+        return "double";
+    case ARQ_FIELD_STR:
+        return "const char *";
+    case ARQ_FIELD_JSON:
+        return "const json_t *";
+    }
+    return NULL;
+}
+
+static int field_is_integer(int kind)
+{
+    return kind >= ARQ_FIELD_BOOL && kind <= ARQ_FIELD_ULLONG;
+}
+
+/* Whether a field of `kind` can hold the values of an option of `type` (see enum
+ * arq_field_kind in plugin.h). */
+static int field_fits(enum arq_opt_type type, int kind)
+{
+    switch (type) {
+    case ARQ_OPT_BOOL:
+        return field_is_integer(kind);
+    case ARQ_OPT_INT:
+    case ARQ_OPT_DURATION:
+    case ARQ_OPT_SIZE:
+        return (field_is_integer(kind) && kind != ARQ_FIELD_BOOL) || kind == ARQ_FIELD_DOUBLE;
+    case ARQ_OPT_DOUBLE:
+        return kind == ARQ_FIELD_DOUBLE;
+    case ARQ_OPT_ENUM:
+        return (field_is_integer(kind) && kind != ARQ_FIELD_BOOL) || kind == ARQ_FIELD_STR;
+    case ARQ_OPT_STRING:
+        return kind == ARQ_FIELD_STR;
+    case ARQ_OPT_STRING_LIST:
+    case ARQ_OPT_JSON:
+        return kind == ARQ_FIELD_JSON;
+    }
+    return 0;
 }
 
 static int name_is_valid(const char *s)
@@ -296,6 +353,18 @@ int opt_spec_check(const struct arq_option *spec, char *err, size_t errsz)
             snprintf(err, errsz, "option \"%s\" has min > max", o->name);
             return -1;
         }
+        if (o->field.kind != ARQ_FIELD_NONE && !opt_field_kind_name(o->field.kind)) {
+            snprintf(err, errsz, "option \"%s\" is bound to a field of unknown kind %d", o->name,
+                     o->field.kind);
+            return -1;
+        }
+        if (o->field.kind != ARQ_FIELD_NONE && !field_fits(o->type, o->field.kind)) {
+            snprintf(err, errsz,
+                     "option \"%s\" (%s) is bound to a field of type %s, which cannot "
+                     "hold it",
+                     o->name, opt_type_name(o->type), opt_field_kind_name(o->field.kind));
+            return -1;
+        }
         if ((o->flags & ARQ_OPT_REQUIRED) && o->default_value) {
             snprintf(err, errsz, "required option \"%s\" has a default", o->name);
             return -1;
@@ -530,6 +599,167 @@ json_t *opt_redact(const struct arq_option *spec, const json_t *cfg)
         }
     }
     return copy;
+}
+
+/* One value on its way to a field. */
+union field_value {
+    long long i;
+    double d;
+    const char *s;
+    const json_t *j;
+};
+
+/* The value `v` of option `o` as its field holds it, or -1 with the reason. */
+static int field_convert(const struct arq_option *o, const json_t *v, union field_value *out,
+                         char *why, size_t size)
+{
+    int kind = o->field.kind;
+    long long lo = LLONG_MIN, hi = LLONG_MAX;
+    switch (o->type) {
+    case ARQ_OPT_BOOL:
+        if (!json_is_boolean(v))
+            break;
+        out->i = json_is_true(v);
+        return 0;
+    case ARQ_OPT_INT:
+    case ARQ_OPT_DURATION:
+    case ARQ_OPT_SIZE:
+        if (!json_is_integer(v))
+            break;
+        if (kind == ARQ_FIELD_DOUBLE) {
+            out->d = (double)json_integer_value(v);
+            return 0;
+        }
+        out->i = json_integer_value(v);
+        switch (kind) {
+        case ARQ_FIELD_INT:
+            lo = INT_MIN, hi = INT_MAX;
+            break;
+        case ARQ_FIELD_UINT:
+            lo = 0, hi = UINT_MAX;
+            break;
+        case ARQ_FIELD_LONG:
+            lo = LONG_MIN, hi = LONG_MAX;
+            break;
+        case ARQ_FIELD_ULONG:
+            lo = 0;
+            hi = (unsigned long long)ULONG_MAX < LLONG_MAX ? (long long)ULONG_MAX : LLONG_MAX;
+            break;
+        case ARQ_FIELD_ULLONG:
+            lo = 0;
+            break;
+        }
+        if (out->i < lo || out->i > hi) {
+            snprintf(why, size, "option \"%s\": %lld does not fit its field (%s)", o->name, out->i,
+                     opt_field_kind_name(kind));
+            return -1;
+        }
+        return 0;
+    case ARQ_OPT_DOUBLE:
+        if (!json_is_number(v))
+            break;
+        out->d = json_number_value(v);
+        return 0;
+    case ARQ_OPT_ENUM:
+        if (!json_is_string(v))
+            break;
+        if (kind == ARQ_FIELD_STR) {
+            out->s = json_string_value(v);
+            return 0;
+        }
+        for (long long i = 0; o->choices && o->choices[i]; i++) {
+            if (strcmp(o->choices[i], json_string_value(v)) == 0) {
+                out->i = i;
+                return 0;
+            }
+        }
+        snprintf(why, size, "option \"%s\": \"%s\" is not one of its choices", o->name,
+                 json_string_value(v));
+        return -1;
+    case ARQ_OPT_STRING:
+        if (!json_is_string(v))
+            break;
+        out->s = json_string_value(v);
+        return 0;
+    case ARQ_OPT_STRING_LIST:
+    case ARQ_OPT_JSON:
+        out->j = v;
+        return 0;
+    }
+    snprintf(why, size,
+             "option \"%s\": the configuration does not hold a valid %s (was it "
+             "validated against this spec?)",
+             o->name, opt_type_name(o->type));
+    return -1;
+}
+
+static void field_store(void *out, const struct arq_field *f, const union field_value *v)
+{
+    char *at = (char *)out + f->offset;
+#define FIELD_PUT(type, value)                                                                     \
+    do {                                                                                           \
+        type x_ = (type)(value);                                                                   \
+        memcpy(at, &x_, sizeof x_);                                                                \
+    } while (0)
+    switch (f->kind) {
+    case ARQ_FIELD_BOOL:
+        FIELD_PUT(_Bool, v->i != 0);
+        break;
+    case ARQ_FIELD_INT:
+        FIELD_PUT(int, v->i);
+        break;
+    case ARQ_FIELD_UINT:
+        FIELD_PUT(unsigned, v->i);
+        break;
+    case ARQ_FIELD_LONG:
+        FIELD_PUT(long, v->i);
+        break;
+    case ARQ_FIELD_ULONG:
+        FIELD_PUT(unsigned long, v->i);
+        break;
+    case ARQ_FIELD_LLONG:
+        FIELD_PUT(long long, v->i);
+        break;
+    case ARQ_FIELD_ULLONG:
+        FIELD_PUT(unsigned long long, v->i);
+        break;
+    case ARQ_FIELD_DOUBLE:
+        FIELD_PUT(double, v->d);
+        break;
+    case ARQ_FIELD_STR:
+        FIELD_PUT(const char *, v->s);
+        break;
+    case ARQ_FIELD_JSON:
+        FIELD_PUT(const json_t *, v->j);
+        break;
+    }
+#undef FIELD_PUT
+}
+
+int opt_fill(const json_t *cfg, const struct arq_option *spec, void *out, struct arq_error *err)
+{
+    char why[400];
+    union field_value v;
+    /* Every value is converted before any is written: all or nothing. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (const struct arq_option *o = spec; o && o->name; o++) {
+            const json_t *value = json_object_get(cfg, o->name);
+            if (o->field.kind == ARQ_FIELD_NONE || !value)
+                continue;
+            if (!field_fits(o->type, o->field.kind)) {
+                snprintf(why, sizeof why, "option \"%s\" (%s) is bound to a field of type %s",
+                         o->name, opt_type_name(o->type),
+                         opt_field_kind_name(o->field.kind) ? opt_field_kind_name(o->field.kind)
+                                                            : "(unknown)");
+                return arq_error_set(err, ARQ_EINVAL, "%s", why);
+            }
+            if (field_convert(o, value, &v, why, sizeof why) != 0)
+                return arq_error_set(err, ARQ_EINVAL, "%s", why);
+            if (pass == 1)
+                field_store(out, &o->field, &v);
+        }
+    }
+    return ARQ_OK;
 }
 
 int64_t opt_get_int(const json_t *cfg, const char *name, int64_t fallback)

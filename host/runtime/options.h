@@ -12,8 +12,9 @@
 #define OPT_REDACTED "<redacted>"
 
 /* Check that a spec is well formed: valid unique names, known types, enums with choices,
- * defaults that parse and fit their range, REQUIRED without default. Returns 0 or -1 with a
- * message in err. */
+ * defaults that parse and fit their range, REQUIRED without default, bound fields whose C
+ * type can hold the option. Returns 0 or -1 with a message in err. The spec is in this
+ * header's layout (loader.c converts a 1.0 plugin's). */
 int opt_spec_check(const struct arq_option *spec, char *err, size_t errsz);
 
 /* Validate `given` (a mapping node of `doc`, or NULL for none) against `spec` and return a
@@ -37,6 +38,8 @@ enum opt_change opt_diff(const struct arq_option *spec, const json_t *a, const j
 json_t *opt_redact(const struct arq_option *spec, const json_t *cfg);
 
 const char *opt_type_name(enum arq_opt_type type);
+/* The C type of a field kind (enum arq_field_kind), or NULL for none or an unknown kind. */
+const char *opt_field_kind_name(int kind);
 
 /* Accessors offered to plugins through struct arq_host. */
 int64_t opt_get_int(const json_t *cfg, const char *name, int64_t fallback);
@@ -44,5 +47,7 @@ double opt_get_double(const json_t *cfg, const char *name, double fallback);
 int opt_get_bool(const json_t *cfg, const char *name, int fallback);
 const char *opt_get_str(const json_t *cfg, const char *name, const char *fallback);
 const json_t *opt_get_json(const json_t *cfg, const char *name);
+/* arq_host.opt_fill: the bound options of `spec` from validated `cfg` into `out`. */
+int opt_fill(const json_t *cfg, const struct arq_option *spec, void *out, struct arq_error *err);
 
 #endif

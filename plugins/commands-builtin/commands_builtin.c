@@ -19,9 +19,15 @@
 
 /* --- options ------------------------------------------------------------------------------- */
 
+/* What the host fills from the options below (opt_fill). */
+struct builtin_cfg {
+    int admin_commands;
+};
+
 static const struct arq_option options[] = {
-    ARQ_OPT("admin_commands", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
-            "offer delete_channel, disconnect_client and reload at all"),
+    ARQ_OPT_FIELD("admin_commands", ARQ_OPT_BOOL, "true", ARQ_OPT_RELOADABLE,
+                  "offer delete_channel, disconnect_client and reload at all",
+                  ARQ_FIELD(struct builtin_cfg, admin_commands)),
     ARQ_OPT_END};
 
 /* The commands that admin_commands switches off. */
@@ -32,30 +38,25 @@ static const char *const admin_only[] = {"delete_channel", "disconnect_client", 
 struct builtin {
     const struct arq_host *host;
     arq_ctx *ctx;
-    int admin_commands;
+    struct builtin_cfg cfg;
 };
 
 /* --- life cycle ---------------------------------------------------------------------------- */
-
-/* Non-zero when the host's table reaches `field` and fills it (tables grow at their tail). */
-#define HOST_HAS(host, field)                                                                      \
-    ((host)->struct_size >= offsetof(struct arq_host, field) + sizeof((host)->field) &&            \
-     (host)->field != NULL)
 
 static int builtin_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
                           struct arq_error *err)
 {
     /* Refuse here, where --check-config reports it, rather than fail on every command. */
-    const char *missing = !HOST_HAS(host, conn_client_id)       ? "conn_client_id"
-                          : !HOST_HAS(host, bus_join)           ? "bus_join"
-                          : !HOST_HAS(host, bus_leave)          ? "bus_leave"
-                          : !HOST_HAS(host, bus_create_channel) ? "bus_create_channel"
-                          : !HOST_HAS(host, bus_delete_channel) ? "bus_delete_channel"
-                          : !HOST_HAS(host, bus_disconnect)     ? "bus_disconnect"
-                          : !HOST_HAS(host, bus_query)          ? "bus_query"
-                          : !HOST_HAS(host, bus_reload)         ? "bus_reload"
-                          : !HOST_HAS(host, bus_history)        ? "bus_history"
-                                                                : NULL;
+    const char *missing = !ARQ_HOST_HAS(host, conn_client_id)       ? "conn_client_id"
+                          : !ARQ_HOST_HAS(host, bus_join)           ? "bus_join"
+                          : !ARQ_HOST_HAS(host, bus_leave)          ? "bus_leave"
+                          : !ARQ_HOST_HAS(host, bus_create_channel) ? "bus_create_channel"
+                          : !ARQ_HOST_HAS(host, bus_delete_channel) ? "bus_delete_channel"
+                          : !ARQ_HOST_HAS(host, bus_disconnect)     ? "bus_disconnect"
+                          : !ARQ_HOST_HAS(host, bus_query)          ? "bus_query"
+                          : !ARQ_HOST_HAS(host, bus_reload)         ? "bus_reload"
+                          : !ARQ_HOST_HAS(host, bus_history)        ? "bus_history"
+                                                                    : NULL;
     if (missing)
         return arq_error_set(err, ARQ_ENOTSUP,
                              "this arqonbusd (%s) does not provide the bus service %s that the "
@@ -66,7 +67,11 @@ static int builtin_create(const struct arq_host *host, arq_ctx *ctx, const json_
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
     b->host = host;
     b->ctx = ctx;
-    b->admin_commands = host->opt_bool(cfg, "admin_commands", 1);
+    int rc = host->opt_fill(cfg, options, &b->cfg, err);
+    if (rc != ARQ_OK) {
+        free(b);
+        return rc;
+    }
     *self = b;
     return ARQ_OK;
 }
@@ -74,9 +79,7 @@ static int builtin_create(const struct arq_host *host, arq_ctx *ctx, const json_
 static int builtin_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
 {
     struct builtin *b = self;
-    (void)err;
-    b->admin_commands = b->host->opt_bool(cfg, "admin_commands", 1);
-    return ARQ_OK;
+    return b->host->opt_fill(cfg, options, &b->cfg, err);
 }
 
 static void builtin_destroy(void *self)
@@ -91,7 +94,7 @@ static void reply_data(struct builtin *b, arq_request *req, const char *message,
 {
     if (!data_take) {
         ARQ_LOG(b->host, b->ctx, ARQ_LOG_ERROR, "cannot build a command reply", "reply", message);
-        b->host->reply_error(req, "INTERNAL_ERROR", "cannot build the reply: out of memory");
+        b->host->reply_error(req, ARQ_ERR_INTERNAL, "cannot build the reply: out of memory");
         return;
     }
     b->host->reply_ok(req, message, data_take);
@@ -118,7 +121,7 @@ static json_t *query_or_reply(struct builtin *b, arq_request *req, arq_conn *con
     struct arq_error err = {""};
     json_t *v = b->host->bus_query(b->ctx, conn, what, room, channel, &code, &err);
     if (!v)
-        reply_bus_error(b, req, code ? code : "INTERNAL_ERROR", &err);
+        reply_bus_error(b, req, code ? code : ARQ_ERR_INTERNAL, &err);
     /* cppcheck-suppress returnDanglingLifetime
      * (false positive: v is a new reference, it does not point into code or err) */
     return v;
@@ -142,11 +145,11 @@ static int is_admin_only(const char *name)
 /* With admin_commands off, an admin command answers as if it were not loaded. */
 static int refuse_if_not_offered(const struct builtin *b, arq_request *req, const char *name)
 {
-    if (b->admin_commands)
+    if (b->cfg.admin_commands)
         return 0;
     char text[160];
     snprintf(text, sizeof text, "Unknown command: %s", name);
-    b->host->reply_error(req, "UNKNOWN_COMMAND", text);
+    b->host->reply_error(req, ARQ_ERR_UNKNOWN_COMMAND, text);
     return 1;
 }
 
@@ -214,7 +217,7 @@ static void cmd_help(void *self, arq_request *req, arq_conn *conn, const json_t 
     size_t i = 0;
     while (i < json_array_size(all)) {
         const char *name = json_string_value(json_object_get(json_array_get(all, i), "name"));
-        if (!b->admin_commands && name && is_admin_only(name))
+        if (!b->cfg.admin_commands && name && is_admin_only(name))
             json_array_remove(all, i);
         else
             i++;
@@ -238,7 +241,7 @@ static void cmd_help(void *self, arq_request *req, arq_conn *conn, const json_t 
     json_decref(all);
     char text[160];
     snprintf(text, sizeof text, "Unknown command: %s", wanted);
-    b->host->reply_error(req, "UNKNOWN_COMMAND", text);
+    b->host->reply_error(req, ARQ_ERR_UNKNOWN_COMMAND, text);
 }
 
 static void cmd_whoami(void *self, arq_request *req, arq_conn *conn, const json_t *args)

@@ -5,11 +5,12 @@
  *   time  {}      -> data {time, unix_ms}         the server's clock, RFC 3339 and Unix ms
  *
  * Read it top to bottom: options, instance state, life cycle, the commands, the command table,
- * and the descriptor at the bottom. It uses nothing but the SDK header and jansson.
+ * and the descriptor at the bottom. It uses nothing but the SDK header (1.1) and jansson, which
+ * command sets use for arguments and replies.
  *
- * Build against the installed SDK:
- *   cc -std=c11 -fPIC -shared $(pkg-config --cflags arqonbus-sdk) commands_example.c \
- *      $(pkg-config --cflags --libs jansson) -o commands-example.so
+ * Build against the installed SDK (its .pc brings jansson and libuv):
+ *   cc -std=c11 -fPIC -shared commands_example.c $(pkg-config --cflags --libs arqonbus-sdk) \
+ *      -o commands-example.so
  * install it into $(pkg-config --variable=plugindir arqonbus-sdk), and declare an instance (see
  * conf.d/20-commands.yaml). Clients then send {"type":"command","command":"echo",
  * "args":{"text":"hi"}} and `help` lists both commands. */
@@ -23,17 +24,22 @@
 #include <string.h>
 #include <time.h>
 
-/* 1. Options: the host validates these before create() sees the config. */
-static const struct arq_option options[] = {ARQ_OPT_RANGE("max_text", ARQ_OPT_SIZE, "1KiB", 1,
-                                                          1048576, ARQ_OPT_RELOADABLE,
-                                                          "longest text echo sends back"),
-                                            ARQ_OPT_END};
+/* 1. Options, each bound to a field of the config struct: the host validates the config and
+ * fills the struct (opt_fill), so a default is written once, here. */
+struct example_cfg {
+    size_t max_text; /* bytes */
+};
+
+static const struct arq_option options[] = {
+    ARQ_OPT_RANGE_FIELD("max_text", ARQ_OPT_SIZE, "1KiB", 1, 1048576, ARQ_OPT_RELOADABLE,
+                        "longest text echo sends back", ARQ_FIELD(struct example_cfg, max_text)),
+    ARQ_OPT_END};
 
 /* 2. Instance state: everything lives here, nothing in globals. */
 struct example {
     const struct arq_host *host;
     arq_ctx *ctx;
-    size_t max_text;
+    struct example_cfg cfg;
 };
 
 /* 3. Life cycle. A command set has no work of its own to start or stop. */
@@ -45,18 +51,24 @@ static int example_create(const struct arq_host *host, arq_ctx *ctx, const json_
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
     e->host = host;
     e->ctx = ctx;
-    e->max_text = (size_t)host->opt_int(cfg, "max_text", 1024);
+    int rc = host->opt_fill(cfg, options, &e->cfg, err);
+    if (rc != ARQ_OK) {
+        free(e);
+        return rc;
+    }
     *self = e;
     return ARQ_OK;
 }
 
-/* Only max_text can change, and it is RELOADABLE: apply it in place. */
+/* Only max_text can change, and it is RELOADABLE: apply it in place, all or nothing. */
 static int example_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
 {
     struct example *e = self;
-    (void)err;
-    e->max_text = (size_t)e->host->opt_int(cfg, "max_text", 1024);
-    return ARQ_OK;
+    struct example_cfg next = e->cfg;
+    int rc = e->host->opt_fill(cfg, options, &next, err);
+    if (rc == ARQ_OK)
+        e->cfg = next;
+    return rc;
 }
 
 static void example_destroy(void *self)
@@ -66,13 +78,23 @@ static void example_destroy(void *self)
 
 /* 4. The commands. The host has checked `args` against the command's params (types, REQUIRED,
  * defaults filled in) and the client's role before calling a handler, so a handler just reads
- * them. Every handler replies exactly once, now or later, with reply_ok or reply_error. The
- * host copies what it needs: `data` stays ours to release. */
+ * them, here into a struct its params are bound to. Every handler replies exactly once, now or
+ * later, with reply_ok or reply_error. The host copies what it needs: `data` stays ours to
+ * release. */
+struct echo_args {
+    const char *text; /* borrowed from args: valid during the handler */
+};
+
+static const struct arq_option echo_params[] = {
+    ARQ_OPT_FIELD("text", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the text to send back",
+                  ARQ_FIELD(struct echo_args, text)),
+    ARQ_OPT_END};
+
 static void reply_take(struct example *e, arq_request *req, const char *message, json_t *data)
 {
     if (!data) {
         ARQ_LOG(e->host, e->ctx, ARQ_LOG_ERROR, "cannot build a reply", "reply", message);
-        e->host->reply_error(req, "INTERNAL_ERROR", "out of memory");
+        e->host->reply_error(req, ARQ_ERR_INTERNAL, "out of memory");
         return;
     }
     e->host->reply_ok(req, message, data);
@@ -82,17 +104,22 @@ static void reply_take(struct example *e, arq_request *req, const char *message,
 static void cmd_echo(void *self, arq_request *req, arq_conn *conn, const json_t *args)
 {
     struct example *e = self;
-    const char *text = e->host->opt_str(args, "text", "");
+    struct echo_args a = {""};
+    struct arq_error err;
     (void)conn;
-    size_t len = strlen(text);
-    if (len > e->max_text) {
-        /* A client mistake: a protocol error code and a text that says what to change. */
-        char why[128];
-        snprintf(why, sizeof why, "text is %zu bytes; the limit is %zu", len, e->max_text);
-        e->host->reply_error(req, "VALIDATION_ERROR", why);
+    if (e->host->opt_fill(args, echo_params, &a, &err) != ARQ_OK) {
+        e->host->reply_error(req, ARQ_ERR_INTERNAL, err.text);
         return;
     }
-    reply_take(e, req, "echo", json_pack("{s:s}", "text", text));
+    size_t len = strlen(a.text);
+    if (len > e->cfg.max_text) {
+        /* A client mistake: a protocol error code and a text that says what to change. */
+        char why[128];
+        snprintf(why, sizeof why, "text is %zu bytes; the limit is %zu", len, e->cfg.max_text);
+        e->host->reply_error(req, ARQ_ERR_VALIDATION, why);
+        return;
+    }
+    reply_take(e, req, "echo", json_pack("{s:s}", "text", a.text));
 }
 
 static void cmd_time(void *self, arq_request *req, arq_conn *conn, const json_t *args)
@@ -113,9 +140,6 @@ static void cmd_time(void *self, arq_request *req, arq_conn *conn, const json_t 
 
 /* 5. The command table: name, one line for `help`, params (written like options), least role
  * ("guest", "user", "admin"; an auth policy may change it), handler. A NULL name ends it. */
-static const struct arq_option echo_params[] = {
-    ARQ_OPT("text", ARQ_OPT_STRING, NULL, ARQ_OPT_REQUIRED, "the text to send back"), ARQ_OPT_END};
-
 static const struct arq_command commands[] = {
     {"echo", "send `text` back", echo_params, "guest", cmd_echo},
     {"time", "the server's time, RFC 3339 (UTC, milliseconds) and Unix milliseconds", NULL, "guest",

@@ -12,14 +12,23 @@
 
 #include "history_ring.h"
 
-/* 1. Options. */
+/* 1. Options, bound to the struct the host fills (their defaults are here only). */
+struct memstore_cfg {
+    size_t max_history;
+    size_t max_bytes;
+    int64_t ttl_ms;
+};
+
 static const struct arq_option options[] = {
-    ARQ_OPT_RANGE("max_history", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
-                  "messages kept per channel (and per room for room-wide messages)"),
-    ARQ_OPT_RANGE("max_bytes", ARQ_OPT_SIZE, "256MiB", 0, 1099511627776.0, ARQ_OPT_RELOADABLE,
-                  "message bytes kept in all, the oldest message going first; 0: unbounded"),
-    ARQ_OPT_RANGE("ttl", ARQ_OPT_DURATION, "0", 0, 31622400000.0, ARQ_OPT_RELOADABLE,
-                  "older messages are dropped; 0: kept until pushed out"),
+    ARQ_OPT_RANGE_FIELD("max_history", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
+                        "messages kept per channel (and per room for room-wide messages)",
+                        ARQ_FIELD(struct memstore_cfg, max_history)),
+    ARQ_OPT_RANGE_FIELD("max_bytes", ARQ_OPT_SIZE, "256MiB", 0, 1099511627776.0, ARQ_OPT_RELOADABLE,
+                        "message bytes kept in all, the oldest message going first; 0: unbounded",
+                        ARQ_FIELD(struct memstore_cfg, max_bytes)),
+    ARQ_OPT_RANGE_FIELD("ttl", ARQ_OPT_DURATION, "0", 0, 31622400000.0, ARQ_OPT_RELOADABLE,
+                        "older messages are dropped; 0: kept until pushed out",
+                        ARQ_FIELD(struct memstore_cfg, ttl_ms)),
     ARQ_OPT_END};
 
 /* 2. Instance state. */
@@ -29,13 +38,19 @@ struct memstore {
     struct hring *ring;
 };
 
-static struct hring_limits memstore__limits(const struct arq_host *host, const json_t *cfg)
+static int memstore__limits(const struct arq_host *host, const json_t *cfg,
+                            struct hring_limits *lim, struct arq_error *err)
 {
-    return (struct hring_limits){
-        .max_history = (size_t)host->opt_int(cfg, "max_history", 10000),
-        .max_bytes = (size_t)host->opt_int(cfg, "max_bytes", 256 * 1024 * 1024),
-        .ttl_us = host->opt_int(cfg, "ttl", 0) * 1000,
+    struct memstore_cfg c = {0};
+    int rc = host->opt_fill(cfg, options, &c, err);
+    if (rc != ARQ_OK)
+        return rc;
+    *lim = (struct hring_limits){
+        .max_history = c.max_history,
+        .max_bytes = c.max_bytes,
+        .ttl_us = c.ttl_ms * 1000,
     };
+    return ARQ_OK;
 }
 
 /* stored_at is wall-clock time: clients compare it, and since/until, with their own clocks. */
@@ -55,7 +70,12 @@ static int memstore_create(const struct arq_host *host, arq_ctx *ctx, const json
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
     m->host = host;
     m->ctx = ctx;
-    struct hring_limits lim = memstore__limits(host, cfg);
+    struct hring_limits lim;
+    int rc = memstore__limits(host, cfg, &lim, err);
+    if (rc != ARQ_OK) {
+        free(m);
+        return rc;
+    }
     if (!(m->ring = hring_new(&lim))) {
         free(m);
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
@@ -68,10 +88,11 @@ static int memstore_create(const struct arq_host *host, arq_ctx *ctx, const json
 static int memstore_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
 {
     struct memstore *m = self;
-    struct hring_limits lim = memstore__limits(m->host, cfg);
-    (void)err;
-    hring_set_limits(m->ring, &lim);
-    return ARQ_OK;
+    struct hring_limits lim;
+    int rc = memstore__limits(m->host, cfg, &lim, err);
+    if (rc == ARQ_OK)
+        hring_set_limits(m->ring, &lim);
+    return rc;
 }
 
 static void memstore_destroy(void *self)

@@ -108,20 +108,18 @@ static void server_free(struct http_server *srv)
     free(srv);
 }
 
-/* The server-side services this plugin calls, new in the host's table: refuse a host
- * without them at create time rather than crash at the first request. */
-#define HOST_HAS(h, f) ((h)->struct_size >= offsetof(struct arq_host, f) + sizeof((h)->f) && (h)->f)
-
 static int http_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cfg, void **self,
                        struct arq_error *err)
 {
-    const char *missing = !HOST_HAS(host, bus_query)           ? "bus_query"
-                          : !HOST_HAS(host, bus_disconnect)    ? "bus_disconnect"
-                          : !HOST_HAS(host, bus_ready)         ? "bus_ready"
-                          : !HOST_HAS(host, bus_publish)       ? "bus_publish"
-                          : !HOST_HAS(host, bus_history_query) ? "bus_history_query"
-                          : !HOST_HAS(host, bus_reload_async)  ? "bus_reload_async"
-                                                               : NULL;
+    /* The server-side services this plugin calls, new in the host's table: refuse a host
+     * without them at create time rather than crash at the first request. */
+    const char *missing = !ARQ_HOST_HAS(host, bus_query)           ? "bus_query"
+                          : !ARQ_HOST_HAS(host, bus_disconnect)    ? "bus_disconnect"
+                          : !ARQ_HOST_HAS(host, bus_ready)         ? "bus_ready"
+                          : !ARQ_HOST_HAS(host, bus_publish)       ? "bus_publish"
+                          : !ARQ_HOST_HAS(host, bus_history_query) ? "bus_history_query"
+                          : !ARQ_HOST_HAS(host, bus_reload_async)  ? "bus_reload_async"
+                                                                   : NULL;
     if (missing)
         return arq_error_set(err, ARQ_ENOTSUP,
                              "this arqonbusd does not offer %s, which the HTTP API needs "
@@ -231,7 +229,7 @@ static void http_stop(void *self)
     http_daemon__quiesce(srv);
     /* Replaced by a reload (POST /admin/reload among others): answer what is in flight
      * before the host destroys us. */
-    if (!srv->nreqs || !HOST_HAS(h, retire_release) || !h->retire_hold)
+    if (!srv->nreqs || !ARQ_HOST_HAS(h, retire_release) || !ARQ_HOST_HAS(h, retire_hold))
         return;
     srv->holding = 1;
     h->retire_hold(srv->ctx);

@@ -79,18 +79,18 @@ unsigned http_status_of(const char *code)
         const char *code;
         unsigned status;
     } map[] = {
-        {"VALIDATION_ERROR", MHD_HTTP_BAD_REQUEST},
-        {"INVALID_JSON", MHD_HTTP_BAD_REQUEST},
-        {"AUTHORIZATION_ERROR", MHD_HTTP_FORBIDDEN},
-        {"NOT_FOUND", MHD_HTTP_NOT_FOUND},
-        {"ROOM_NOT_FOUND", MHD_HTTP_NOT_FOUND},
-        {"CHANNEL_NOT_FOUND", MHD_HTTP_NOT_FOUND},
-        {"CHANNEL_EXISTS", MHD_HTTP_CONFLICT},
-        {"RATE_LIMITED", MHD_HTTP_TOO_MANY_REQUESTS},
-        {"STORAGE_UNAVAILABLE", MHD_HTTP_SERVICE_UNAVAILABLE},
-        {"AUTHENTICATION_ERROR", MHD_HTTP_UNAUTHORIZED},
-        {"METHOD_NOT_ALLOWED", MHD_HTTP_METHOD_NOT_ALLOWED},
-        {"PAYLOAD_TOO_LARGE", MHD_HTTP_CONTENT_TOO_LARGE},
+        {ARQ_ERR_VALIDATION, MHD_HTTP_BAD_REQUEST},
+        {ARQ_ERR_INVALID_JSON, MHD_HTTP_BAD_REQUEST},
+        {ARQ_ERR_AUTHORIZATION, MHD_HTTP_FORBIDDEN},
+        {ARQ_ERR_NOT_FOUND, MHD_HTTP_NOT_FOUND},
+        {ARQ_ERR_ROOM_NOT_FOUND, MHD_HTTP_NOT_FOUND},
+        {ARQ_ERR_CHANNEL_NOT_FOUND, MHD_HTTP_NOT_FOUND},
+        {ARQ_ERR_CHANNEL_EXISTS, MHD_HTTP_CONFLICT},
+        {ARQ_ERR_RATE_LIMITED, MHD_HTTP_TOO_MANY_REQUESTS},
+        {ARQ_ERR_STORAGE_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE},
+        {ARQ_ERR_AUTHENTICATION, MHD_HTTP_UNAUTHORIZED},
+        {ARQ_ERR_METHOD_NOT_ALLOWED, MHD_HTTP_METHOD_NOT_ALLOWED},
+        {ARQ_ERR_PAYLOAD_TOO_LARGE, MHD_HTTP_CONTENT_TOO_LARGE},
     };
     if (!code)
         return MHD_HTTP_OK;
@@ -198,7 +198,7 @@ static void reply_error_with(struct http_req *req, unsigned status, const char *
 void http_reply_json(struct http_req *req, unsigned status, const json_t *body)
 {
     if (reply_json_with(req, status, body, NULL) != 0)
-        reply_error_with(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory",
+        reply_error_with(req, MHD_HTTP_INTERNAL_SERVER_ERROR, ARQ_ERR_INTERNAL, "Out of memory",
                          NULL, NULL);
 }
 
@@ -220,7 +220,7 @@ void *http_req_await(struct http_req *req)
 {
     struct http_wait *w = malloc(sizeof *w);
     if (!w) {
-        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory");
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, ARQ_ERR_INTERNAL, "Out of memory");
         return NULL;
     }
     w->req = req;
@@ -263,7 +263,7 @@ void http_request__abort_suspended(struct http_server *srv)
             continue;
         req->wait->req = NULL; /* the operation's result will be dropped */
         req->wait = NULL;
-        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "EXECUTION_ERROR",
+        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, ARQ_ERR_EXECUTION,
                          "The HTTP listener is closing");
         req->suspended = 0;
         MHD_resume_connection(req->mc);
@@ -338,9 +338,9 @@ static int token_allows(struct http_req *req, int presented)
         snprintf(details, sizeof details, "%s: %s",
                  presented ? "Invalid API key or token" : "A token is required", res.reason);
         if (res.http_status == 403)
-            reply_error_with(req, MHD_HTTP_FORBIDDEN, "AUTHORIZATION_ERROR", details, NULL, NULL);
+            reply_error_with(req, MHD_HTTP_FORBIDDEN, ARQ_ERR_AUTHORIZATION, details, NULL, NULL);
         else
-            reply_error_with(req, MHD_HTTP_UNAUTHORIZED, "AUTHENTICATION_ERROR", details, NULL,
+            reply_error_with(req, MHD_HTTP_UNAUTHORIZED, ARQ_ERR_AUTHENTICATION, details, NULL,
                              bearer_challenge);
         return -1;
     }
@@ -356,7 +356,7 @@ static int token_allows(struct http_req *req, int presented)
     srv->host->auth_ticket_free(ticket);
     if (v == ARQ_AUTH_ALLOW)
         return 1;
-    reply_error_with(req, MHD_HTTP_FORBIDDEN, "AUTHORIZATION_ERROR", res.reason, NULL, NULL);
+    reply_error_with(req, MHD_HTTP_FORBIDDEN, ARQ_ERR_AUTHORIZATION, res.reason, NULL, NULL);
     return -1;
 }
 
@@ -376,20 +376,20 @@ static int check_key(struct http_req *req)
             return ok > 0 ? 0 : -1;
     }
     if (!c->api_key) {
-        reply_error_with(req, MHD_HTTP_FORBIDDEN, "AUTHORIZATION_ERROR",
+        reply_error_with(req, MHD_HTTP_FORBIDDEN, ARQ_ERR_AUTHORIZATION,
                          "This endpoint is disabled: no api_key is configured for the HTTP API",
                          NULL, NULL);
         return -1;
     }
     if (!k || !*k) {
-        reply_error_with(req, MHD_HTTP_UNAUTHORIZED, "AUTHENTICATION_ERROR",
+        reply_error_with(req, MHD_HTTP_UNAUTHORIZED, ARQ_ERR_AUTHENTICATION,
                          "An API key is required: send X-API-Key or Authorization: Bearer", NULL,
                          bearer_challenge);
         return -1;
     }
     ARQ_LOG(req->srv->host, req->srv->ctx, ARQ_LOG_INFO, "api key refused", "path",
             req->route->path);
-    reply_error_with(req, MHD_HTTP_UNAUTHORIZED, "AUTHENTICATION_ERROR", "Invalid API key", NULL,
+    reply_error_with(req, MHD_HTTP_UNAUTHORIZED, ARQ_ERR_AUTHENTICATION, "Invalid API key", NULL,
                      bearer_challenge);
     return -1;
 }
@@ -399,7 +399,7 @@ static void reply_too_large(struct http_req *req)
     char text[96];
     snprintf(text, sizeof text, "The request body is larger than %zu bytes",
              req->srv->cfg.max_body_bytes);
-    reply_error_with(req, MHD_HTTP_CONTENT_TOO_LARGE, "PAYLOAD_TOO_LARGE", text, NULL, NULL);
+    reply_error_with(req, MHD_HTTP_CONTENT_TOO_LARGE, ARQ_ERR_PAYLOAD_TOO_LARGE, text, NULL, NULL);
 }
 
 /* CORS preflight (and plain OPTIONS): 204 with what the path allows. */
@@ -428,7 +428,7 @@ static void screen(struct http_req *req, const char *url)
     if (!route) {
         char text[300];
         snprintf(text, sizeof text, "No endpoint at %s", url);
-        reply_error_with(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", text, NULL, NULL);
+        reply_error_with(req, MHD_HTTP_NOT_FOUND, ARQ_ERR_NOT_FOUND, text, NULL, NULL);
         return;
     }
     if (req->method == HTTP_OPTIONS) {
@@ -442,7 +442,8 @@ static void screen(struct http_req *req, const char *url)
         const char *h[] = {MHD_HTTP_HEADER_ALLOW, allow, NULL};
         char text[160];
         snprintf(text, sizeof text, "Method not allowed on %s (allowed: %s)", route->path, allow);
-        reply_error_with(req, MHD_HTTP_METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", text, NULL, h);
+        reply_error_with(req, MHD_HTTP_METHOD_NOT_ALLOWED, ARQ_ERR_METHOD_NOT_ALLOWED, text, NULL,
+                         h);
         return;
     }
     if (route->command && check_key(req) != 0)
@@ -501,7 +502,7 @@ static void dispatch(struct http_req *req, const char *url)
     if (req->status || req->failed)
         return;
     if (req->nomem) {
-        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "INTERNAL_ERROR",
+        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, ARQ_ERR_INTERNAL,
                          "Out of memory while reading the body");
         return;
     }
@@ -511,7 +512,7 @@ static void dispatch(struct http_req *req, const char *url)
     }
     if (req->srv->closing) {
         /* The last run before the daemon stops: start nothing that would answer later. */
-        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "EXECUTION_ERROR",
+        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, ARQ_ERR_EXECUTION,
                          "The HTTP listener is closing");
         return;
     }
@@ -524,7 +525,7 @@ static void dispatch(struct http_req *req, const char *url)
         req->suspended = 1;
         return;
     }
-    http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR",
+    http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, ARQ_ERR_INTERNAL,
                      "The handler gave no answer");
 }
 

@@ -23,12 +23,12 @@ static json_t *body_object(struct http_req *req, const char *const *allowed)
     if (!body) {
         snprintf(msg, sizeof msg, "Invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
                  jerr.column);
-        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "INVALID_JSON", msg);
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_INVALID_JSON, msg);
         return NULL;
     }
     if (!json_is_object(body)) {
         json_decref(body);
-        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION,
                          "The body must be a JSON object");
         return NULL;
     }
@@ -44,7 +44,7 @@ static json_t *body_object(struct http_req *req, const char *const *allowed)
         if (!allowed[i]) {
             snprintf(msg, sizeof msg, "Unknown field '%.64s'", key);
             json_decref(body);
-            http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", msg);
+            http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION, msg);
             return NULL;
         }
     }
@@ -120,7 +120,7 @@ static void h_status(struct http_req *req, const char *url)
     const char *code = NULL;
     json_t *status = BUS_QUERY(srv, "status", NULL, &code, &err);
     if (!status) {
-        code = code ? code : "INTERNAL_ERROR";
+        code = code ? code : ARQ_ERR_INTERNAL;
         http_reply_error(req, http_status_of(code), code, err.text[0] ? err.text : "No status");
         return;
     }
@@ -146,7 +146,7 @@ static void h_metrics(struct http_req *req, const char *url)
     struct http_server *srv = http_req_server(req);
     char *text = srv->host->metrics_render(srv->ctx);
     if (!text) {
-        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory");
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, ARQ_ERR_INTERNAL, "Out of memory");
         return;
     }
     http_reply_text(req, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
@@ -175,14 +175,14 @@ static void h_history(struct http_req *req, const char *url)
     struct http_server *srv = http_req_server(req);
     struct query_args q = {json_object(), ""};
     if (!q.args) {
-        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", "Out of memory");
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, ARQ_ERR_INTERNAL, "Out of memory");
         return;
     }
     MHD_get_connection_values(http_req_connection(req), MHD_GET_ARGUMENT_KIND, query_arg, &q);
     if (!q.error[0] && !json_object_get(q.args, "room"))
         snprintf(q.error, sizeof q.error, "Parameter 'room' is required");
     if (q.error[0]) {
-        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", q.error);
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION, q.error);
     } else {
         void *w = http_req_await(req);
         if (w)
@@ -199,8 +199,8 @@ static void h_rooms(struct http_req *req, const char *url)
     const char *code = NULL;
     json_t *rooms = BUS_QUERY(srv, "rooms", NULL, &code, &err);
     if (!rooms) {
-        http_reply_error(req, http_status_of(code ? code : "INTERNAL_ERROR"),
-                         code ? code : "INTERNAL_ERROR", err.text);
+        http_reply_error(req, http_status_of(code ? code : ARQ_ERR_INTERNAL),
+                         code ? code : ARQ_ERR_INTERNAL, err.text);
         return;
     }
     json_t *body = json_pack("{s:o}", "rooms", rooms);
@@ -219,7 +219,7 @@ static void h_channels(struct http_req *req, const char *url)
      * the length is the bus's to check, against bus.max_name_length. */
     char text[160];
     if (http_path__check_name("room", seg ? seg : "", seg ? len : 0, text, sizeof text) != 0) {
-        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR", text);
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION, text);
         return;
     }
     /* seg is set: http_path__check_name refuses the empty name given for a missing one.
@@ -227,7 +227,7 @@ static void h_channels(struct http_req *req, const char *url)
     char *room = strndup(seg, len);
     json_t *channels = room ? BUS_QUERY(srv, "channels", room, &code, &err) : NULL;
     if (!channels) {
-        code = room && code ? code : "INTERNAL_ERROR";
+        code = room && code ? code : ARQ_ERR_INTERNAL;
         http_reply_error(req, http_status_of(code), code, room ? err.text : "Out of memory");
         free(room);
         return;
@@ -260,7 +260,7 @@ static void h_reload(struct http_req *req, const char *url)
     (void)url;
     struct http_server *srv = http_req_server(req);
     if (!srv->host->bus_ready(srv->ctx)) {
-        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "EXECUTION_ERROR",
+        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, ARQ_ERR_EXECUTION,
                          "The server is starting or stopping");
         return;
     }
@@ -281,7 +281,7 @@ static void h_disconnect(struct http_req *req, const char *url)
     const json_t *id = json_object_get(body, "client_id");
     const json_t *reason = json_object_get(body, "reason");
     if (!json_is_string(id) || (reason && !json_is_string(reason))) {
-        http_reply_error(req, MHD_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION,
                          !json_is_string(id) ? "Field 'client_id' (a string) is required"
                                              : "Field 'reason' must be a string");
         json_decref(body);

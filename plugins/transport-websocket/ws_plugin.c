@@ -12,46 +12,80 @@
 #include "net_listen.h"
 #include "ws.h"
 
-static const char *const retire_policies[] = {"drain", "keep", "close", NULL};
+/* The options as the host fills them (opt_fill): their defaults are in the spec below only.
+ * Sizes arrive in bytes, durations in milliseconds; strings are borrowed from the cfg. */
+struct ws_options {
+    const char *host;
+    int port;
+    size_t max_message_bytes;
+    size_t rx_buffer_size;
+    uint64_t ping_interval_ms;
+    uint64_t ping_timeout_ms;
+    size_t max_connections;
+    int permessage_deflate;
+    const char *tls_cert, *tls_key;
+    size_t max_queued_bytes;
+    int retire; /* WS_RETIRE_*: the choices below are in that order */
+    uint64_t retire_timeout_ms;
+    uint64_t handshake_timeout_ms;
+};
 
-/* Options. The host has checked them; sizes arrive in bytes, durations in milliseconds. */
+#define WS_OPT(member) ARQ_FIELD(struct ws_options, member)
+
+/* Options. The host has checked them. */
 static const struct arq_option options[] = {
-    ARQ_OPT("host", ARQ_OPT_STRING, "127.0.0.1", 0,
-            "numeric IPv4 or IPv6 address to listen on (0.0.0.0 or :: for every interface)"),
-    ARQ_OPT_RANGE("port", ARQ_OPT_INT, "9100", 0, 65535, 0,
-                  "TCP port; 0 picks a free port (logged, and reported as the bound port)"),
-    ARQ_OPT_RANGE("max_message_bytes", ARQ_OPT_SIZE, "1MiB", 1, 256.0 * 1024 * 1024,
-                  ARQ_OPT_RELOADABLE,
-                  "largest inbound message, all fragments counted; larger closes with 1009"),
-    ARQ_OPT_RANGE("rx_buffer_size", ARQ_OPT_SIZE, "1KiB", 256, 64.0 * 1024, 0,
-                  "receive buffer libwebsockets keeps for every connection, and the most one "
-                  "read takes from a socket: 4KiB doubles what one fast publisher can fan out, "
-                  "for about 3 KB more per connection"),
-    ARQ_OPT_RANGE("ping_interval", ARQ_OPT_DURATION, "20s", 0, 3600000, 0,
-                  "ping a connection that has been silent this long (whole seconds; 0: never)"),
-    ARQ_OPT_RANGE("ping_timeout", ARQ_OPT_DURATION, "10s", 1000, 3600000, 0,
-                  "drop a connection from which nothing arrives within this time after a ping"),
-    ARQ_OPT_RANGE("max_connections", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
-                  "open WebSocket connections; further upgrades are refused with HTTP 503"),
-    ARQ_OPT("permessage_deflate", ARQ_OPT_BOOL, "false", 0,
-            "offer permessage-deflate (RFC 7692) to clients that ask for it; with "
-            "libwebsockets 4.1 one crafted compressed message aborts the server, so trusted "
-            "clients only (docs/security.md)"),
-    ARQ_OPT("tls_cert", ARQ_OPT_STRING, NULL, 0,
-            "PEM certificate (chain) file: serve wss:// (needs tls_key)"),
-    ARQ_OPT("tls_key", ARQ_OPT_STRING, NULL, 0, "PEM private key file of tls_cert"),
-    ARQ_OPT_RANGE("max_queued_bytes", ARQ_OPT_SIZE, "16MiB", 1024, 1024.0 * 1024 * 1024 * 1024,
-                  ARQ_OPT_RELOADABLE,
-                  "outbound bytes queued for one client before it is dropped with 1013"),
-    ARQ_OPT_CHOICE("retire", retire_policies, "drain", ARQ_OPT_RELOADABLE,
-                   "when a reload replaces this listener, its clients are: drain (served until "
-                   "retire_timeout, then closed with 1001), keep (served until they leave), "
-                   "close (closed with 1001 at once)"),
-    ARQ_OPT_RANGE("retire_timeout", ARQ_OPT_DURATION, "30s", 0, 86400000, ARQ_OPT_RELOADABLE,
-                  "how long retire: drain serves the old listener's clients"),
-    ARQ_OPT_RANGE("handshake_timeout", ARQ_OPT_DURATION, "10s", 1000, 300000, 0,
-                  "a request must be complete this long after its connection was accepted, "
-                  "else it is answered 408 and closed (whole seconds)"),
+    ARQ_OPT_FIELD("host", ARQ_OPT_STRING, "127.0.0.1", 0,
+                  "numeric IPv4 or IPv6 address to listen on (0.0.0.0 or :: for every interface)",
+                  WS_OPT(host)),
+    ARQ_OPT_RANGE_FIELD("port", ARQ_OPT_INT, "9100", 0, 65535, 0,
+                        "TCP port; 0 picks a free port (logged, and reported as the bound port)",
+                        WS_OPT(port)),
+    ARQ_OPT_RANGE_FIELD("max_message_bytes", ARQ_OPT_SIZE, "1MiB", 1, 256.0 * 1024 * 1024,
+                        ARQ_OPT_RELOADABLE,
+                        "largest inbound message, all fragments counted; larger closes with 1009",
+                        WS_OPT(max_message_bytes)),
+    ARQ_OPT_RANGE_FIELD("rx_buffer_size", ARQ_OPT_SIZE, "1KiB", 256, 64.0 * 1024, 0,
+                        "receive buffer libwebsockets keeps for every connection, and the most "
+                        "one read takes from a socket: 4KiB doubles what one fast publisher can "
+                        "fan out, for about 3 KB more per connection",
+                        WS_OPT(rx_buffer_size)),
+    ARQ_OPT_RANGE_FIELD("ping_interval", ARQ_OPT_DURATION, "20s", 0, 3600000, 0,
+                        "ping a connection that has been silent this long (whole seconds; 0: "
+                        "never)",
+                        WS_OPT(ping_interval_ms)),
+    ARQ_OPT_RANGE_FIELD("ping_timeout", ARQ_OPT_DURATION, "10s", 1000, 3600000, 0,
+                        "drop a connection from which nothing arrives within this time after a "
+                        "ping",
+                        WS_OPT(ping_timeout_ms)),
+    ARQ_OPT_RANGE_FIELD("max_connections", ARQ_OPT_INT, "10000", 1, 10000000, ARQ_OPT_RELOADABLE,
+                        "open WebSocket connections; further upgrades are refused with HTTP 503",
+                        WS_OPT(max_connections)),
+    ARQ_OPT_FIELD("permessage_deflate", ARQ_OPT_BOOL, "false", 0,
+                  "offer permessage-deflate (RFC 7692) to clients that ask for it; with "
+                  "libwebsockets 4.1 one crafted compressed message aborts the server, so "
+                  "trusted clients only (docs/security.md)",
+                  WS_OPT(permessage_deflate)),
+    ARQ_OPT_FIELD("tls_cert", ARQ_OPT_STRING, NULL, 0,
+                  "PEM certificate (chain) file: serve wss:// (needs tls_key)", WS_OPT(tls_cert)),
+    ARQ_OPT_FIELD("tls_key", ARQ_OPT_STRING, NULL, 0, "PEM private key file of tls_cert",
+                  WS_OPT(tls_key)),
+    ARQ_OPT_RANGE_FIELD("max_queued_bytes", ARQ_OPT_SIZE, "16MiB", 1024,
+                        1024.0 * 1024 * 1024 * 1024, ARQ_OPT_RELOADABLE,
+                        "outbound bytes queued for one client before it is dropped with 1013",
+                        WS_OPT(max_queued_bytes)),
+    ARQ_OPT_CHOICE_FIELD("retire", ARQ_CHOICES("drain", "keep", "close"), "drain",
+                         ARQ_OPT_RELOADABLE,
+                         "when a reload replaces this listener, its clients are: drain (served "
+                         "until retire_timeout, then closed with 1001), keep (served until they "
+                         "leave), close (closed with 1001 at once)",
+                         WS_OPT(retire)),
+    ARQ_OPT_RANGE_FIELD("retire_timeout", ARQ_OPT_DURATION, "30s", 0, 86400000, ARQ_OPT_RELOADABLE,
+                        "how long retire: drain serves the old listener's clients",
+                        WS_OPT(retire_timeout_ms)),
+    ARQ_OPT_RANGE_FIELD("handshake_timeout", ARQ_OPT_DURATION, "10s", 1000, 300000, 0,
+                        "a request must be complete this long after its connection was "
+                        "accepted, else it is answered 408 and closed (whole seconds)",
+                        WS_OPT(handshake_timeout_ms)),
     ARQ_OPT_END};
 
 void ws_server__count(arq_series *s, double v, const struct ws_server *srv)
@@ -91,27 +125,23 @@ static int config_parse(const struct arq_host *host, const json_t *cfg, struct w
                         struct arq_error *err)
 {
     memset(c, 0, sizeof *c);
-    const char *addr = host->opt_str(cfg, "host", "127.0.0.1");
-    const char *cert = host->opt_str(cfg, "tls_cert", NULL);
-    const char *key = host->opt_str(cfg, "tls_key", NULL);
-    c->port = (int)host->opt_int(cfg, "port", 9100);
-    c->max_message_bytes = (size_t)host->opt_int(cfg, "max_message_bytes", 1 << 20);
-    c->max_connections = (size_t)host->opt_int(cfg, "max_connections", 10000);
-    c->max_queued_bytes = (size_t)host->opt_int(cfg, "max_queued_bytes", 16 << 20);
-    c->rx_buffer_size = (size_t)host->opt_int(cfg, "rx_buffer_size", 1024);
+    struct ws_options o = {0};
+    int rc = host->opt_fill(cfg, options, &o, err);
+    if (rc != 0)
+        return rc;
+    const char *addr = o.host, *cert = o.tls_cert, *key = o.tls_key;
+    c->port = o.port;
+    c->max_message_bytes = o.max_message_bytes;
+    c->max_connections = o.max_connections;
+    c->max_queued_bytes = o.max_queued_bytes;
+    c->rx_buffer_size = o.rx_buffer_size;
     /* Keepalive counts in whole seconds (ws_alive.c): round up, never to 0 unless asked. */
-    int64_t ping_ms = host->opt_int(cfg, "ping_interval", 20000);
-    int64_t timeout_ms = host->opt_int(cfg, "ping_timeout", 10000);
-    c->ping_interval_s = (unsigned)((ping_ms + 999) / 1000);
-    c->ping_timeout_s = (unsigned)((timeout_ms + 999) / 1000);
-    c->permessage_deflate = host->opt_bool(cfg, "permessage_deflate", 0);
-    const char *retire = host->opt_str(cfg, "retire", "drain");
-    c->retire = !strcmp(retire, "keep")    ? WS_RETIRE_KEEP
-                : !strcmp(retire, "close") ? WS_RETIRE_CLOSE
-                                           : WS_RETIRE_DRAIN;
-    c->retire_timeout_ms = (uint64_t)host->opt_int(cfg, "retire_timeout", 30000);
-    c->handshake_timeout_s =
-        (unsigned)((host->opt_int(cfg, "handshake_timeout", 10000) + 999) / 1000);
+    c->ping_interval_s = (unsigned)((o.ping_interval_ms + 999) / 1000);
+    c->ping_timeout_s = (unsigned)((o.ping_timeout_ms + 999) / 1000);
+    c->permessage_deflate = o.permessage_deflate;
+    c->retire = o.retire;
+    c->retire_timeout_ms = o.retire_timeout_ms;
+    c->handshake_timeout_s = (unsigned)((o.handshake_timeout_ms + 999) / 1000);
 
     if (arq_net_parse_address(addr, c->port, &c->addr, &c->addr_len, err) != 0)
         return ARQ_EINVAL;
@@ -241,10 +271,7 @@ static int ws_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
     config_free(&next);
 
     const struct arq_host *h = srv->host;
-    int can_set_limit =
-        h->struct_size >= offsetof(struct arq_host, conn_set_limit) + sizeof h->conn_set_limit &&
-        h->conn_set_limit;
-    if (limit_changed && can_set_limit) {
+    if (limit_changed && ARQ_HOST_HAS(h, conn_set_limit)) {
         for (struct ws_conn *c = srv->conns; c; c = c->next)
             if (c->conn)
                 h->conn_set_limit(c->conn, srv->cfg.max_queued_bytes);
@@ -285,9 +312,7 @@ static void ws_stop(void *self)
 
     /* Replaced by a reload: keep serving the clients we have, as `retire` says, while the
      * successor takes the new ones. */
-    int can_hold =
-        h->struct_size >= offsetof(struct arq_host, retire_release) + sizeof h->retire_release &&
-        h->retire_hold && h->retire_release;
+    int can_hold = ARQ_HOST_HAS(h, retire_hold) && ARQ_HOST_HAS(h, retire_release);
     if (srv->cfg.retire == WS_RETIRE_CLOSE || !srv->nconns || !can_hold)
         return;
     srv->retiring = 1;

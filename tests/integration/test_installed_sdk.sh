@@ -30,11 +30,11 @@ cc -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared \
 exported=$(nm -D --defined-only "$plugindir/example-minimal.so" | awk '$2 == "T" {print $3}')
 test "$exported" = "arq_plugin_v1" || { echo "exported: $exported"; exit 1; }
 
-# The third-party-style command set, the same way (it also uses jansson).
-cc -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared \
-    $(pkg-config --cflags arqonbus-sdk) $(pkg-config --cflags jansson) \
+# The third-party-style command set, the same way: it uses jansson, which arqonbus-sdk.pc
+# brings (Requires), with -z defs so that a missing library fails the link here.
+cc -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared -Wl,-z,defs \
     "$src/plugins/commands-example/commands_example.c" -o "$plugindir/my-commands.so" \
-    $(pkg-config --libs jansson)
+    $(pkg-config --cflags --libs arqonbus-sdk)
 
 mkdir "$tmp/conf.d"
 cat > "$tmp/conf.d/10-example.yaml" <<YAML

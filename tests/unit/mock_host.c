@@ -22,6 +22,7 @@
 #include "diag.h"
 #include "options.h"
 #include "telemetry.h"
+#include "walltime.h"
 
 #define MOCK_NODE "test-node"
 
@@ -109,6 +110,7 @@ struct mock_host {
     struct strings bus_calls;
     arq_request *reload_request;
     arq_request *history_request;
+    json_t *cfgs; /* what mock_host_create_plugin gave: kept, as the host keeps them */
 };
 
 static void *must(void *p)
@@ -463,7 +465,7 @@ static void mock_emit(arq_ctx *ctx, const struct arq_event *ev)
     if (!copy.event_type)
         return;
     if (!copy.timestamp_us)
-        copy.timestamp_us = telemetry_now_us();
+        copy.timestamp_us = walltime_now_us();
     copy.node = MOCK_NODE;
     copy.source = mh->name;
     strings_push_take(&mh->events, must(telemetry_event_json(&copy)));
@@ -693,6 +695,7 @@ static const struct arq_host mock_api = {
     .opt_bool = opt_get_bool,
     .opt_str = opt_get_str,
     .opt_json = opt_get_json,
+    .opt_fill = opt_fill,
     .metric_register = mock_metric_register,
     .metric_series = mock_metric_series,
     .metric_add = mock_metric_add,
@@ -791,6 +794,7 @@ void mock_host_free(struct mock_host *mh)
     strings_free(&mh->bus_calls);
     strings_free(&mh->logs);
     strings_free(&mh->events);
+    json_decref(mh->cfgs);
     free(mh->name);
     free(mh);
 }
@@ -985,7 +989,10 @@ void mock_host_create_plugin(struct mock_host *mh, const struct arq_plugin *desc
 {
     struct arq_error err = {""};
     int rc = desc->create(mock_host_api(), mock_host_ctx(mh), cfg_take, self, &err);
-    json_decref(cfg_take);
+    if (!mh->cfgs)
+        mh->cfgs = must(json_array());
+    if (cfg_take && json_array_append_new(mh->cfgs, cfg_take) != 0)
+        abort();
     if (rc != 0)
         fail_msg("create failed (%d): %s", rc, err.text);
     assert_non_null(*self);

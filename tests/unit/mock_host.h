@@ -7,7 +7,7 @@
  *     freed run cancelled);
  *   - emitted events are recorded as the host's JSON line (see mock_host_event());
  *   - metrics live in a small table whose values are read by name and labels;
- *   - the opt_* accessors are the host's own (host/options.c), and event_json is the host's
+ *   - the opt_* accessors are the host's own (host/runtime/options.c), and event_json is the host's
  *     telemetry_event_json, so a plugin sees exactly what arqonbusd would give it;
  *   - command replies are recorded per request (mock_host_request(), mock_host_last_reply());
  *   - the bus services (bus_join, bus_query, ...) are scripted: a test says what they return
@@ -158,8 +158,9 @@ int mock_instance_teardown(void **state, const struct arq_plugin *desc);
 json_t *mock_host_validate(const struct arq_option *spec, const char *yaml,
                            struct diag_list *diags);
 
-/* desc->create with this mock's service table and instance; takes `cfg_take`. The test fails
- * unless create returns 0 and sets *self. */
+/* desc->create with this mock's service table and instance; takes `cfg_take` and keeps it
+ * until mock_host_free, as the host keeps an instance's cfg (strings opt_fill borrows from it
+ * stay valid). The test fails unless create returns 0 and sets *self. */
 void mock_host_create_plugin(struct mock_host *mh, const struct arq_plugin *desc, json_t *cfg_take,
                              void **self);
 

@@ -77,10 +77,15 @@ static void fake_emit_batch(void *self, const struct arq_event *const *events, s
     (void)self, (void)events, (void)n;
 }
 
-static int fake_publish(void *self, const char *room, const char *channel, const char *json,
-                        size_t len)
+static int fake_publish(void *self, const struct arq_broker_msg *msg)
 {
-    (void)self, (void)room, (void)channel, (void)json, (void)len;
+    (void)self, (void)msg;
+    return 0;
+}
+
+static int fake_register(void *self, const char *client_id)
+{
+    (void)self, (void)client_id;
     return 0;
 }
 
@@ -103,8 +108,14 @@ static const struct arq_commands_ops commands_ops = {sizeof commands_ops, comman
 static const struct arq_auth_ops auth_ops = {sizeof auth_ops, fake_authenticate, fake_authorize,
                                              NULL};
 static const struct arq_telemetry_ops telemetry_ops = {sizeof telemetry_ops, fake_emit_batch};
-static const struct arq_broker_ops broker_ops = {sizeof broker_ops, fake_publish, fake_subscribe,
-                                                 fake_subscribe};
+static const struct arq_broker_ops broker_ops = {
+    .struct_size = sizeof broker_ops,
+    .publish = fake_publish,
+    .subscribe = fake_subscribe,
+    .unsubscribe = fake_subscribe,
+    .register_client = fake_register,
+    .unregister_client = fake_register,
+};
 
 static const struct arq_option good_options[] = {
     ARQ_OPT_RANGE("port", ARQ_OPT_INT, "9100", 0, 65535, 0, "port"),
@@ -228,11 +239,11 @@ static void other_abi_major_is_refused(void **state)
     (void)state;
     struct arq_plugin d = telemetry_desc();
     d.abi_major = ARQ_ABI_MAJOR + 1;
-    check_refused(&d, "built for plugin ABI 2.0; this arqonbusd supports ABI 1.0 (the major "
+    check_refused(&d, "built for plugin ABI 2.1; this arqonbusd supports ABI 1.1 (the major "
                       "version must match: rebuild the plugin against this SDK)");
     d.abi_major = 0;
     d.abi_minor = 9;
-    check_refused(&d, "built for plugin ABI 0.9; this arqonbusd supports ABI 1.0 (the major "
+    check_refused(&d, "built for plugin ABI 0.9; this arqonbusd supports ABI 1.1 (the major "
                       "version must match: rebuild the plugin against this SDK)");
 }
 
@@ -241,8 +252,8 @@ static void newer_abi_minor_is_refused(void **state)
     (void)state;
     struct arq_plugin d = telemetry_desc();
     d.abi_minor = ARQ_ABI_MINOR + 3;
-    check_refused(&d, "built for plugin ABI 1.3, newer than this arqonbusd's 1.0 (upgrade "
-                      "arqonbusd or rebuild the plugin against SDK 1.0)");
+    check_refused(&d, "built for plugin ABI 1.4, newer than this arqonbusd's 1.1 (upgrade "
+                      "arqonbusd or rebuild the plugin against SDK 1.1)");
 }
 
 static void struct_size_short_of_abi_1_0_is_refused(void **state)
@@ -251,13 +262,13 @@ static void struct_size_short_of_abi_1_0_is_refused(void **state)
     struct arq_plugin d = telemetry_desc();
     d.struct_size = offsetof(struct arq_plugin, create);
     check_refusedf(&d,
-                   "the descriptor is %zu bytes; plugin ABI 1.0 needs at least %zu (set "
+                   "the descriptor is %zu bytes; plugin ABI 1.1 needs at least %zu (set "
                    "struct_size to sizeof(struct arq_plugin))",
                    offsetof(struct arq_plugin, create), sizeof(struct arq_plugin));
     /* One byte short of `ops` is short too. */
     d.struct_size = sizeof(struct arq_plugin) - 1;
     check_refusedf(&d,
-                   "the descriptor is %zu bytes; plugin ABI 1.0 needs at least %zu (set "
+                   "the descriptor is %zu bytes; plugin ABI 1.1 needs at least %zu (set "
                    "struct_size to sizeof(struct arq_plugin))",
                    sizeof(struct arq_plugin) - 1, sizeof(struct arq_plugin));
 }
@@ -354,13 +365,14 @@ static void short_ops_table_is_refused_for_every_kind(void **state)
         enum arq_kind kind;
         const char *name;
         size_t need;
+        int minor; /* the ABI minor that gave the table its size */
     } kinds[] = {
-        {ARQ_KIND_TRANSPORT, "transport", sizeof(struct arq_transport_ops)},
-        {ARQ_KIND_STORAGE, "storage", sizeof(struct arq_storage_ops)},
-        {ARQ_KIND_COMMANDS, "commands", sizeof(struct arq_commands_ops)},
-        {ARQ_KIND_AUTH, "auth", sizeof(struct arq_auth_ops)},
-        {ARQ_KIND_TELEMETRY, "telemetry", sizeof(struct arq_telemetry_ops)},
-        {ARQ_KIND_BROKER, "broker", sizeof(struct arq_broker_ops)},
+        {ARQ_KIND_TRANSPORT, "transport", sizeof(struct arq_transport_ops), 0},
+        {ARQ_KIND_STORAGE, "storage", sizeof(struct arq_storage_ops), 0},
+        {ARQ_KIND_COMMANDS, "commands", sizeof(struct arq_commands_ops), 0},
+        {ARQ_KIND_AUTH, "auth", sizeof(struct arq_auth_ops), 0},
+        {ARQ_KIND_TELEMETRY, "telemetry", sizeof(struct arq_telemetry_ops), 0},
+        {ARQ_KIND_BROKER, "broker", sizeof(struct arq_broker_ops), 1},
     };
     /* Big enough for any table, every entry set, with a struct_size one pointer short. */
     union {
@@ -395,8 +407,8 @@ static void short_ops_table_is_refused_for_every_kind(void **state)
         size_t short_size = kinds[i].need - sizeof(void *);
         memcpy(&table, &short_size, sizeof short_size);
         struct arq_plugin d = desc_of(kinds[i].kind, &table);
-        check_refusedf(&d, "the %s table is %zu bytes; plugin ABI 1.0 needs at least %zu",
-                       kinds[i].name, short_size, kinds[i].need);
+        check_refusedf(&d, "the %s table is %zu bytes; plugin ABI 1.%d needs at least %zu",
+                       kinds[i].name, short_size, kinds[i].minor, kinds[i].need);
     }
 }
 
@@ -452,7 +464,7 @@ static void telemetry_needs_emit_batch(void **state)
     check_refused(&d, "the telemetry table has no emit_batch function (mandatory)");
 }
 
-static void broker_needs_publish_subscribe_and_unsubscribe(void **state)
+static void broker_needs_publish_subscriptions_and_the_client_registry(void **state)
 {
     (void)state;
     struct arq_broker_ops ops = broker_ops;
@@ -465,6 +477,26 @@ static void broker_needs_publish_subscribe_and_unsubscribe(void **state)
     ops = broker_ops;
     ops.unsubscribe = NULL;
     check_refused(&d, "the broker table has no unsubscribe function (mandatory)");
+    ops = broker_ops;
+    ops.register_client = NULL;
+    check_refused(&d, "the broker table has no register_client function (mandatory)");
+    ops = broker_ops;
+    ops.unregister_client = NULL;
+    check_refused(&d, "the broker table has no unregister_client function (mandatory)");
+    /* presence, query and health are optional. */
+    ops = broker_ops;
+    check_accepted(&d);
+}
+
+static void broker_built_against_abi_1_0_is_refused(void **state)
+{
+    (void)state;
+    /* Its table had other functions (never called by any host): reading it as 1.1 would call
+     * them with the wrong arguments. */
+    struct arq_plugin d = desc_of(ARQ_KIND_BROKER, &broker_ops);
+    d.abi_minor = 0;
+    check_refused(&d, "the broker table of plugin ABI 1.0 is not supported (it changed in 1.1): "
+                      "rebuild the plugin against SDK 1.1");
 }
 
 static void kind_names_are_the_configuration_words(void **state)
@@ -704,19 +736,73 @@ static void module_with_a_bad_descriptor_is_refused_with_the_reason(void **state
 {
     struct fx *f = *state;
     check_bad_module(f, "abi_major",
-                     "built for plugin ABI 2.0; this arqonbusd supports ABI 1.0 (the major "
+                     "built for plugin ABI 2.1; this arqonbusd supports ABI 1.1 (the major "
                      "version must match: rebuild the plugin against this SDK)");
     check_bad_module(f, "abi_minor",
-                     "built for plugin ABI 1.1, newer than this arqonbusd's 1.0 (upgrade "
-                     "arqonbusd or rebuild the plugin against SDK 1.0)");
+                     "built for plugin ABI 1.2, newer than this arqonbusd's 1.1 (upgrade "
+                     "arqonbusd or rebuild the plugin against SDK 1.1)");
     char why[256];
     snprintf(why, sizeof why,
-             "the descriptor is %zu bytes; plugin ABI 1.0 needs at least %zu (set struct_size "
+             "the descriptor is %zu bytes; plugin ABI 1.1 needs at least %zu (set struct_size "
              "to sizeof(struct arq_plugin))",
              offsetof(struct arq_plugin, create), sizeof(struct arq_plugin));
     check_bad_module(f, "short_size", why);
     check_bad_module(f, "null_create", "the descriptor has no create function (mandatory)");
     check_bad_module(f, "null_emit", "the telemetry table has no emit_batch function (mandatory)");
+}
+
+#define SDK10 ARQ_TEST_PLUGIN_DIR "/sdk10.so"
+
+/* A plugin built against the 1.0 header: its specs have the 1.0 stride (no `field`), so the
+ * host reads them through a copy in its own layout, and the plugin works as it did. */
+static void plugin_built_against_sdk_1_0_loads_validates_creates_and_starts(void **state)
+{
+    struct fx *f = *state;
+    struct module *m = load(f, SDK10, "sdk10");
+    for (size_t i = 0; i < f->diags.n; i++)
+        print_message("diag: %s\n", f->diags.items[i]);
+    assert_non_null(m);
+    const struct arq_plugin *d = m->desc;
+    assert_int_equal(d->abi_minor, 0);
+    assert_string_equal(d->name, "sdk10");
+    /* Every option as declared, none bound. */
+    static const char *const names[] = {"label", "port", "mode", "interval", NULL};
+    for (size_t i = 0; names[i]; i++) {
+        assert_non_null(d->options[i].name);
+        assert_string_equal(d->options[i].name, names[i]);
+        assert_int_equal(d->options[i].field.kind, ARQ_FIELD_NONE);
+    }
+    assert_null(d->options[4].name);
+    assert_string_equal(d->options[2].choices[1], "loud");
+
+    /* Its options validate: types, defaults, enum and range. */
+    json_t *cfg = mock_host_validate(d->options, "port: 1234\nmode: loud\n", NULL);
+    assert_string_equal(json_string_value(json_object_get(cfg, "label")), "old");
+    assert_int_equal(json_integer_value(json_object_get(cfg, "interval")), 2000);
+    struct diag_list diags = {0};
+    assert_null(mock_host_validate(d->options, "port: 70000\nmode: silent\n", &diags));
+    assert_int_equal(diags.n, 2);
+    diag_clear(&diags);
+
+    /* Its command's params too. */
+    const struct arq_command *say = mock_host_command(d, "say");
+    json_t *args = mock_host_validate(say->params, "text: hi\n", NULL);
+    assert_int_equal(json_integer_value(json_object_get(args, "times")), 1);
+    assert_true(json_is_false(json_object_get(args, "loud")));
+    json_decref(args);
+
+    /* Created and started with the host's (1.1) table. */
+    struct mock_host *mh = mock_host_new("old");
+    assert_non_null(mh);
+    void *self = NULL;
+    mock_host_create_plugin(mh, d, cfg, &self);
+    struct arq_error err = {""};
+    assert_int_equal(d->start(self, NULL, &err), ARQ_OK);
+    assert_int_equal(mock_host_log_matching(mh, "info sdk10 started config=label=old port=1234 "
+                                                "mode=loud interval=2000"),
+                     1);
+    d->destroy(self);
+    mock_host_free(mh);
 }
 
 static void refused_module_is_refused_again(void **state)
@@ -967,9 +1053,11 @@ int main(void)
         cmocka_unit_test(commands_need_a_list_of_commands_with_handlers_and_valid_params),
         cmocka_unit_test(auth_needs_authenticate_or_authorize),
         cmocka_unit_test(telemetry_needs_emit_batch),
-        cmocka_unit_test(broker_needs_publish_subscribe_and_unsubscribe),
+        cmocka_unit_test(broker_needs_publish_subscriptions_and_the_client_registry),
+        cmocka_unit_test(broker_built_against_abi_1_0_is_refused),
         cmocka_unit_test(kind_names_are_the_configuration_words),
         TL(module_is_loaded_with_its_checked_descriptor),
+        TL(plugin_built_against_sdk_1_0_loads_validates_creates_and_starts),
         TL(same_file_loaded_twice_is_the_same_module),
         TL(other_path_to_the_same_file_is_the_same_module),
         TL(copy_under_another_path_is_another_module),

@@ -1,9 +1,11 @@
 /* Option validation against a plugin's spec: every type, ranges, enums, defaults, REQUIRED,
- * unknown keys with did-you-mean, SECRET redaction, and the diff that drives reloads. */
+ * unknown keys with did-you-mean, SECRET redaction, the diff that drives reloads, and options
+ * bound to the fields of a plugin's config struct (opt_fill). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +27,53 @@ static const struct arq_option spec[] = {
     ARQ_OPT("tags", ARQ_OPT_STRING_LIST, "a, b", 0, "list"),
     ARQ_OPT("extra", ARQ_OPT_JSON, NULL, 0, "anything"),
     ARQ_OPT("password", ARQ_OPT_STRING, NULL, ARQ_OPT_SECRET | ARQ_OPT_RELOADABLE, "secret"),
+    ARQ_OPT_END};
+
+/* An enum spelled inline: the commas inside ARQ_CHOICES do not split ARQ_OPT_CHOICE's
+ * arguments. */
+static const struct arq_option inline_choices_spec[] = {
+    ARQ_OPT_CHOICE("mode", ARQ_CHOICES("fast", "safe", "paranoid"), "safe", 0, "how careful"),
+    ARQ_OPT_END};
+
+/* A config struct, each option bound to a field of its natural C type: the defaults above
+ * are the only ones. */
+enum shade { SHADE_RED, SHADE_GREEN, SHADE_BLUE };
+struct bound {
+    const char *host;
+    int port;
+    _Bool enabled;
+    double ratio;
+    enum shade colour;   /* the index of the choice */
+    const char *colour2; /* the choice's text */
+    uint64_t timeout_ms;
+    size_t max_bytes;
+    const json_t *tags;
+    const char *password;
+    long long count;
+    double seconds; /* a duration in a double: still milliseconds */
+};
+
+static const struct arq_option bound_spec[] = {
+    ARQ_OPT_FIELD("host", ARQ_OPT_STRING, "127.0.0.1", 0, "address", ARQ_FIELD(struct bound, host)),
+    ARQ_OPT_RANGE_FIELD("port", ARQ_OPT_INT, "9100", 0, 65535, 0, "port",
+                        ARQ_FIELD(struct bound, port)),
+    ARQ_OPT_FIELD("enabled", ARQ_OPT_BOOL, "true", 0, "on/off", ARQ_FIELD(struct bound, enabled)),
+    ARQ_OPT_RANGE_FIELD("ratio", ARQ_OPT_DOUBLE, "0.5", 0, 1, 0, "fraction",
+                        ARQ_FIELD(struct bound, ratio)),
+    ARQ_OPT_CHOICE_FIELD("colour", ARQ_CHOICES("red", "green", "blue"), "green", 0, "enum",
+                         ARQ_FIELD(struct bound, colour)),
+    ARQ_OPT_CHOICE_FIELD("colour2", colours, "blue", 0, "enum", ARQ_FIELD(struct bound, colour2)),
+    ARQ_OPT_RANGE_FIELD("timeout", ARQ_OPT_DURATION, "20s", 100, 3600000, 0, "duration",
+                        ARQ_FIELD(struct bound, timeout_ms)),
+    ARQ_OPT_RANGE_FIELD("max_bytes", ARQ_OPT_SIZE, "1MiB", 1, 1073741824, 0, "size",
+                        ARQ_FIELD(struct bound, max_bytes)),
+    ARQ_OPT_FIELD("tags", ARQ_OPT_STRING_LIST, "a, b", 0, "list", ARQ_FIELD(struct bound, tags)),
+    ARQ_OPT_FIELD("password", ARQ_OPT_STRING, NULL, ARQ_OPT_SECRET, "secret",
+                  ARQ_FIELD(struct bound, password)),
+    ARQ_OPT_FIELD("count", ARQ_OPT_INT, "-3", 0, "unbounded", ARQ_FIELD(struct bound, count)),
+    ARQ_OPT_FIELD("seconds", ARQ_OPT_DURATION, "1500ms", 0, "a double",
+                  ARQ_FIELD(struct bound, seconds)),
+    ARQ_OPT("note", ARQ_OPT_STRING, "not bound", 0, "a field of none"),
     ARQ_OPT_END};
 
 static const struct arq_option required_spec[] = {
@@ -319,7 +368,7 @@ static void test_spec_check_refuses_broken_specs(void **state)
                                             ARQ_OPT("a", ARQ_OPT_INT, NULL, 0, ""), ARQ_OPT_END};
     static const struct arq_option bad_default[] = {
         ARQ_OPT_RANGE("a", ARQ_OPT_INT, "10", 0, 5, 0, ""), ARQ_OPT_END};
-    static const struct arq_option no_choices[] = {{"a", ARQ_OPT_ENUM, 0, NULL, 0, 0, NULL, ""},
+    static const struct arq_option no_choices[] = {ARQ_OPT_CHOICE("a", NULL, NULL, 0, ""),
                                                    ARQ_OPT_END};
     static const struct arq_option required_default[] = {
         ARQ_OPT("a", ARQ_OPT_INT, "1", ARQ_OPT_REQUIRED, ""), ARQ_OPT_END};
@@ -337,6 +386,146 @@ static void test_spec_check_refuses_broken_specs(void **state)
     assert_string_equal(err, "required option \"a\" has a default");
     assert_int_equal(opt_spec_check(bad_name, err, sizeof err), -1);
     assert_string_equal(err, "option name \"a b\" is not valid");
+}
+
+static void test_choice_accepts_an_inline_list_of_choices(void **state)
+{
+    (void)state;
+    struct parsed p;
+    char err[256];
+    assert_int_equal(opt_spec_check(inline_choices_spec, err, sizeof err), 0);
+    json_t *cfg = validate(&p, inline_choices_spec, "config:\n");
+    assert_string_equal(json_string_value(json_object_get(cfg, "mode")), "safe");
+    done(&p, cfg);
+    cfg = validate(&p, inline_choices_spec, "config:\n  mode: paranoid\n");
+    assert_string_equal(json_string_value(json_object_get(cfg, "mode")), "paranoid");
+    done(&p, cfg);
+    cfg = validate(&p, inline_choices_spec, "config:\n  mode: fats\n");
+    assert_null(cfg);
+    assert_one_error(&p,
+                     "t.yaml:2:9: plugin \"x\" (module m): option \"mode\": \"fats\" is not one "
+                     "of: fast, safe, paranoid (did you mean \"fast\"?)");
+    done(&p, cfg);
+}
+
+static void test_fill_writes_every_bound_field_in_its_c_type(void **state)
+{
+    (void)state;
+    struct parsed p;
+    char err[256];
+    assert_int_equal(opt_spec_check(bound_spec, err, sizeof err), 0);
+    /* Defaults, written once in the spec. */
+    json_t *cfg = validate(&p, bound_spec, "config:\n");
+    struct bound b = {.password = "untouched"};
+    struct arq_error e = {""};
+    assert_int_equal(opt_fill(cfg, bound_spec, &b, &e), ARQ_OK);
+    assert_string_equal(b.host, "127.0.0.1");
+    assert_int_equal(b.port, 9100);
+    assert_true(b.enabled);
+    assert_true(b.ratio == 0.5);
+    assert_int_equal(b.colour, SHADE_GREEN);
+    assert_string_equal(b.colour2, "blue");
+    assert_int_equal(b.timeout_ms, 20000);
+    assert_int_equal(b.max_bytes, 1048576);
+    assert_int_equal(json_array_size(b.tags), 2);
+    assert_string_equal(json_string_value(json_array_get(b.tags, 1)), "b");
+    assert_string_equal(b.password, "untouched"); /* no value, no default: left alone */
+    assert_int_equal(b.count, -3);
+    assert_true(b.seconds == 1500.0);
+    /* The strings are the configuration's own. */
+    assert_ptr_equal(b.host, json_string_value(json_object_get(cfg, "host")));
+    done(&p, cfg);
+
+    cfg = validate(&p, bound_spec,
+                   "config:\n  host: ::1\n  port: 0\n  enabled: off\n  ratio: 1\n  colour: blue\n"
+                   "  colour2: red\n  timeout: 1h\n  max_bytes: 1GiB\n  tags: [x]\n"
+                   "  password: s3cret\n  count: 9000000000\n");
+    assert_int_equal(opt_fill(cfg, bound_spec, &b, &e), ARQ_OK);
+    assert_string_equal(b.host, "::1");
+    assert_int_equal(b.port, 0);
+    assert_false(b.enabled);
+    assert_true(b.ratio == 1.0);
+    assert_int_equal(b.colour, SHADE_BLUE);
+    assert_string_equal(b.colour2, "red");
+    assert_int_equal(b.timeout_ms, 3600000);
+    assert_int_equal(b.max_bytes, 1073741824);
+    assert_int_equal(json_array_size(b.tags), 1);
+    assert_string_equal(b.password, "s3cret");
+    assert_true(b.count == 9000000000LL);
+    done(&p, cfg);
+}
+
+static void test_fill_is_all_or_nothing(void **state)
+{
+    (void)state;
+    struct small {
+        int first;
+        int narrow;
+    };
+    /* Unbounded: the value is valid for the option and too large for its int. */
+    static const struct arq_option narrow_spec[] = {
+        ARQ_OPT_FIELD("first", ARQ_OPT_INT, "1", 0, "", ARQ_FIELD(struct small, first)),
+        ARQ_OPT_FIELD("narrow", ARQ_OPT_INT, "2", 0, "", ARQ_FIELD(struct small, narrow)),
+        ARQ_OPT_END};
+    struct parsed p;
+    json_t *cfg = validate(&p, narrow_spec, "config:\n  narrow: 5000000000\n");
+    struct small s = {-1, -1};
+    struct arq_error e = {""};
+    assert_int_equal(opt_fill(cfg, narrow_spec, &s, &e), ARQ_EINVAL);
+    assert_string_equal(e.text, "option \"narrow\": 5000000000 does not fit its field (int)");
+    assert_int_equal(s.first, -1);
+    assert_int_equal(s.narrow, -1);
+    done(&p, cfg);
+    /* Negative into an unsigned field. */
+    struct usmall {
+        unsigned u;
+    };
+    static const struct arq_option unsigned_spec[] = {
+        ARQ_OPT_FIELD("u", ARQ_OPT_INT, "-1", 0, "", ARQ_FIELD(struct usmall, u)), ARQ_OPT_END};
+    struct usmall u = {7};
+    cfg = validate(&p, unsigned_spec, "config:\n");
+    assert_int_equal(opt_fill(cfg, unsigned_spec, &u, &e), ARQ_EINVAL);
+    assert_string_equal(e.text, "option \"u\": -1 does not fit its field (unsigned)");
+    assert_int_equal(u.u, 7);
+    done(&p, cfg);
+}
+
+static void test_spec_check_refuses_a_field_that_cannot_hold_its_option(void **state)
+{
+    (void)state;
+    char err[256];
+    struct wrong {
+        int i;
+        const char *s;
+        _Bool b;
+        const json_t *j;
+    };
+    static const struct arq_option string_in_int[] = {
+        ARQ_OPT_FIELD("a", ARQ_OPT_STRING, NULL, 0, "", ARQ_FIELD(struct wrong, i)), ARQ_OPT_END};
+    static const struct arq_option int_in_string[] = {
+        ARQ_OPT_FIELD("a", ARQ_OPT_INT, NULL, 0, "", ARQ_FIELD(struct wrong, s)), ARQ_OPT_END};
+    static const struct arq_option size_in_bool[] = {
+        ARQ_OPT_FIELD("a", ARQ_OPT_SIZE, NULL, 0, "", ARQ_FIELD(struct wrong, b)), ARQ_OPT_END};
+    static const struct arq_option list_in_string[] = {
+        ARQ_OPT_FIELD("a", ARQ_OPT_STRING_LIST, NULL, 0, "", ARQ_FIELD(struct wrong, s)),
+        ARQ_OPT_END};
+    static const struct arq_option unknown_kind[] = {
+        ARQ_OPT_FIELD("a", ARQ_OPT_INT, NULL, 0, "", ARQ_FIELD_AS(struct wrong, i, 99)),
+        ARQ_OPT_END};
+    assert_int_equal(opt_spec_check(string_in_int, err, sizeof err), -1);
+    assert_string_equal(err, "option \"a\" (string) is bound to a field of type int, which "
+                             "cannot hold it");
+    assert_int_equal(opt_spec_check(int_in_string, err, sizeof err), -1);
+    assert_string_equal(err, "option \"a\" (int) is bound to a field of type const char *, which "
+                             "cannot hold it");
+    assert_int_equal(opt_spec_check(size_in_bool, err, sizeof err), -1);
+    assert_string_equal(err, "option \"a\" (size) is bound to a field of type _Bool, which "
+                             "cannot hold it");
+    assert_int_equal(opt_spec_check(list_in_string, err, sizeof err), -1);
+    assert_string_equal(err, "option \"a\" (string list) is bound to a field of type const char "
+                             "*, which cannot hold it");
+    assert_int_equal(opt_spec_check(unknown_kind, err, sizeof err), -1);
+    assert_string_equal(err, "option \"a\" is bound to a field of unknown kind 99");
 }
 
 static void test_accessors_read_typed_values_with_fallbacks(void **state)
@@ -372,6 +561,10 @@ int main(void)
         cmocka_unit_test(test_diff_separates_reloadable_changes),
         cmocka_unit_test(test_spec_check_refuses_broken_specs),
         cmocka_unit_test(test_accessors_read_typed_values_with_fallbacks),
+        cmocka_unit_test(test_choice_accepts_an_inline_list_of_choices),
+        cmocka_unit_test(test_fill_writes_every_bound_field_in_its_c_type),
+        cmocka_unit_test(test_fill_is_all_or_nothing),
+        cmocka_unit_test(test_spec_check_refuses_a_field_that_cannot_hold_its_option),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

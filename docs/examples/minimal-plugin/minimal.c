@@ -9,11 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* 1. Options: the host validates these before create() sees the config. */
+/* 1. Options: the host validates these before create() sees the config, and fills the struct
+ * they are bound to (opt_fill), so each default is written once, here. */
+struct minimal_cfg {
+    uint64_t interval_ms;
+    const char *label; /* borrowed from the cfg in force (see arq_host.opt_fill) */
+};
+
 static const struct arq_option options[] = {
-    ARQ_OPT_RANGE("interval", ARQ_OPT_DURATION, "10s", 100, 3600000, ARQ_OPT_RELOADABLE,
-                  "how often to log the summary"),
-    ARQ_OPT("label", ARQ_OPT_STRING, "events", ARQ_OPT_RELOADABLE, "word used in the summary"),
+    ARQ_OPT_RANGE_FIELD("interval", ARQ_OPT_DURATION, "10s", 100, 3600000, ARQ_OPT_RELOADABLE,
+                        "how often to log the summary", ARQ_FIELD(struct minimal_cfg, interval_ms)),
+    ARQ_OPT_FIELD("label", ARQ_OPT_STRING, "events", ARQ_OPT_RELOADABLE, "word used in the summary",
+                  ARQ_FIELD(struct minimal_cfg, label)),
     ARQ_OPT_END};
 
 /* 2. Instance state: everything lives here, nothing in globals. */
@@ -21,8 +28,7 @@ struct minimal {
     const struct arq_host *host;
     arq_ctx *ctx;
     arq_timer *timer;
-    uint64_t interval_ms;
-    char label[32];
+    struct minimal_cfg cfg;
     unsigned long seen;
     arq_series *seen_total;
 };
@@ -32,13 +38,7 @@ static void summary(void *arg)
     struct minimal *m = arg;
     char seen[24];
     snprintf(seen, sizeof seen, "%lu", m->seen);
-    ARQ_LOG(m->host, m->ctx, ARQ_LOG_INFO, "summary", "label", m->label, "seen", seen);
-}
-
-static void apply(struct minimal *m, const json_t *cfg)
-{
-    m->interval_ms = (uint64_t)m->host->opt_int(cfg, "interval", 10000);
-    snprintf(m->label, sizeof m->label, "%s", m->host->opt_str(cfg, "label", "events"));
+    ARQ_LOG(m->host, m->ctx, ARQ_LOG_INFO, "summary", "label", m->cfg.label, "seen", seen);
 }
 
 /* 3. Life cycle. create() builds; start() begins work; the host frees timers we forget. */
@@ -50,7 +50,11 @@ static int minimal_create(const struct arq_host *host, arq_ctx *ctx, const json_
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
     m->host = host;
     m->ctx = ctx;
-    apply(m, cfg);
+    int rc = host->opt_fill(cfg, options, &m->cfg, err);
+    if (rc != ARQ_OK) {
+        free(m);
+        return rc;
+    }
     arq_metric *fam =
         host->metric_register(ctx, ARQ_METRIC_COUNTER, "arqonbus_example_events_total",
                               "Events seen by example-minimal.", NULL, NULL, 0);
@@ -63,17 +67,24 @@ static int minimal_start(void *self, void *predecessor, struct arq_error *err)
 {
     struct minimal *m = self;
     (void)predecessor;
-    m->timer = m->host->timer_start(m->ctx, m->interval_ms, m->interval_ms, summary, m);
+    m->timer = m->host->timer_start(m->ctx, m->cfg.interval_ms, m->cfg.interval_ms, summary, m);
     return m->timer ? ARQ_OK : arq_error_set(err, ARQ_ENOMEM, "cannot start a timer");
 }
 
+/* All or nothing: fill a new struct, switch to it once nothing can fail. */
 static int minimal_reconfigure(void *self, const json_t *cfg, struct arq_error *err)
 {
     struct minimal *m = self;
-    (void)err;
+    struct minimal_cfg next = m->cfg;
+    int rc = m->host->opt_fill(cfg, options, &next, err);
+    if (rc != ARQ_OK)
+        return rc;
+    arq_timer *t = m->host->timer_start(m->ctx, next.interval_ms, next.interval_ms, summary, m);
+    if (!t)
+        return arq_error_set(err, ARQ_ENOMEM, "cannot start a timer");
     m->host->timer_stop(m->timer);
-    apply(m, cfg);
-    m->timer = m->host->timer_start(m->ctx, m->interval_ms, m->interval_ms, summary, m);
+    m->timer = t;
+    m->cfg = next;
     return ARQ_OK;
 }
 

@@ -1,5 +1,5 @@
 /*
- * ArqonBus plugin SDK, ABI 1.0.
+ * ArqonBus plugin SDK, ABI 1.1.
  *
  * One self-contained C11 header. A plugin is a shared object that exports exactly one
  * symbol, `arq_plugin_v1`, written by ARQ_PLUGIN(...). Build it with
@@ -18,10 +18,18 @@
  *            plugin's own and comes back through `post`.
  *
  * Ownership. Arguments are borrowed for the duration of the call: the callee copies (or
- *            increfs, for jansson values) whatever it keeps after returning. Results belong
- *            to the caller. The exceptions are named with a `_take` suffix: such a function
- *            takes ownership of the argument so named. Memory the host returns that the
- *            caller must release is released with `arq_host.free`.
+ *            increfs, for jansson values) whatever it keeps after returning. The exceptions
+ *            are named with a `_take` suffix: such a function takes ownership of the argument
+ *            so named.
+ *
+ * Freeing.   A pointer a function returns, or hands to a callback, is BORROWED unless its
+ *            comment says NEW. The receiver never releases a borrowed pointer; the comment
+ *            says how long it stays valid (without one: until the call or callback returns).
+ *            A NEW result belongs to the receiver, who releases it exactly once: a `json_t *`
+ *            with json_decref(), any other memory from the host with `arq_host.free` (never
+ *            free(): the host may use another allocator). A NEW `json_t *` a plugin returns
+ *            to the host is released by the host. Handles (`arq_timer`, `arq_ticket`) are
+ *            released by the one function their comment names.
  *
  * Errors.    Functions returning `int` return 0 (ARQ_OK) on success and a negative ARQ_E*
  *            code on failure. Functions that can fail for a user-visible reason take a
@@ -44,7 +52,18 @@
  * ABI.       The descriptor and every table begin with `struct_size`. Tables only ever grow
  *            at their tail; a new field is read only when `struct_size` says it is there.
  *            The host accepts a plugin with the same ABI major and a minor no newer than its
- *            own.
+ *            own. Arrays have no `struct_size`: the stride of an option spec (descriptor
+ *            options, command params) is sizeof(struct arq_option) of the minor the plugin
+ *            declares, so the host reads a 1.0 plugin's specs with the 1.0 layout (without
+ *            `field`). A plugin never hands the host a spec compiled for another minor.
+ *            A host service added after 1.0 may be missing or NULL in a host: test it with
+ *            ARQ_HOST_HAS before calling it, unless its comment says every 1.x host that
+ *            accepts a plugin of its minor has it.
+ *
+ * New in 1.1: option specs bound to a plugin's config struct (ARQ_OPT_FIELD, arq_host.
+ * opt_fill), ARQ_CHOICES, the protocol's error codes as ARQ_ERR_* constants, ARQ_HOST_HAS,
+ * the rule on freeing above, and the broker table with its host services. A plugin built
+ * against 1.0 loads unchanged, except a broker (its table changed: it was never called).
  */
 #ifndef ARQONBUS_PLUGIN_H
 #define ARQONBUS_PLUGIN_H
@@ -59,7 +78,7 @@ extern "C" {
 #endif
 
 #define ARQ_ABI_MAJOR 1
-#define ARQ_ABI_MINOR 0
+#define ARQ_ABI_MINOR 1
 
 /* The entry symbol every plugin exports, and its type. */
 #define ARQ_PLUGIN_ENTRY "arq_plugin_v1"
@@ -97,6 +116,25 @@ enum arq_status {
     ARQ_ELIMIT = -7,   /* a configured limit was reached */
     ARQ_ENOTFOUND = -8 /* no such thing */
 };
+
+/* The protocol's error codes (docs/protocol.md), for reply_error, arq_result_cb and the bus
+ * services' results. Compare and send these, never a string typed again. */
+#define ARQ_ERR_INVALID_JSON        "INVALID_JSON"
+#define ARQ_ERR_VALIDATION          "VALIDATION_ERROR"
+#define ARQ_ERR_UNSUPPORTED_FRAME   "UNSUPPORTED_FRAME"
+#define ARQ_ERR_UNKNOWN_COMMAND     "UNKNOWN_COMMAND"
+#define ARQ_ERR_AUTHENTICATION      "AUTHENTICATION_ERROR"
+#define ARQ_ERR_AUTHORIZATION       "AUTHORIZATION_ERROR"
+#define ARQ_ERR_RATE_LIMITED        "RATE_LIMITED"
+#define ARQ_ERR_NOT_FOUND           "NOT_FOUND"
+#define ARQ_ERR_ROOM_NOT_FOUND      "ROOM_NOT_FOUND"
+#define ARQ_ERR_CHANNEL_NOT_FOUND   "CHANNEL_NOT_FOUND"
+#define ARQ_ERR_CHANNEL_EXISTS      "CHANNEL_EXISTS"
+#define ARQ_ERR_EXECUTION           "EXECUTION_ERROR"
+#define ARQ_ERR_INTERNAL            "INTERNAL_ERROR"
+#define ARQ_ERR_STORAGE_UNAVAILABLE "STORAGE_UNAVAILABLE"
+#define ARQ_ERR_METHOD_NOT_ALLOWED  "METHOD_NOT_ALLOWED"
+#define ARQ_ERR_PAYLOAD_TOO_LARGE   "PAYLOAD_TOO_LARGE"
 
 /* A user-facing error message. The host prints it with the instance name and config
  * location in front, so write only what went wrong: "cannot open /var/log/x: Permission
@@ -152,6 +190,39 @@ enum arq_opt_flags {
     ARQ_OPT_BOUNDED = 1u << 3     /* `min` and `max` apply (set by the ARQ_OPT_*_RANGE macros) */
 };
 
+/* 1.1: the C type of the config struct field an option is bound to (ARQ_FIELD picks it from
+ * the field's declaration). What arq_host.opt_fill writes there, by option type:
+ *   BOOL                       _Bool, or any integer type: 0 or 1
+ *   INT, DURATION, SIZE        any integer type (durations in milliseconds, sizes in bytes;
+ *                              a value outside the type's range is refused: bound the option),
+ *                              or double
+ *   DOUBLE                     double
+ *   ENUM                       any integer type: the index of the value in `choices` (so a C
+ *                              enum declared in the same order fits); or const char *
+ *   STRING                     const char *
+ *   STRING_LIST, JSON          const json_t * (an array of strings, any value)
+ * Strings and JSON values are borrowed from the `cfg` that was filled from (see opt_fill). */
+enum arq_field_kind {
+    ARQ_FIELD_NONE = 0, /* not bound: opt_fill skips the option                           */
+    ARQ_FIELD_BOOL,     /* _Bool                                                          */
+    ARQ_FIELD_INT,      /* int (and a C enum the compiler makes int)                       */
+    ARQ_FIELD_UINT,     /* unsigned int (and a C enum the compiler makes unsigned)         */
+    ARQ_FIELD_LONG,     /* long (int64_t on LP64)                                          */
+    ARQ_FIELD_ULONG,    /* unsigned long (size_t, uint64_t on LP64)                        */
+    ARQ_FIELD_LLONG,    /* long long                                                       */
+    ARQ_FIELD_ULLONG,   /* unsigned long long                                              */
+    ARQ_FIELD_DOUBLE,   /* double                                                          */
+    ARQ_FIELD_STR,      /* const char *                                                    */
+    ARQ_FIELD_JSON      /* const json_t *                                                  */
+};
+
+/* 1.1: where an option's value goes: `offset` bytes into the struct given to opt_fill, as
+ * `kind`. All zero: not bound. */
+struct arq_field {
+    size_t offset;
+    int kind; /* enum arq_field_kind                                                       */
+};
+
 struct arq_option {
     const char *name; /* key under `config:`; NULL ends the table              */
     enum arq_opt_type type;
@@ -160,25 +231,83 @@ struct arq_option {
     double min, max;            /* inclusive bounds when ARQ_OPT_BOUNDED                 */
     const char *const *choices; /* ARQ_OPT_ENUM: NULL-terminated list of allowed values  */
     const char *help;           /* one line for documentation and error messages         */
+    struct arq_field field;     /* 1.1: the bound config field (ARQ_OPT_*_FIELD), or none */
 };
 
-/* Table helpers: ARQ_OPT(name, type, default, flags, help) and the bounded form. */
+/* The field kind of expression `x` (a struct member), chosen by its C type at compile time;
+ * any other type does not compile. C11 (_Generic); C++ plugins use ARQ_FIELD_AS. */
+#define ARQ_FIELD_KIND_OF(x)                                                                       \
+    _Generic((x),                                                                                  \
+        _Bool: ARQ_FIELD_BOOL,                                                                     \
+        int: ARQ_FIELD_INT,                                                                        \
+        unsigned: ARQ_FIELD_UINT,                                                                  \
+        long: ARQ_FIELD_LONG,                                                                      \
+        unsigned long: ARQ_FIELD_ULONG,                                                            \
+        long long: ARQ_FIELD_LLONG,                                                                \
+        unsigned long long: ARQ_FIELD_ULLONG,                                                      \
+        double: ARQ_FIELD_DOUBLE,                                                                  \
+        const char *: ARQ_FIELD_STR,                                                               \
+        const json_t *: ARQ_FIELD_JSON)
+
+/* Bind to `member` of struct type `type`: ARQ_FIELD(struct my_cfg, port). */
+#define ARQ_FIELD(type_, member_)                                                                  \
+    {                                                                                              \
+        offsetof(type_, member_), ARQ_FIELD_KIND_OF(((type_ *)0)->member_)                         \
+    }
+#define ARQ_FIELD_AS(type_, member_, kind_)                                                        \
+    {                                                                                              \
+        offsetof(type_, member_), (kind_)                                                          \
+    }
+
+/* The allowed values of an ARQ_OPT_CHOICE, written inline: ARQ_CHOICES("drain", "keep").
+ * A compound literal: use it in a spec at file scope (one inside a function is not static). */
+#define ARQ_CHOICES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* Table helpers: ARQ_OPT(name, type, default, flags, help), the bounded form, and the enum
+ * form (choices: a NULL-terminated array, or ARQ_CHOICES(...)). The _FIELD forms take one
+ * more argument, ARQ_FIELD(type, member): the field opt_fill writes the value to, so that
+ * the default is written once, here. */
 #define ARQ_OPT(name_, type_, def_, flags_, help_)                                                 \
     {                                                                                              \
-        (name_), (type_), (unsigned)(flags_), (def_), 0, 0, NULL, (help_)                          \
+        (name_), (type_), (unsigned)(flags_), (def_), 0, 0, NULL, (help_),                         \
+        {                                                                                          \
+            0, ARQ_FIELD_NONE                                                                      \
+        }                                                                                          \
     }
 #define ARQ_OPT_RANGE(name_, type_, def_, min_, max_, flags_, help_)                               \
     {                                                                                              \
         (name_), (type_), (unsigned)(flags_) | ARQ_OPT_BOUNDED, (def_), (min_), (max_), NULL,      \
-            (help_)                                                                                \
+            (help_),                                                                               \
+        {                                                                                          \
+            0, ARQ_FIELD_NONE                                                                      \
+        }                                                                                          \
     }
 #define ARQ_OPT_CHOICE(name_, choices_, def_, flags_, help_)                                       \
     {                                                                                              \
-        (name_), ARQ_OPT_ENUM, (unsigned)(flags_), (def_), 0, 0, (choices_), (help_)               \
+        (name_), ARQ_OPT_ENUM, (unsigned)(flags_), (def_), 0, 0, (choices_), (help_),              \
+        {                                                                                          \
+            0, ARQ_FIELD_NONE                                                                      \
+        }                                                                                          \
+    }
+#define ARQ_OPT_FIELD(name_, type_, def_, flags_, help_, field_)                                   \
+    {                                                                                              \
+        (name_), (type_), (unsigned)(flags_), (def_), 0, 0, NULL, (help_), field_                  \
+    }
+#define ARQ_OPT_RANGE_FIELD(name_, type_, def_, min_, max_, flags_, help_, field_)                 \
+    {                                                                                              \
+        (name_), (type_), (unsigned)(flags_) | ARQ_OPT_BOUNDED, (def_), (min_), (max_), NULL,      \
+            (help_), field_                                                                        \
+    }
+#define ARQ_OPT_CHOICE_FIELD(name_, choices_, def_, flags_, help_, field_)                         \
+    {                                                                                              \
+        (name_), ARQ_OPT_ENUM, (unsigned)(flags_), (def_), 0, 0, (choices_), (help_), field_       \
     }
 #define ARQ_OPT_END                                                                                \
     {                                                                                              \
-        NULL, (enum arq_opt_type)0, 0, NULL, 0, 0, NULL, NULL                                      \
+        NULL, (enum arq_opt_type)0, 0, NULL, 0, 0, NULL, NULL,                                     \
+        {                                                                                          \
+            0, ARQ_FIELD_NONE                                                                      \
+        }                                                                                          \
     }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -320,6 +449,18 @@ struct arq_frame_ref {
     int binary;
 };
 
+/* 1.1: one routed message as it crosses the broker, either way (arq_broker_ops.publish to the
+ * cluster, arq_host.broker_deliver from it). Exactly one of room and to_client is set. */
+struct arq_broker_msg {
+    size_t struct_size;
+    const char *room;          /* the room (with channel, or room-wide), or NULL             */
+    const char *channel;       /* NULL: room-wide, or a direct message                       */
+    const char *to_client;     /* a direct message: the addressee's client id, or NULL       */
+    const unsigned char *data; /* the serialised envelope, as local recipients receive it    */
+    size_t len;
+    const char *origin; /* the node that routed it (arq_host.node_name)               */
+};
+
 /* ---------------------------------------------------------------------------------------- */
 /* Host services                                                                             */
 /* ---------------------------------------------------------------------------------------- */
@@ -407,8 +548,8 @@ struct arq_host {
     void (*metric_set)(arq_series *s, double v);
     /* Histogram: record one observation (in base units: seconds, bytes). */
     void (*metric_observe)(arq_series *s, double v);
-    /* Every registered metric in Prometheus text exposition format 0.0.4. Free the result
-     * with `free`. NULL on allocation failure. */
+    /* NEW: every registered metric in Prometheus text exposition format 0.0.4. NULL on
+     * allocation failure. */
     char *(*metrics_render)(arq_ctx *ctx);
 
     /* --- telemetry --------------------------------------------------------------------- */
@@ -417,14 +558,15 @@ struct arq_host {
      * `ev->data`); it never blocks and never fails the caller: when the bounded queue is
      * full the event is dropped and counted in arqonbus_telemetry_dropped_total. */
     void (*emit)(arq_ctx *ctx, const struct arq_event *ev);
-    /* The event as one line of JSON (no newline):
+    /* NEW: the event as one line of JSON (no newline), NULL on allocation failure:
      * {"event_type":…,"timestamp":"<RFC 3339, microseconds, Z>","node":…,"source":…,
-     *  "client_id"?,"room"?,"channel"?,"command"?,"data"?}. Free with `free`. */
+     *  "client_id"?,"room"?,"channel"?,"command"?,"data"?}. */
     char *(*event_json)(const struct arq_event *ev);
 
     /* --- memory ------------------------------------------------------------------------ */
 
-    /* Release memory the host returned to the caller. NULL is allowed. */
+    /* Release a NEW result of the host that is not a `json_t *` (see Freeing at the top).
+     * NULL is allowed. */
     void (*free)(void *p);
 
     /* --- connections (called by transports) --------------------------------------------- */
@@ -449,7 +591,7 @@ struct arq_host {
     /* Complete a command with success. `data` is borrowed (may be NULL). Exactly one reply
      * per request; a reply to a request whose client has left is a safe no-op. */
     void (*reply_ok)(arq_request *req, const char *message, const json_t *data);
-    /* Complete a command with an error code of the protocol ("EXECUTION_ERROR", ...). */
+    /* Complete a command with an error code of the protocol (ARQ_ERR_EXECUTION, ...). */
     void (*reply_error)(arq_request *req, const char *error_code, const char *text);
 
     /* --- connections, continued ------------------------------------------------------- */
@@ -461,27 +603,28 @@ struct arq_host {
 
     /* --- the bus (for command sets and server-side APIs) ------------------------------ */
     /* Functions returning `const char *` return NULL on success, or the protocol's error
-     * code ("ROOM_NOT_FOUND", "CHANNEL_NOT_FOUND", "CHANNEL_EXISTS", "EXECUTION_ERROR",
-     * "NOT_FOUND", "VALIDATION_ERROR") with a human text in `err`. `channel` NULL means the
-     * room itself. */
+     * code (ARQ_ERR_ROOM_NOT_FOUND, _CHANNEL_NOT_FOUND, _CHANNEL_EXISTS, _EXECUTION,
+     * _NOT_FOUND, _VALIDATION; a static string) with a human text in `err`. `channel` NULL
+     * means the room itself. */
 
     /* Make `conn` a member. Joining a channel that does not exist creates it unless the host
      * is configured with auto_create off. Joining twice is not an error. */
     const char *(*bus_join)(arq_conn *conn, const char *room, const char *channel,
                             struct arq_error *err);
-    /* End a membership ("NOT_FOUND" when `conn` was not a member). */
+    /* End a membership (ARQ_ERR_NOT_FOUND when `conn` was not a member). */
     const char *(*bus_leave)(arq_conn *conn, const char *room, const char *channel,
                              struct arq_error *err);
     const char *(*bus_create_channel)(arq_ctx *ctx, const char *room, const char *channel,
                                       const char *description, struct arq_error *err);
-    /* Refused with EXECUTION_ERROR while it has members, unless `force`. */
+    /* Refused with ARQ_ERR_EXECUTION while it has members, unless `force`. */
     const char *(*bus_delete_channel)(arq_ctx *ctx, const char *room, const char *channel,
                                       int force, struct arq_error *err);
-    /* Close a client's connection with 1008 and `reason` ("NOT_FOUND" if no such client). */
+    /* Close a client's connection with 1008 and `reason` (ARQ_ERR_NOT_FOUND if no such
+     * client). */
     const char *(*bus_disconnect)(arq_ctx *ctx, const char *client_id, const char *reason,
                                   struct arq_error *err);
-    /* A new JSON value describing part of the bus (the caller owns it), or NULL with the
-     * error code in *code and text in err. `what`:
+    /* NEW: a JSON value describing part of the bus, or NULL with the error code in *code
+     * and text in err. `what` (docs/plugins.md lists every field):
      *   "rooms"    [{room, members, channels}]
      *   "channels" [{channel, members, description, created_at, last_activity}] of `room`
      *   "channel"  the same for one channel plus members (client ids) and message counters
@@ -499,7 +642,7 @@ struct arq_host {
      * room/channel, and no message falls between the history and what it receives live (none
      * twice either). The host replies {entries:[{envelope, stored_at, offset}], count, epoch,
      * recovered} (with join: inside {room, channel?, memberships, history}), or
-     * STORAGE_UNAVAILABLE when no storage can answer. */
+     * ARQ_ERR_STORAGE_UNAVAILABLE when no storage can answer. */
     void (*bus_history)(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
                         int join);
 
@@ -514,8 +657,8 @@ struct arq_host {
     void (*retire_release)(arq_ctx *ctx);
 
     /* --- server-side APIs (the HTTP transport, admin tools) ---------------------------- */
-    /* Results come through an arq_result_cb: `error_code` NULL and `data` (borrowed) on
-     * success, else the protocol's error code and a text. Called once, possibly before the
+    /* Results come through an arq_result_cb: `error_code` NULL and `data` on success, else
+     * the protocol's error code (ARQ_ERR_*) and a text. Called once, possibly before the
      * function returns. */
 
     /* 1 while the host accepts clients: started, and not stopping. */
@@ -549,7 +692,45 @@ struct arq_host {
     enum arq_auth_verdict (*auth_authorize)(arq_ctx *ctx, const arq_ticket *ticket,
                                             const struct arq_action *what,
                                             struct arq_auth_result *out);
+
+    /* --- 1.1: options bound to fields ------------------------------------------------- */
+
+    /* Write every option of `spec` that has a field (ARQ_OPT_*_FIELD) and a value in `cfg`
+     * into the struct at `out`, converted as enum arq_field_kind says. `cfg` is a validated
+     * configuration of that spec: create's or reconfigure's `cfg` with the plugin's
+     * `options`, or a handler's `args` with the command's `params`. An option without a
+     * value (neither given nor defaulted) leaves its field as it is. All or nothing: on a
+     * value its field cannot hold (5000000000 for an int: bound the option), `out` is left
+     * unchanged, `err` names the option, and ARQ_EINVAL is returned. Strings and JSON values
+     * are borrowed from `cfg`: the `cfg` given to create stays valid until the instance is
+     * destroyed or a reconfigure succeeds; the one given to reconfigure, from its success
+     * until the next success or destroy (so fill a new struct in reconfigure and switch to
+     * it on success). Every host that accepts a 1.1 plugin has this service. */
+    int (*opt_fill)(const json_t *cfg, const struct arq_option *spec, void *out,
+                    struct arq_error *err);
+
+    /* --- 1.1: the broker (called by broker plugins; see struct arq_broker_ops) -------- */
+    /* A host may leave these NULL (this one does until the bus routes through a broker):
+     * a broker plugin checks them with ARQ_HOST_HAS in `create` and refuses with
+     * ARQ_ENOTSUP when one is missing. */
+
+    /* Traffic from another node: deliver `msg` (borrowed; the host copies the frame) to
+     * this node's local recipients, as it delivers what it routes itself: members of
+     * room/channel, or the local client `to_client`. Never sent back to the broker. A
+     * message whose `origin` is this node is dropped. */
+    void (*broker_deliver)(arq_ctx *ctx, const struct arq_broker_msg *msg);
+    /* The broker lost what it told the cluster (reconnected to a fresh server): the host
+     * calls its subscribe, register_client and presence again for every local room and
+     * channel with members, client and membership, within this call. */
+    void (*broker_resync)(arq_ctx *ctx);
 };
+
+/* Non-zero when `host` has service `member`: its table reaches that far (struct_size) and
+ * the entry is set. For services added after 1.0 (see ABI at the top):
+ *   if (!ARQ_HOST_HAS(host, broker_deliver)) return arq_error_set(err, ARQ_ENOTSUP, ...); */
+#define ARQ_HOST_HAS(host, member)                                                                 \
+    ((host)->struct_size >= offsetof(struct arq_host, member) + sizeof((host)->member) &&          \
+     (host)->member != NULL)
 
 /* Convenience: the series of metric `name` labelled instance="<this instance's name>",
  * registering the family on first use (histograms get the default buckets). NULL when the
@@ -643,7 +824,7 @@ struct arq_storage_ops {
     int (*query)(void *self, const struct arq_history_query *q, arq_history_cb cb, void *arg);
     /* Optional. 0 healthy, 1 degraded, 2 down; `detail` (may be NULL) says why. */
     int (*health)(void *self, const char **detail);
-    /* Optional. A new JSON object with backend statistics (caller owns it). */
+    /* Optional. NEW: a JSON object with backend statistics (the host releases it). */
     json_t *(*stats)(void *self);
 };
 
@@ -697,13 +878,43 @@ struct arq_telemetry_ops {
     void (*emit_batch)(void *self, const struct arq_event *const *events, size_t n);
 };
 
+/* broker: scale-out across nodes (1.1; the 1.0 table was never called, and a broker built
+ * against 1.0 is refused). The host calls it on the loop thread, never blocks on it, and
+ * keeps routing locally whatever it answers: each function queues its work and returns at
+ * once (ARQ_OK, or ARQ_EAGAIN while disconnected: the host counts the loss and goes on). The
+ * broker keeps its own connection, reconnects on its own, and after losing what it had told
+ * the cluster asks for it again with arq_host.broker_resync. Remote traffic comes back
+ * through arq_host.broker_deliver. Every argument is borrowed: copy what you keep. */
 struct arq_broker_ops {
     size_t struct_size;
-    /* MANDATORY. Send a routed envelope to the other nodes. */
-    int (*publish)(void *self, const char *room, const char *channel, const char *json, size_t len);
-    /* MANDATORY. Start/stop receiving a room's (channel NULL) or a channel's traffic. */
+    /* MANDATORY. A message this node routed, once whatever the number of recipients: send
+     * it to the nodes with members of msg->room (channel) or, for a direct message, to the
+     * node holding msg->to_client (register_client). Not back to msg->origin. */
+    int (*publish)(void *self, const struct arq_broker_msg *msg);
+    /* MANDATORY. This node's first local member of `room` (`channel` NULL: a room-wide
+     * member) joined: receive that traffic from now on. unsubscribe: its last one left. The
+     * host calls each once per change (never twice in a row for the same pair). */
     int (*subscribe)(void *self, const char *room, const char *channel);
     int (*unsubscribe)(void *self, const char *room, const char *channel);
+    /* MANDATORY. A client connected here: record client_id -> this node in the cluster's
+     * registry with a time to live, which the broker refreshes (its heartbeat) until
+     * unregister_client or until the node dies, so that direct messages find it. */
+    int (*register_client)(void *self, const char *client_id);
+    int (*unregister_client)(void *self, const char *client_id);
+    /* Optional. Presence: connection `client_id` joined (`joined` 1) or left (0) `room`
+     * (`channel` NULL: the room itself). unregister_client ends all of a client's presence. */
+    int (*presence)(void *self, const char *client_id, const char *room, const char *channel,
+                    int joined);
+    /* Optional. A cluster-wide question, answered once through `cb` (possibly before this
+     * returns), with data: "rooms" [{room, members, channels}], "channels" [{channel,
+     * members}] of `room`, "members" [client ids] of `room` (`channel` NULL) or of the
+     * channel, "nodes" [{node, clients}]; or an error code (ARQ_ERR_EXECUTION while the
+     * broker cannot answer). Without it, the host answers from this node alone. */
+    int (*query)(void *self, const char *what, const char *room, const char *channel,
+                 arq_result_cb cb, void *arg);
+    /* Optional. 0 connected, 1 degraded, 2 down (as storage's health); `detail` (may be NULL)
+     * says why, borrowed until the next call. Without it, the broker counts as connected. */
+    int (*health)(void *self, const char **detail);
 };
 
 /* ---------------------------------------------------------------------------------------- */
