@@ -1,5 +1,8 @@
 #include "envelope.h"
+#include "jsonw.h"
+#include "walltime.h"
 
+#include <arqonbus/plugin.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,56 +156,14 @@ void envelope_new_id(char out[32], int64_t now_ms)
 
 /* --- time ---------------------------------------------------------------------------------- */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t env__days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void env__civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 void envelope_format_timestamp(int64_t ms, char out[32])
 {
     const int64_t lo = -62167219200000; /* 0000-01-01T00:00:00.000Z */
     const int64_t hi = 253402300799999; /* 9999-12-31T23:59:59.999Z */
     ms = ms < lo ? lo : ms > hi ? hi : ms;
-    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
-    int64_t rem = ms - days * 86400000;
-    int y, m, d;
-    env__civil_from_days(days, &y, &m, &d);
-    unsigned f[7] = {(unsigned)y,
-                     (unsigned)m,
-                     (unsigned)d,
-                     (unsigned)(rem / 3600000),
-                     (unsigned)(rem / 60000 % 60),
-                     (unsigned)(rem / 1000 % 60),
-                     (unsigned)(rem % 1000)};
-    static const char seps[] = "--T::.Z";
-    static const int widths[] = {4, 2, 2, 2, 2, 2, 3};
-    char *o = out;
-    for (int i = 0; i < 7; i++) {
-        for (int k = widths[i] - 1; k >= 0; k--, f[i] /= 10)
-            o[k] = (char)('0' + f[i] % 10);
-        o += widths[i];
-        *o++ = seps[i];
-    }
-    *o = '\0';
+    char text[WALLTIME_TEXT_MAX];
+    size_t n = walltime_format(ms * 1000, 3, text);
+    memcpy(out, text, n + 1);
 }
 
 /* Reads exactly n digits. */
@@ -259,7 +220,7 @@ int envelope_parse_timestamp(const char *s, int64_t *ms_out)
     if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 ||
         sec > 60)
         return -1;
-    int64_t days = env__days_from_civil(y, mo, d);
+    int64_t days = walltime_days_from_civil(y, mo, d);
     *ms_out = (((days * 24 + h) * 60 + mi) * 60 + sec) * 1000 + ms - (int64_t)off * 60000;
     return 0;
 }
@@ -278,50 +239,25 @@ static void env__put(struct env__out *o, const char *s, size_t n)
     o->len += n;
 }
 
+/* A JSON string: what fits goes to the buffer, then the rest is only counted. A character or
+ * escape cut by the end of the buffer is written in part, so the buffer always holds the first
+ * bytes of the whole text. */
 static void env__put_string(struct env__out *o, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
     env__put(o, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        env__put(o, s + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 0, '0', '0', 0, 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
+    size_t used = 0;
+    if (o->len < o->cap)
+        o->len += jsonw_escape(s, n, jsonw_json, JSONW_UTF8_KEEP, o->buf + o->len, o->cap - o->len,
+                               &used);
+    if (used < n) {
+        if (o->len < o->cap) {
+            char unit[8];
+            size_t k = jsonw_escape(s + used, n - used, jsonw_json, JSONW_UTF8_KEEP, unit,
+                                    sizeof unit, NULL);
+            memcpy(o->buf + o->len, unit, o->cap - o->len < k ? o->cap - o->len : k);
         }
-        env__put(o, esc, elen);
+        o->len += jsonw_escape(s + used, n - used, jsonw_json, JSONW_UTF8_KEEP, NULL, 0, NULL);
     }
-    env__put(o, s + run, n - run);
     env__put(o, "\"", 1);
 }
 
@@ -485,7 +421,7 @@ static int env__oom(struct env_error *err)
 {
     json_decref(err->payload);
     err->payload = NULL;
-    err->code = "INTERNAL_ERROR";
+    err->code = ARQ_ERR_INTERNAL;
     env__set_text(err, "Out of memory");
     return -1;
 }
@@ -874,12 +810,12 @@ int envelope_parse(const char *text, size_t len, int64_t now_ms, const struct en
         /* jansson reports most allocation failures while loading with an empty text */
         if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])
             return env__oom(err);
-        err->code = "INVALID_JSON";
+        err->code = ARQ_ERR_INVALID_JSON;
         return env__invalid_json(err, &jerr);
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        err->code = "INVALID_JSON";
+        err->code = ARQ_ERR_INVALID_JSON;
         return env__not_object(err, text, len);
     }
 
@@ -889,7 +825,7 @@ int envelope_parse(const char *text, size_t len, int64_t now_ms, const struct en
     if (check.errors) {
         size_t n = json_array_size(check.errors);
         const char *first = json_string_value(json_array_get(check.errors, 0));
-        err->code = "VALIDATION_ERROR";
+        err->code = ARQ_ERR_VALIDATION;
         if (n > 1)
             env__set_text(err, "%s (and %zu more)", first, n - 1);
         else

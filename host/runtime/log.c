@@ -2,15 +2,14 @@
  * so lines from this process never interleave, nothing is buffered in stdio when the process
  * dies, and a huge value cannot make the logger allocate. */
 #include "log.h"
-#include "utf8.h"
+#include "jsonw.h"
+#include "walltime.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 8192
@@ -145,10 +144,17 @@ int log_reopen(void)
 
 /* ---- line building ------------------------------------------------------------------------ */
 
+/* Bytes left before the tail reserve. A closing quote written into the reserve can leave the
+ * line past it without being cut: then there is no room, not a wrapped-around size. */
+static size_t log__room(const struct log__line *l)
+{
+    return l->len < LOG_LINE_MAX - LOG_TAIL ? LOG_LINE_MAX - LOG_TAIL - l->len : 0;
+}
+
 /* Append if it fits before the tail reserve; all or nothing. */
 static int log__put(struct log__line *l, const char *s, size_t n)
 {
-    if (l->cut || n > LOG_LINE_MAX - LOG_TAIL - l->len)
+    if (l->cut || n > log__room(l))
         return 0;
     memcpy(l->buf + l->len, s, n);
     l->len += n;
@@ -177,64 +183,39 @@ static int log__needs_quotes(const char *s)
     return 0;
 }
 
-/* One source character, escaped. Returns the bytes written to `out` (at most 6); `*used` gets
- * the source bytes consumed. Invalid UTF-8 becomes U+FFFD so every line is valid UTF-8. */
-static size_t log__escape(const unsigned char *s, int json, int quoted, char *out, size_t *used)
+/* logfmt's escapes: \n, then \u00xx for every other control character and DEL, so that a value
+ * reads back unambiguously; \" and \\ inside quotes only. JSON lines use jsonw_json. */
+#define LOG_LOGFMT_CONTROLS                                                                        \
+    [0x00] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',            \
+    [0x06] = 'u', [0x07] = 'u', [0x08] = 'u', [0x09] = 'u', [0x0b] = 'u', [0x0c] = 'u',            \
+    [0x0d] = 'u', [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u', [0x12] = 'u',            \
+    [0x13] = 'u', [0x14] = 'u', [0x15] = 'u', [0x16] = 'u', [0x17] = 'u', [0x18] = 'u',            \
+    [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u', [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u',            \
+    [0x1f] = 'u', [0x7f] = 'u', ['\n'] = 'n'
+static const char log__logfmt_quoted[128] = {LOG_LOGFMT_CONTROLS, ['"'] = '"', ['\\'] = '\\'};
+static const char log__logfmt_bare[128] = {LOG_LOGFMT_CONTROLS};
+
+static const char *log__escapes(const struct log__line *l, int quoted)
 {
-    unsigned char c = s[0];
-    *used = 1;
-    if (quoted && (c == '"' || c == '\\')) {
-        out[0] = '\\', out[1] = (char)c;
-        return 2;
-    }
-    if (c == '\n' || (json && (c == '\r' || c == '\t' || c == '\b' || c == '\f'))) {
-        out[0] = '\\';
-        out[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
-        return 2;
-    }
-    if (c < 0x20 || (c == 0x7f && !json))
-        return (size_t)snprintf(out, 7, "\\u%04x", c);
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    size_t n = utf8_seq_len(s);
-    if (n == 0) {
-        memcpy(out, "\xef\xbf\xbd", 3);
-        return 3;
-    }
-    memcpy(out, s, n);
-    *used = n;
-    return n;
+    if (l->json)
+        return jsonw_json;
+    return quoted ? log__logfmt_quoted : log__logfmt_bare;
 }
 
 /* Escaped text, cut with `…` when the line is full (never inside an escape or a UTF-8
- * sequence). The caller writes the closing quote with log__put_tail. */
+ * sequence). Invalid UTF-8 becomes U+FFFD so every line is valid UTF-8. The caller writes the
+ * closing quote with log__put_tail. */
 static void log__put_text(struct log__line *l, const char *s, int quoted)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p && !l->cut) {
-        char unit[8];
-        size_t used;
-        size_t n = log__escape(p, l->json, quoted, unit, &used);
-        if (!log__put(l, unit, n)) {
-            log__put_tail(l, LOG_MARK);
-            l->cut = 1;
-        }
-        p += used;
+    if (l->cut)
+        return;
+    size_t n = strlen(s), used;
+    l->len += jsonw_escape(s, n, log__escapes(l, quoted), JSONW_UTF8_REPLACE, l->buf + l->len,
+                           log__room(l), &used);
+    if (used < n) {
+        log__put_tail(l, LOG_MARK);
+        l->cut = 1;
     }
-}
-
-static size_t log__escaped_len(const char *s, int json)
-{
-    size_t total = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        char unit[8];
-        size_t used;
-        total += log__escape(p, json, 1, unit, &used);
-        p += used;
-    }
-    return total;
 }
 
 static void log__field(struct log__line *l, const char *key, const char *value)
@@ -245,8 +226,9 @@ static void log__field(struct log__line *l, const char *key, const char *value)
         value = "";
     if (l->json) {
         /* Room for the whole key and an opening of the value, or the line ends here. */
-        size_t need = 2 + log__escaped_len(key, 1) + 3;
-        if (need > LOG_LINE_MAX - LOG_TAIL - l->len) {
+        size_t need =
+            2 + jsonw_escape(key, strlen(key), jsonw_json, JSONW_UTF8_REPLACE, NULL, 0, NULL) + 3;
+        if (need > log__room(l)) {
             log__put_tail(l, ",\"" LOG_MARK "\":\"\"");
             l->cut = 1;
             return;
@@ -259,7 +241,7 @@ static void log__field(struct log__line *l, const char *key, const char *value)
         return;
     }
     size_t klen = strlen(key);
-    if (2 + klen + 2 > LOG_LINE_MAX - LOG_TAIL - l->len) {
+    if (2 + klen + 2 > log__room(l)) {
         log__put_tail(l, " " LOG_MARK);
         l->cut = 1;
         return;
@@ -278,18 +260,6 @@ static void log__field(struct log__line *l, const char *key, const char *value)
     log__put_text(l, value, quoted);
     if (quoted)
         log__put_tail(l, "\"");
-}
-
-/* RFC 3339 UTC with milliseconds. */
-static void log__timestamp(char *out, size_t size)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    if (!gmtime_r(&ts.tv_sec, &tm))
-        memset(&tm, 0, sizeof tm);
-    snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
 }
 
 static void log__emit(const char *buf, size_t len)
@@ -312,11 +282,11 @@ void log_writev(enum arq_log_level level, const char *component, const char *msg
         return;
     int saved_errno = errno; /* callers log, then return -errno */
     struct log__line l;
-    char ts[64];
+    char ts[WALLTIME_TEXT_MAX];
     l.len = 0;
     l.cut = 0;
     l.json = log__state.format == LOG_FORMAT_JSON;
-    log__timestamp(ts, sizeof ts);
+    walltime_format(walltime_now_us(), 3, ts); /* RFC 3339 UTC with milliseconds */
 
     if (l.json)
         log__put(&l, "{", 1);

@@ -3,13 +3,13 @@
  * emits (or reconfigures the queue) only ever touches free slots; what it emits waits for the
  * next drain. */
 #include "telemetry.h"
-#include "utf8.h"
+#include "jsonw.h"
+#include "walltime.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 
@@ -149,7 +149,7 @@ void telemetry_free(struct telemetry *t)
 static void telemetry__dropped(struct telemetry *t, const char *why)
 {
     t->dropped++;
-    int64_t now = telemetry_now_us();
+    int64_t now = walltime_now_us();
     if (t->dropped_logged != 0 && now - t->drop_logged_at < TELEMETRY_DROP_LOG_INTERVAL_US)
         return;
     char since[32], total[32], cap[32];
@@ -177,7 +177,7 @@ int telemetry_push(struct telemetry *t, const struct arq_event *ev, const char *
         return ARQ_ELIMIT;
     }
     if (in.timestamp_us == 0)
-        in.timestamp_us = telemetry_now_us();
+        in.timestamp_us = walltime_now_us();
     if (node)
         in.node = node;
     if (source)
@@ -306,66 +306,23 @@ static void tjson__put(struct tjson *b, const char *s, size_t n)
     b->len += n;
 }
 
-/* The short escapes jansson writes; other control characters become \u00XX. Indexed by any
- * ASCII byte. */
-static const char tjson__short[0x80] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
-                                        ['\t'] = 't', ['"'] = '"',  ['\\'] = '\\'};
-
-/* Printable ASCII other than " and \ (DEL included): copied as is. */
-static int tjson__plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
-
 /* A JSON string, escaped as jansson escapes it: \" \\ \b \f \n \r \t, other control
  * characters as \u00XX (upper-case hex), everything else (including '/' and DEL) as is.
  * Invalid UTF-8 is replaced by U+FFFD when `replace`, and fails otherwise (as jansson's dump
  * fails on a string it did not validate). */
 static int tjson__string(struct tjson *b, const char *str, size_t len, int replace)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    if (len > (SIZE_MAX / 2 - 2) / 6 || tjson__reserve(b, len * 6 + 2))
+    if (len > (SIZE_MAX / 2 - 2) / JSONW_MAX_GROWTH ||
+        tjson__reserve(b, len * JSONW_MAX_GROWTH + 2))
         return -1;
-    const unsigned char *s = (const unsigned char *)str, *end = s + len;
-    char *o = b->p + b->len;
-    *o++ = '"';
-    while (s < end) {
-        const unsigned char *run = s;
-        while (s < end && tjson__plain(*s))
-            s++;
-        memcpy(o, run, (size_t)(s - run));
-        o += s - run;
-        if (s == end)
-            break;
-        unsigned char c = *s;
-        if (c >= 0x80) {
-            size_t n = utf8_seq_len(s);
-            if (n == 0 || n > (size_t)(end - s)) {
-                if (!replace)
-                    return -1;
-                memcpy(o, "\xef\xbf\xbd", 3);
-                o += 3;
-                s++;
-            } else {
-                memcpy(o, s, n);
-                o += n;
-                s += n;
-            }
-        } else if (tjson__short[c]) {
-            o[0] = '\\';
-            o[1] = tjson__short[c];
-            o += 2;
-            s++;
-        } else {
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[c >> 4];
-            o[5] = hex[c & 0xf];
-            o += 6;
-            s++;
-        }
-    }
-    *o++ = '"';
-    b->len = (size_t)(o - b->p);
+    size_t n =
+        jsonw_escape(str, len, jsonw_json_upper, replace ? JSONW_UTF8_REPLACE : JSONW_UTF8_REFUSE,
+                     b->p + b->len + 1, len * JSONW_MAX_GROWTH, NULL);
+    if (n == JSONW_INVALID)
+        return -1;
+    b->p[b->len] = '"';
+    b->p[b->len + 1 + n] = '"';
+    b->len += n + 2;
     return 0;
 }
 
@@ -491,43 +448,14 @@ static int tjson__value_by_jansson(struct tjson *b, const json_t *v)
     return 0;
 }
 
-/* RFC 3339 UTC with microseconds; negative times (before 1970) round toward the past. The
- * date and time up to the second are formatted once per second (per thread). */
+/* RFC 3339 UTC with microseconds, in quotes. */
 static int tjson__timestamp(struct tjson *b, int64_t us)
 {
-    static _Thread_local struct {
-        int64_t sec;
-        int valid;
-        size_t len;
-        char text[48]; /* "YYYY-MM-DDTHH:MM:SS." */
-    } cache;
-    int64_t sec = us / 1000000, frac = us % 1000000;
-    if (frac < 0) {
-        frac += 1000000;
-        sec -= 1;
-    }
-    if (!cache.valid || cache.sec != sec) {
-        time_t tt = (time_t)sec;
-        struct tm tm;
-        if (!gmtime_r(&tt, &tm))
-            memset(&tm, 0, sizeof tm);
-        int n = snprintf(cache.text, sizeof cache.text, "%04d-%02d-%02dT%02d:%02d:%02d.",
-                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                         tm.tm_sec);
-        if (n < 0 || (size_t)n >= sizeof cache.text)
-            return -1;
-        cache.len = (size_t)n;
-        cache.sec = sec;
-        cache.valid = 1;
-    }
-    if (tjson__reserve(b, cache.len + 9))
+    if (tjson__reserve(b, WALLTIME_TEXT_MAX + 2))
         return -1;
     b->p[b->len++] = '"';
-    tjson__put(b, cache.text, cache.len);
-    for (int i = 5; i >= 0; i--, frac /= 10)
-        b->p[b->len + (size_t)i] = (char)('0' + frac % 10);
-    b->len += 6;
-    tjson__put(b, "Z\"", 2);
+    b->len += walltime_format(us, 6, b->p + b->len);
+    b->p[b->len++] = '"';
     return 0;
 }
 
@@ -556,7 +484,7 @@ char *telemetry_event_json(const struct arq_event *ev)
     if (tjson__string(&b, in.event_type, strlen(in.event_type), 1) || tjson__reserve(&b, 13))
         goto fail;
     tjson__put(&b, ",\"timestamp\":", 13);
-    if (tjson__timestamp(&b, in.timestamp_us ? in.timestamp_us : telemetry_now_us()) ||
+    if (tjson__timestamp(&b, in.timestamp_us ? in.timestamp_us : walltime_now_us()) ||
         tjson__field(&b, "node", in.node) || tjson__field(&b, "source", in.source) ||
         tjson__field(&b, "client_id", in.client_id) || tjson__field(&b, "room", in.room) ||
         tjson__field(&b, "channel", in.channel) || tjson__field(&b, "command", in.command))
@@ -584,11 +512,4 @@ fail:
     /* Allocation failure, or `data` jansson cannot dump (such as an invalid string). */
     LOG_ERROR("cannot render telemetry event as JSON", "event_type", in.event_type);
     return NULL;
-}
-
-int64_t telemetry_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -31,7 +31,5 @@ void telemetry_set_limits(struct telemetry *t, size_t capacity, size_t batch);
 
 /* The event as JSON text, as documented for arq_host.event_json. malloc'd, or NULL. */
 char *telemetry_event_json(const struct arq_event *ev);
-/* Microseconds since the Unix epoch, now. */
-int64_t telemetry_now_us(void);
 
 #endif

@@ -40,7 +40,7 @@ struct tws_frame {
     unsigned char data[];
 };
 
-struct tws_listener;
+struct arq_net_acceptor;
 
 /* One instance. It outlives `destroy` while libwebsockets closes its libuv handles (see
  * tws_server.c): `dead` is then set, and the host is no longer called. */
@@ -57,7 +57,7 @@ struct tws_server {
     uv_handle_t *lws_handles[TWS_LWS_HANDLES]; /* lws's own handles on the loop (teardown) */
     size_t nlws_handles;
 
-    struct tws_listener *listener;
+    struct arq_net_acceptor *listener;
     int bound_port;
     char bound_addr[64];
 

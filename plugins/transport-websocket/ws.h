@@ -55,7 +55,7 @@ struct ws_config {
 /* What a replaced instance does with the clients it holds (option `retire`). */
 enum { WS_RETIRE_DRAIN = 0, WS_RETIRE_KEEP, WS_RETIRE_CLOSE };
 
-struct ws_listener;
+struct arq_net_acceptor;
 struct ws_head;
 
 #define WS_LWS_HANDLES 8
@@ -76,7 +76,7 @@ struct ws_server {
     uv_handle_t *lws_handles[WS_LWS_HANDLES]; /* lws's own handles on the loop (teardown) */
     size_t nlws_handles;
 
-    struct ws_listener *listener; /* NULL once stopped or handed over */
+    struct arq_net_acceptor *listener; /* NULL once stopped or handed over */
     int bound_port;
     char bound_addr[64];
     /* Listener hand-over on reload: the instance we took the socket from (while it lives),

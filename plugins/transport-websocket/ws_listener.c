@@ -3,45 +3,23 @@
  * cannot hand a bound socket to a new context on reload, and binds every interface unless
  * told otherwise. So we bind exactly the configured address, accept here, and adopt each
  * accepted socket into the lws vhost. */
-#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 
+#include "net_accept.h"
 #include "net_listen.h"
 #include "ws.h"
 
 #define ACCEPTS_PER_WAKEUP 64
-#define BACKOFF_MS         100 /* pause after EMFILE and friends, instead of spinning */
 
-struct ws_listener {
-    uv_poll_t poll;
-    int fd;
-    int owns_fd; /* closed with the handle unless it went to a successor */
-    struct ws_server *srv;
-    arq_timer *backoff;
-};
-
-static void listener_closed(uv_handle_t *h)
+/* A connection from the accept loop (plugins/common/net_accept.c). */
+static void adopt(void *arg, int fd)
 {
-    struct ws_listener *l = h->data;
-    if (l->owns_fd && l->fd >= 0)
-        close(l->fd);
-    free(l);
-}
-
-static void adopt(struct ws_server *srv, int fd)
-{
-    int one = 1;
-    /* Frames are coalesced before they are written: Nagle would only add latency. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct ws_server *srv = arg;
     /* A plain request head is read and checked first; lws reads a TLS one itself. */
     if (!srv->cfg.tls_cert) {
         ws_head__start(srv, fd);
@@ -55,85 +33,20 @@ static void adopt(struct ws_server *srv, int fd)
                 "libwebsockets could not adopt the socket");
 }
 
-static void on_backoff(void *arg);
-
-static void on_readable(uv_poll_t *h, int status, int events)
+/* Accept on `fd` for `srv` (the socket is closed with the acceptor unless handed on). On
+ * failure the fd is left to the caller. */
+static int watch(struct ws_server *srv, int fd, struct arq_error *err)
 {
-    (void)events;
-    struct ws_listener *l = h->data;
-    struct ws_server *srv = l->srv;
-    if (status < 0) {
-        ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_WARN, "listener error", "error", uv_strerror(status));
-        return;
-    }
-    for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            adopt(srv, fd);
-            continue;
-        }
-        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
-        /* Out of descriptors or memory: the pending connection stays queued and the socket
-         * stays readable, so stop watching it for a moment rather than spin. */
-        ARQ_LOG(srv->host, srv->ctx, ARQ_LOG_WARN, "cannot accept", "error", strerror(errno),
-                "retry_ms", "100");
-        if (!l->backoff) {
-            uv_poll_stop(&l->poll);
-            l->backoff = srv->host->timer_start(srv->ctx, BACKOFF_MS, 0, on_backoff, l);
-        }
-        return;
-    }
+    srv->listener =
+        arq_net_accept_start(srv->host, srv->ctx, fd, 1, ACCEPTS_PER_WAKEUP, adopt, srv, err);
+    return srv->listener ? 0 : ARQ_EIO;
 }
 
-static void on_backoff(void *arg)
+/* Stop accepting; the fd is closed with the acceptor when `keep_fd` is 0. */
+static void unwatch(struct ws_server *srv, int keep_fd)
 {
-    struct ws_listener *l = arg;
-    struct ws_server *srv = l->srv;
-    srv->host->timer_stop(l->backoff);
-    l->backoff = NULL;
-    uv_poll_start(&l->poll, UV_READABLE, on_readable);
-}
-
-/* Watch `fd` for `srv`. On failure the fd is left to the caller. */
-static int watch(struct ws_server *srv, int fd, int owns_fd, struct arq_error *err)
-{
-    struct ws_listener *l = calloc(1, sizeof *l);
-    if (!l)
-        return arq_error_set(err, ARQ_ENOMEM, "out of memory");
-    int rc = uv_poll_init_socket(srv->host->uv_loop(srv->ctx), &l->poll, fd);
-    if (rc != 0) {
-        free(l);
-        return arq_error_set(err, ARQ_EIO, "cannot watch the listening socket: %s",
-                             uv_strerror(rc));
-    }
-    l->poll.data = l;
-    l->fd = fd;
-    l->owns_fd = owns_fd;
-    l->srv = srv;
-    uv_poll_start(&l->poll, UV_READABLE, on_readable);
-    srv->listener = l;
-    return 0;
-}
-
-/* Stop watching; the fd is closed with the handle when `keep_fd` is 0. */
-static int unwatch(struct ws_server *srv, int keep_fd)
-{
-    struct ws_listener *l = srv->listener;
-    if (!l)
-        return -1;
-    int fd = l->fd;
-    if (l->backoff)
-        srv->host->timer_stop(l->backoff);
-    l->backoff = NULL;
-    if (keep_fd)
-        l->owns_fd = 0;
-    uv_poll_stop(&l->poll);
-    uv_close((uv_handle_t *)&l->poll, listener_closed);
+    arq_net_accept_close(srv->listener, keep_fd);
     srv->listener = NULL;
-    return fd;
 }
 
 int ws_listener__open(struct ws_server *srv, struct arq_error *err)
@@ -144,7 +57,7 @@ int ws_listener__open(struct ws_server *srv, struct arq_error *err)
         arq_net_listen(&c->addr, c->addr_len, c->host, c->port, ARQ_NET_LISTEN_STEPWISE, &ss, err);
     if (fd < 0)
         return ARQ_EIO;
-    if (watch(srv, fd, 1, err) != 0) {
+    if (watch(srv, fd, err) != 0) {
         close(fd);
         return ARQ_EIO;
     }
@@ -170,13 +83,12 @@ int ws_listener__take_over(struct ws_server *srv, struct ws_server *pred, struct
 {
     if (!pred->listener || !reusable(srv, pred))
         return 0;
-    struct ws_listener *old = pred->listener;
+    struct arq_net_acceptor *old = pred->listener;
     /* libuv allows one watcher per fd: the predecessor's goes quiet first, and resumes if
      * ours cannot be set up. */
-    uv_poll_stop(&old->poll);
-    if (watch(srv, old->fd, 1, err) != 0) {
-        if (!old->backoff)
-            uv_poll_start(&old->poll, UV_READABLE, on_readable);
+    arq_net_accept_pause(old);
+    if (watch(srv, arq_net_accept_fd(old), err) != 0) {
+        arq_net_accept_resume(old);
         return ARQ_EIO;
     }
     unwatch(pred, 1);
@@ -191,13 +103,13 @@ void ws_listener__give_back(struct ws_server *srv)
 {
     struct ws_server *pred = srv->predecessor;
     struct arq_error err;
-    int fd = srv->listener ? srv->listener->fd : -1;
+    int fd = srv->listener ? arq_net_accept_fd(srv->listener) : -1;
     if (fd < 0 || pred->listener) {
         ws_listener__close(srv);
         return;
     }
-    uv_poll_stop(&srv->listener->poll);
-    if (watch(pred, fd, 1, &err) != 0) {
+    arq_net_accept_pause(srv->listener);
+    if (watch(pred, fd, &err) != 0) {
         ARQ_LOG(pred->host, pred->ctx, ARQ_LOG_ERROR, "listener lost", "error", err.text);
         ws_listener__close(srv);
         return;

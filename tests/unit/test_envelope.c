@@ -1133,6 +1133,39 @@ static void dump_writes_reals_that_read_back_exactly(void **state)
     }
 }
 
+/* A buffer too small gets the first bytes of the whole text (an escape or a character at its
+ * end cut, not left out) and nothing past its end. */
+static void a_short_buffer_gets_the_first_bytes_of_the_text(void **state)
+{
+    (void)state;
+    static const char s[] = "a\"\xc3\xa9\n\x01z\xf0\x9f\x98\x80";
+    static const char want[] = "\"a\\\"\xc3\xa9\\n\\u0001z\xf0\x9f\x98\x80\"";
+    const size_t total = sizeof want - 1;
+    assert_int_equal(envelope_write_string(s, sizeof s - 1, NULL, 0), total);
+    json_t *v = json_pack("{s:[s,i]}", s, s, 7);
+    assert_non_null(v);
+    char *whole = envelope_dump(v, NULL);
+    assert_non_null(whole);
+    size_t vlen = strlen(whole);
+    for (size_t size = 0; size <= total + 1; size++) {
+        char buf[128];
+        memset(buf, '#', sizeof buf);
+        assert_int_equal(envelope_write_string(s, sizeof s - 1, buf, size), total);
+        size_t k = size < total ? size : total;
+        assert_memory_equal(buf, want, k);
+        assert_int_equal(buf[k], '#');
+    }
+    for (size_t size = 0; size <= vlen; size++) {
+        char buf[128];
+        memset(buf, '#', sizeof buf);
+        assert_int_equal(envelope_dumpb(v, buf, size), vlen);
+        assert_memory_equal(buf, whole, size);
+        assert_int_equal(buf[size], '#');
+    }
+    free(whole);
+    json_decref(v);
+}
+
 static void dumpb_reports_the_full_length_for_a_small_buffer(void **state)
 {
     (void)state;
@@ -1303,6 +1336,7 @@ int main(void)
         cmocka_unit_test(dump_round_trips_a_parsed_envelope),
         cmocka_unit_test(dump_writes_reals_that_read_back_exactly),
         cmocka_unit_test(dumpb_reports_the_full_length_for_a_small_buffer),
+        cmocka_unit_test(a_short_buffer_gets_the_first_bytes_of_the_text),
         cmocka_unit_test(dump_of_a_large_value_uses_an_exact_buffer),
         cmocka_unit_test(dump_refuses_runaway_nesting),
         cmocka_unit_test(allocation_failures_give_internal_error_and_leak_nothing),

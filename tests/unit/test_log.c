@@ -395,6 +395,46 @@ static void fields_that_no_longer_fit_are_dropped_with_a_marker(void **state)
     free(key);
 }
 
+/* A quoted value whose closing quote lands in the line's tail reserve, followed by more fields:
+ * every length around the limit (for logfmt and for JSON), each line within 8 KiB, and a JSON
+ * line still parses. */
+static void values_that_end_at_the_limit_keep_the_line_within_8k(void **state)
+{
+    (void)state;
+    char *after = repeat("z", 100);
+    for (int json = 0; json <= 1; json++) {
+        log_configure(ARQ_LOG_INFO, json ? LOG_FORMAT_JSON : LOG_FORMAT_LOGFMT);
+        for (size_t n = 8080; n < 8130; n++) {
+            char *v = repeat("a", n);
+            v[0] = ' '; /* quoted in logfmt too */
+            LOG_INFO("m", "v", v, "after", after, "more", after);
+            free(v);
+        }
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        char *line = NULL;
+        size_t cap = 0, lines = 0;
+        ssize_t len;
+        while ((len = getline(&line, &cap, f)) > 0) {
+            lines++;
+            assert_true(len <= 8192);
+            if (json) {
+                json_error_t err;
+                json_t *j = json_loadb(line, (size_t)len, 0, &err);
+                if (!j)
+                    fail_msg("line %zu is not JSON: %s", lines, err.text);
+                json_decref(j);
+            }
+        }
+        free(line);
+        fclose(f);
+        assert_int_equal(lines, 50);
+        teardown(state);
+        setup(state);
+    }
+    free(after);
+}
+
 int main(void)
 {
     umask(022);
@@ -426,6 +466,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(overlong_json_line_stays_valid_json, setup, teardown),
         cmocka_unit_test_setup_teardown(fields_that_no_longer_fit_are_dropped_with_a_marker, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(values_that_end_at_the_limit_keep_the_line_within_8k, setup,
                                         teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
