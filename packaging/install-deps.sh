@@ -16,7 +16,6 @@ libclang-rt-14-dev
 openssl
 libuv1-dev
 libyaml-dev
-libsystemd-dev
 libjansson-dev
 libwebsockets-dev
 libhiredis-dev

@@ -1,6 +1,7 @@
 /* The service manager's notification protocol (sd_notify(3)): readiness, reloads and stopping,
  * sent to $NOTIFY_SOCKET when the process runs under one (systemd's Type=notify-reload, or a
- * test harness listening on its own socket); nothing happens without it.
+ * test harness listening on its own socket); nothing happens without it. A message the reader
+ * cannot take at once is dropped, never waited for: the loop does not block on a supervisor.
  *
  * Besides systemd's own fields, each message after a start or a reload carries
  * X_ARQONBUS_GENERATION=<n> (the generation in force) and, after a reload,
@@ -15,7 +16,7 @@ void notify_reloading(void);
 /* A reload ended (`error`: its first problem, or NULL): READY=1, the verdict and the
  * generation in force. */
 void notify_reloaded(int ok, unsigned generation, const char *error);
-/* A graceful stop begins: STOPPING=1. */
+/* A stop begins (after READY was sent): STOPPING=1. */
 void notify_stopping(void);
 
 #endif
