@@ -13,8 +13,8 @@ struct bus_client {
     char id[64]; /* from the welcome */
 };
 
-/* The port the `ws` transport logged (msg=listening ... port=N), waiting for it. */
-int bc_port(const struct proc *p);
+/* The port the instance named `ws` listens on (h_component_port), waiting for it. */
+int bc_port(struct proc *p);
 /* Connect to 127.0.0.1:port (path may be NULL) and read the welcome; asserts on failure. */
 struct bus_client *bc_connect(int port, const char *path);
 void bc_free(struct bus_client *c);
@@ -24,8 +24,10 @@ void bc_send(struct bus_client *c, const char *fmt, ...);
 json_t *bc_recv(struct bus_client *c, int timeout_ms);
 /* The next frame whose "type" is `type`, skipping others; asserts it arrives. */
 json_t *bc_expect(struct bus_client *c, const char *type, int timeout_ms);
-/* No text frame within timeout_ms (asserts). */
-void bc_expect_nothing(struct bus_client *c, int timeout_ms);
+/* Nothing is queued for c: the response to a `ping` marker is the next frame (asserts). Call
+ * it once the bus has handled what must not reach c (the sender's ack, a later response), so
+ * that order, not a timeout, proves the absence. Needs commands-builtin. */
+void bc_expect_nothing(struct bus_client *c);
 /* Run a command and return its response (asserts one arrives). `args_fmt` NULL: no args. */
 json_t *bc_command(struct bus_client *c, const char *name, const char *args_fmt, ...);
 /* Run a command and assert it succeeded; returns payload.data (borrowed from *resp). */

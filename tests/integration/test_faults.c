@@ -293,7 +293,7 @@ static int verdicts_reached(const struct load *L, const void *arg)
  * remove a telemetry sink, and vary the log level; invalid ones (kind 0-3) add a YAML syntax
  * error, an unknown option, a value out of range, or a module that does not exist. The WebSocket
  * and HTTP listeners keep their address, so their clients stay. */
-static void write_storm(const struct fixture *f, int i, int invalid_kind, int tlog)
+static void write_storm(struct fixture *f, int i, int invalid_kind, int tlog)
 {
     h_write(f->dir, "00-host.yaml", "host:\n  plugin_dir: %s\n  log_level: %s\n",
             ARQ_BUILD_PLUGIN_DIR, i % 2 ? "info" : "warn");
@@ -301,8 +301,8 @@ static void write_storm(const struct fixture *f, int i, int invalid_kind, int tl
             1000 - i % 7);
     h_write(f->dir, "20-ws.yaml",
             "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n      max_queued_bytes: %s\n%s",
-            i % 2 ? "16MiB" : "8MiB",
+            "      host: 127.0.0.1\n      port: %d\n      max_queued_bytes: %s\n%s",
+            h_port(&f->p, "ws"), i % 2 ? "16MiB" : "8MiB",
             invalid_kind == 1   ? "      max_message_byte: 1MiB\n"
             : invalid_kind == 2 ? "      max_connections: 0\n"
                                 : "");
@@ -310,7 +310,8 @@ static void write_storm(const struct fixture *f, int i, int invalid_kind, int tl
             "plugins:\n  builtin:\n    module: commands-builtin\n"
             "  history:\n    module: storage-memory\n    config:\n      max_history: 100\n"
             "  http:\n    module: transport-http\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n");
+            "      host: 127.0.0.1\n      port: %d\n",
+            h_port(&f->p, "http"));
     if (tlog)
         h_write(f->dir, "40-tlog.yaml",
                 "plugins:\n  events:\n    module: telemetry-log\n    config:\n"
@@ -331,7 +332,7 @@ static void test_sighup_storm_under_load_loses_nothing_and_leaks_nothing(void **
     struct fixture *f = *state;
     write_storm(f, 1, -1, 0);
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    int ws = h_component_port(&f->p, "ws", 1), http = h_component_port(&f->p, "http", 1);
+    int ws = h_component_port(&f->p, "ws"), http = h_component_port(&f->p, "http");
     static const char *const channels[] = {"feed"};
     static struct load L;
     load_open(&L, ws, "storm", channels, 1);
@@ -476,17 +477,17 @@ static void start_redis_bus(struct rfx *x, int *ws, int *http)
     struct fixture *f = x->bus;
     h_write(f->dir, "00.yaml",
             "host:\n  plugin_dir: %s\nplugins:\n  ws:\n    module: transport-websocket\n"
-            "    config:\n      host: 127.0.0.1\n      port: 0\n"
+            "    config:\n      host: 127.0.0.1\n      port: %d\n"
             "  builtin:\n    module: commands-builtin\n"
             "  history:\n    module: storage-redis\n    config:\n"
             "      url: redis://127.0.0.1:%d\n      key_prefix: faults\n"
             "      connect_timeout: 1s\n"
             "  http:\n    module: transport-http\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n",
-            ARQ_BUILD_PLUGIN_DIR, x->rs.port);
+            "      host: 127.0.0.1\n      port: %d\n",
+            ARQ_BUILD_PLUGIN_DIR, h_port(&f->p, "ws"), x->rs.port, h_port(&f->p, "http"));
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    *ws = h_component_port(&f->p, "ws", 1);
-    *http = h_component_port(&f->p, "http", 1);
+    *ws = h_component_port(&f->p, "ws");
+    *http = h_component_port(&f->p, "http");
 }
 
 static int health_is(const struct load *L, const void *want)

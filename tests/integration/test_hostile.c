@@ -58,13 +58,15 @@ static struct ports start(struct fixture *f, const char *ws_extra)
     h_write(f->dir, "00-host.yaml", "host:\n  plugin_dir: %s\n", ARQ_BUILD_PLUGIN_DIR);
     h_write(f->dir, "10-bus.yaml",
             "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n      handshake_timeout: %dms\n%s"
+            "      host: 127.0.0.1\n      port: %d\n      handshake_timeout: %dms\n%s"
             "  builtin:\n    module: commands-builtin\n"
             "  http:\n    module: transport-http\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n",
-            HANDSHAKE_TIMEOUT_MS, ws_extra ? ws_extra : "");
+            "      host: 127.0.0.1\n      port: %d\n",
+            h_port(&f->p, "ws"), HANDSHAKE_TIMEOUT_MS, ws_extra ? ws_extra : "",
+            h_port(&f->p, "http"));
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    struct ports p = {h_component_port(&f->p, "ws", 1), h_component_port(&f->p, "http", 1)};
+    struct ports p = {h_component_port(&f->p, "ws"), h_component_port(&f->p, "http")};
+    assert_int_equal(h_wait_ready(&f->p), 0); /* started: its descriptors are all there */
     return p;
 }
 

@@ -32,13 +32,16 @@ static int start(struct fixture *f, const char *ws_config, const char *extra)
     h_write(f->dir, "00-host.yaml", "host:\n  plugin_dir: %s\n", ARQ_BUILD_PLUGIN_DIR);
     h_write(f->dir, "10-ws.yaml",
             "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n%s%s",
-            ws_config ? ws_config : "", extra ? extra : "");
+            "      host: 127.0.0.1\n      port: %d\n%s%s",
+            h_port(&f->p, "ws"), ws_config ? ws_config : "", extra ? extra : "");
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    int port = h_listening_port(&f->p, 1);
-    char line[96];
-    snprintf(line, sizeof line, "msg=listening addr=127.0.0.1 port=%d ", port);
-    assert_int_equal(h_count(&f->p, line), 1);
+    int port = h_component_port(&f->p, "ws");
+    /* Its one listener, on the configured address only. */
+    assert_int_equal(h_wait_ready(&f->p), 0);
+    struct h_listener l[2];
+    assert_int_equal(h_listeners(f->p.pid, l, 2), 1);
+    assert_string_equal(l[0].addr, "127.0.0.1");
+    assert_int_equal(l[0].port, port);
     return port;
 }
 

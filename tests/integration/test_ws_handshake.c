@@ -51,16 +51,16 @@ static struct ports start(struct fixture *f, const char *ws_extra, const char *a
     h_write(f->dir, "00-host.yaml", "host:\n  plugin_dir: %s\n", ARQ_BUILD_PLUGIN_DIR);
     h_write(f->dir, "10-bus.yaml",
             "plugins:\n  ws:\n    module: transport-websocket\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n%s"
+            "      host: 127.0.0.1\n      port: %d\n%s"
             "  builtin:\n    module: commands-builtin\n"
             "  http:\n    module: transport-http\n    config:\n"
-            "      host: 127.0.0.1\n      port: 0\n%s",
-            ws_extra ? ws_extra : "", auth ? auth : "");
+            "      host: 127.0.0.1\n      port: %d\n%s",
+            h_port(&f->p, "ws"), ws_extra ? ws_extra : "", h_port(&f->p, "http"), auth ? auth : "");
     h_spawn(&f->p, f->dir, f->logs, NULL, NULL);
-    char line[96];
-    struct ports p = {h_component_port(&f->p, "ws", 1), h_component_port(&f->p, "http", 1)};
-    snprintf(line, sizeof line, "component=ws msg=listening addr=127.0.0.1 port=%d ", p.ws);
-    assert_int_equal(h_count(&f->p, line), 1);
+    struct ports p = {h_component_port(&f->p, "ws"), h_component_port(&f->p, "http")};
+    struct h_listener l;
+    assert_int_equal(h_listener(f->p.pid, p.ws, &l), 0);
+    assert_string_equal(l.addr, "127.0.0.1");
     return p;
 }
 

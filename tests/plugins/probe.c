@@ -1,10 +1,20 @@
 /* probe: a test plugin that makes its life cycle visible. It logs every step with a serial
  * number unique to the instance, ticks a counter on a timer (so a test can see that state
  * survives a reload), emits a telemetry event per tick, and can be told to fail at each step.
- * It is a telemetry sink, so it also records how many events it was given. */
+ * It is a telemetry sink, so it also records how many events it was given.
+ *
+ * With `state_file:` it also appends each step as one JSON line, so that a test waits on a
+ * structured record rather than on log wording: {"event":"created"|"takes_over"|"started"|
+ * "reconfigured"|"tick"|"stopped"|"destroyed", "instance", "serial", "label", "ticks"} (a tick
+ * line every 10 ticks; "predecessor" with takes_over), and {"event":"telemetry", "instance",
+ * "serial", "type", "source", "data"} for every event it is given other than its own ticks. */
 #include <arqonbus/plugin.h>
+#include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 static const char *const modes[] = {"normal", "loud", NULL};
@@ -27,6 +37,8 @@ static const struct arq_option options[] = {
     ARQ_OPT("fail_reconfigure", ARQ_OPT_BOOL, "false", ARQ_OPT_RELOADABLE, "make reconfigure fail"),
     ARQ_OPT("forget_handle", ARQ_OPT_BOOL, "false", 0,
             "misbehave: leave a libuv timer running after destroy"),
+    ARQ_OPT("state_file", ARQ_OPT_STRING, NULL, 0,
+            "append each life-cycle step and telemetry event here as a JSON line"),
     ARQ_OPT_END};
 
 struct probe {
@@ -36,6 +48,7 @@ struct probe {
     unsigned long ticks;
     unsigned long events_seen;
     char label[64];
+    int state_fd; /* the state_file, open for the instance's life: a steady descriptor count */
     uint64_t interval;
     int fail_start;
     int forget_handle;
@@ -66,12 +79,35 @@ static void plog(struct probe *p, const char *msg)
             ticks);
 }
 
+/* One JSON line appended with a single write(2), so that lines of instances sharing the file
+ * never interleave; `extra` (stolen) adds members. */
+static void record(struct probe *p, const char *event, json_t *extra)
+{
+    json_t *line = json_pack("{s:s, s:s, s:I, s:s, s:I}", "event", event, "instance",
+                             p->host->instance_name(p->ctx), "serial", (json_int_t)p->serial,
+                             "label", p->label, "ticks", (json_int_t)p->ticks);
+    if (line && extra)
+        json_object_update(line, extra);
+    json_decref(extra);
+    char *text = line && p->state_fd >= 0 ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* json_dumps's terminator becomes the line's end */
+    if (write(p->state_fd, text, len + 1) != (ssize_t)(len + 1))
+        plog(p, "probe cannot write its state_file");
+    free(text);
+}
+
 static void tick(void *arg)
 {
     struct probe *p = arg;
     p->ticks++;
-    if (p->ticks % 10 == 0)
+    if (p->ticks % 10 == 0) {
         plog(p, "probe tick");
+        record(p, "tick", NULL);
+    }
     struct arq_event ev = {.struct_size = sizeof ev, .event_type = "probe_tick"};
     p->host->emit(p->ctx, &ev);
 }
@@ -96,7 +132,15 @@ static int probe_create(const struct arq_host *host, arq_ctx *ctx, const json_t 
     p->ctx = ctx;
     p->serial = next_serial();
     apply(p, cfg);
+    const char *state_file = host->opt_str(cfg, "state_file", NULL);
+    p->state_fd =
+        state_file ? open(state_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
+    if (state_file && p->state_fd < 0) {
+        free(p);
+        return arq_error_set(err, ARQ_EIO, "cannot open the state_file %s", state_file);
+    }
     plog(p, "probe created");
+    record(p, "created", NULL);
     *self = p;
     return 0;
 }
@@ -110,6 +154,9 @@ static int probe_start(void *self, void *predecessor, struct arq_error *err)
         char pred[16];
         snprintf(pred, sizeof pred, "%u", ((struct probe *)predecessor)->serial);
         ARQ_LOG(p->host, p->ctx, ARQ_LOG_INFO, "probe takes over", "predecessor", pred);
+        record(
+            p, "takes_over",
+            json_pack("{s:I}", "predecessor", (json_int_t)((struct probe *)predecessor)->serial));
     }
     p->timer = p->host->timer_start(p->ctx, p->interval, p->interval, tick, p);
     if (!p->timer)
@@ -119,6 +166,7 @@ static int probe_start(void *self, void *predecessor, struct arq_error *err)
         uv_timer_start(&forgotten, forgotten_tick, 1000, 1000);
     }
     plog(p, "probe started");
+    record(p, "started", NULL);
     return 0;
 }
 
@@ -134,6 +182,7 @@ static int probe_reconfigure(void *self, const json_t *cfg, struct arq_error *er
         p->timer = p->host->timer_start(p->ctx, p->interval, p->interval, tick, p);
     }
     plog(p, "probe reconfigured");
+    record(p, "reconfigured", NULL);
     return 0;
 }
 
@@ -143,20 +192,31 @@ static void probe_stop(void *self)
     p->host->timer_stop(p->timer);
     p->timer = NULL;
     plog(p, "probe stopped");
+    record(p, "stopped", NULL);
 }
 
 static void probe_destroy(void *self)
 {
     struct probe *p = self;
     plog(p, "probe destroyed");
+    record(p, "destroyed", NULL);
+    if (p->state_fd >= 0)
+        close(p->state_fd);
     free(p);
 }
 
 static void probe_emit_batch(void *self, const struct arq_event *const *events, size_t n)
 {
     struct probe *p = self;
-    (void)events;
     p->events_seen += n;
+    for (size_t i = 0; p->state_fd >= 0 && i < n; i++) {
+        const struct arq_event *ev = events[i];
+        if (!strcmp(ev->event_type, "probe_tick"))
+            continue;
+        record(p, "telemetry",
+               json_pack("{s:s, s:s?, s:O?}", "type", ev->event_type, "source", ev->source, "data",
+                         ev->data));
+    }
 }
 
 static const struct arq_telemetry_ops ops = {
