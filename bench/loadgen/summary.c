@@ -1,6 +1,6 @@
 /* `arqonbus-bench summary FILE.jsonl...`: the reports of one or more compare.sh runs side by
- * side, the ArqonBus/Mosquitto ratios per server core, and the issue's targets. A figure
- * measured in several runs shows as median [min-max]. */
+ * side, the ArqonBus/Mosquitto ratios per server core, and the targets of docs/benchmarks.md. A
+ * figure measured in several runs shows as median [min-max]. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -82,7 +82,7 @@ echo "analyze: clang analyzer ($(clang-tidy --version | sed -n 's/.*LLVM version
 # Suppressed everywhere:
 #   missingIncludeSystem  cppcheck reads no system header, by design (the libraries it must
 #                         know are described by --library);
-#   variableScope         where a variable is declared is left to the author (style.md);
+#   variableScope         where a variable is declared is left to the author, not the tool;
 #   readdirCalled         it recommends readdir_r, which glibc deprecates: readdir on a stream
 #                         of one's own is thread-safe.
 start=$(date +%s)

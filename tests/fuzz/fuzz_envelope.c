@@ -1,4 +1,4 @@
-/* The envelope's two parsers against each other (host/envelope.c, host/envelope_fast.c).
+/* The envelope's two parsers against each other (host/bus/envelope.c, envelope_fast.c).
  *
  * Input: one client text frame. When it starts with anything but '{' or whitespace, its first
  * byte picks the limits and the sender (as the unit test's random differential does) and the
@@ -8,7 +8,7 @@
  * - envelope_dumpb sizes its text exactly (a call with the returned size writes it all);
  * - whenever the fast path (envelope_fast_scan) takes the frame, the slow path accepts it too,
  *   and the fast frame is byte for byte envelope_set_sender + envelope_dumpb of the slow one,
- *   with the same routing fields (the contract in host/envelope.h). */
+ *   with the same routing fields (the contract in host/bus/envelope.h). */
 #include <string.h>
 
 #include "envelope.h"
