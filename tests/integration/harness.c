@@ -858,3 +858,43 @@ const char *h_str(const json_t *obj, const char *key)
     const char *s = json_string_value(json_object_get(obj, key));
     return s ? s : "";
 }
+
+const char *h_events_probe(const struct fixture *f)
+{
+    static char path[600];
+    snprintf(path, sizeof path, "%s/events.jsonl", f->logs);
+    h_write(f->dir, "40-events.yaml",
+            "plugins:\n  events:\n    module: %s/probe.so\n    config:\n      state_file: %s\n",
+            ARQ_TEST_PLUGIN_DIR, path);
+    return path;
+}
+
+const char *h_daemon_clock(const struct fixture *f)
+{
+    static char path[600];
+    snprintf(path, sizeof path, "%s/clock.jsonl", f->logs);
+    h_write(f->dir, "40-clock.yaml",
+            "plugins:\n  clock:\n    module: %s/probe.so\n    config:\n      interval: 10ms\n"
+            "      state_file: %s\n",
+            ARQ_TEST_PLUGIN_DIR, path);
+    return path;
+}
+
+void h_wait_daemon_ms(const char *clock, int ms)
+{
+    /* The last tick recorded is at most 10 ticks (100 ms) old: counting from it, 10 more. */
+    assert_int_equal(h_wait_jsonl(clock, 1, 10000, "{s:s}", "event", "tick"), 0);
+    json_t *lines = h_jsonl(clock);
+    json_int_t last = 0;
+    size_t i;
+    const json_t *line;
+    json_array_foreach(lines, i, line)
+    {
+        if (!strcmp(h_str(line, "event"), "tick"))
+            last = json_integer_value(json_object_get(line, "ticks"));
+    }
+    json_decref(lines);
+    assert_int_equal(h_wait_jsonl(clock, 1, 10000 + ms, "{s:s, s:I}", "event", "tick", "ticks",
+                                  last + ms / 10 + 10),
+                     0);
+}

@@ -51,6 +51,18 @@ struct fixture {
     int reloads;
 };
 
+/* The probe (tests/plugins) as a telemetry sink that records the host's events (reload_ok with
+ * its counts, ...) in LOGS/events.jsonl: conf.d gets 40-events.yaml. Returns the file's path
+ * (static storage). The probe counts as one more instance carried over by each reload. */
+const char *h_events_probe(const struct fixture *f);
+/* The probe as the daemon's clock: it ticks every 10 ms on the daemon's loop and records every
+ * tenth tick in LOGS/clock.jsonl (conf.d gets 40-clock.yaml). Returns the path (static). */
+const char *h_daemon_clock(const struct fixture *f);
+/* Wait until the daemon's clock (h_daemon_clock) has run `ms` more milliseconds from now. Its
+ * timers run in the order they are due, so any timer the daemon armed before has fired by then
+ * if it was due within `ms`: the way to prove that something did not happen without sleeping. */
+void h_wait_daemon_ms(const char *clock, int ms);
+
 /* cmocka setup/teardown for struct fixture; teardown stops a process still running. */
 int h_setup(void **state);
 int h_teardown(void **state);

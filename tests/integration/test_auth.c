@@ -29,6 +29,7 @@
 #include "bus_client.h"
 #include "http_client.h"
 #include "prom_parse.h"
+#include "scrape.h"
 
 #define SECRET "arqonbus-test-secret-0123456789abcdef" /* HS256: at least 32 bytes */
 #define KEY    "test-api-key-0123456789"
@@ -1117,21 +1118,6 @@ static void test_connection_limits_refuse_before_the_upgrade(void **state)
 
 /* --- metrics ------------------------------------------------------------------------------ */
 
-static struct prom_doc scrape(int port)
-{
-    struct http_resp r;
-    char err[256];
-    if (http_request("127.0.0.1", port, "GET", "/metrics", NULL, NULL, 0, h_ms(5000), &r, err,
-                     sizeof err) != 0)
-        fail_msg("/metrics: %s", err);
-    assert_int_equal(r.status, 200);
-    struct prom_doc doc;
-    if (prom_parse(r.body, &doc, err, sizeof err) != 0)
-        fail_msg("/metrics does not parse: %s", err);
-    http_resp_free(&r);
-    return doc;
-}
-
 static double sample(const struct prom_doc *d, const char *name, const char *label,
                      const char *value)
 {
@@ -1152,7 +1138,7 @@ static void test_abusive_client_is_closed_while_others_go_on(void **state)
                                        "            messages_per_minute: 1\n"
                                        "            messages_burst: 1\n",
                            ""); /* the HTTP API, for /metrics */
-    struct prom_doc m = scrape(p.http);
+    struct prom_doc m = h_scrape(p.http);
     assert_true(sample(&m, "arqonbus_abuse_disconnects_total", NULL, NULL) == 0);
     prom_free(&m);
     char *ta = hs("abuser", "user"), *tb = hs("bea", "user"), *tc = hs("cy", "user");
@@ -1180,7 +1166,7 @@ static void test_abusive_client_is_closed_while_others_go_on(void **state)
     /* ...and b's next message after "spam" is c's: nothing more of the abuser's came. */
     publish_ok(c, "chat", "general", "from c");
     expect_message(b, "from c");
-    m = scrape(p.http);
+    m = h_scrape(p.http);
     assert_true(sample(&m, "arqonbus_abuse_disconnects_total", NULL, NULL) == 1);
     prom_free(&m);
     bc_free(a);
@@ -1288,7 +1274,7 @@ static void test_auth_metrics_and_events_move_with_refusals(void **state)
                                                 "            messages_per_minute: 1\n"
                                                 "            messages_burst: 1\n",
                            "      api_key: " KEY "\n");
-    struct prom_doc before = scrape(p.http);
+    struct prom_doc before = h_scrape(p.http);
     static const char *const stages[] = {"handshake", "action"};
     static const char *const kinds[] = {"messages", "commands", "connections"};
     for (int i = 0; i < 2; i++)
@@ -1317,7 +1303,7 @@ static void test_auth_metrics_and_events_move_with_refusals(void **state)
         json_decref(a);
     }
 
-    struct prom_doc after = scrape(p.http);
+    struct prom_doc after = h_scrape(p.http);
     assert_true(sample(&after, "arqonbus_auth_failures_total", "stage", "handshake") == 1);
     assert_true(sample(&after, "arqonbus_auth_failures_total", "stage", "action") == 2);
     assert_true(sample(&after, "arqonbus_rate_limit_hits_total", "kind", "messages") == 2);

@@ -28,6 +28,7 @@
 #include "bus_client.h"
 #include "http_client.h"
 #include "prom_parse.h"
+#include "scrape.h"
 
 /* The listener's handshake_timeout here: a request not complete by then is closed. */
 #define HANDSHAKE_TIMEOUT_MS 2000
@@ -68,25 +69,6 @@ static struct ports start(struct fixture *f, const char *ws_extra)
     struct ports p = {h_component_port(&f->p, "ws"), h_component_port(&f->p, "http")};
     assert_int_equal(h_wait_ready(&f->p), 0); /* started: its descriptors are all there */
     return p;
-}
-
-/* The sum of every series of metric `name` (whatever its labels) on /metrics. */
-static double metric(int http_port, const char *name)
-{
-    struct http_resp r;
-    char err[256];
-    if (http_request("127.0.0.1", http_port, "GET", "/metrics", NULL, NULL, 0, h_ms(5000), &r, err,
-                     sizeof err) != 0)
-        fail_msg("GET /metrics: %s", err);
-    assert_int_equal(r.status, 200);
-    struct prom_doc doc;
-    if (prom_parse(r.body, &doc, err, sizeof err) != 0)
-        fail_msg("/metrics: %s", err);
-    double v = 0;
-    prom_value(&doc, &v, name, NULL);
-    prom_free(&doc);
-    http_resp_free(&r);
-    return v;
 }
 
 /* Server descriptors back to `want` (the server closes a socket before its peer can see the
@@ -566,7 +548,7 @@ test_a_flood_of_invalid_envelopes_gets_every_error_and_the_connection_stays(void
     struct calm k;
     calm_open(&k, p.ws);
     long rss = h_rss_kib(f->p.pid);
-    double rejected = metric(p.http, "arqonbus_messages_rejected_total");
+    double rejected = h_metric(p.http, "arqonbus_messages_rejected_total");
 
     /* Sent back to back without reading, then every reply read: one error each, in order. */
     enum { N = 3800, KINDS = sizeof bads / sizeof bads[0] };
@@ -613,7 +595,7 @@ test_a_flood_of_invalid_envelopes_gets_every_error_and_the_connection_stays(void
     json_decref(bc_expect(x, "message", 5000));
     fprintf(stderr, "%d invalid envelopes, %d kinds: every one answered with its error\n", N,
             (int)KINDS);
-    double moved = metric(p.http, "arqonbus_messages_rejected_total") - rejected;
+    double moved = h_metric(p.http, "arqonbus_messages_rejected_total") - rejected;
     fprintf(stderr, "arqonbus_messages_rejected_total moved by %.0f\n", moved);
     assert_true(moved > 0);
     bc_free(x);
@@ -647,7 +629,7 @@ static void test_a_slow_consumer_is_closed_with_1013_and_memory_stays_bounded(vo
     struct calm k;
     calm_open(&k, p.ws);
     long rss = h_rss_kib(f->p.pid);
-    double cut = metric(p.http, "arqonbus_slow_consumer_disconnects_total");
+    double cut = h_metric(p.http, "arqonbus_slow_consumer_disconnects_total");
 
     /* The slow one reads nothing until the server has given up on it; a fast one reads
      * everything. */
@@ -687,7 +669,7 @@ static void test_a_slow_consumer_is_closed_with_1013_and_memory_stays_bounded(vo
             json_decref(m);
         }
         if (!cut_at && i % 8 == 0 &&
-            metric(p.http, "arqonbus_slow_consumer_disconnects_total") - cut == 1) {
+            h_metric(p.http, "arqonbus_slow_consumer_disconnects_total") - cut == 1) {
             /* Given up on: what reached its socket, then a close with 1013 (read at once: the
              * server waits WS_CLOSE_FLUSH_S for a silent peer, then drops it). */
             cut_at = i;
@@ -712,7 +694,7 @@ static void test_a_slow_consumer_is_closed_with_1013_and_memory_stays_bounded(vo
     }
     if (!cut_at)
         fail_msg("the slow consumer was never cut");
-    assert_int_equal(metric(p.http, "arqonbus_slow_consumer_disconnects_total") - cut, 1);
+    assert_int_equal(h_metric(p.http, "arqonbus_slow_consumer_disconnects_total") - cut, 1);
     calm_check(&k);
     fprintf(stderr,
             "slow consumer: cut with 1013 after %d of %d messages of %d KiB (%d KiB); all %d "
@@ -781,7 +763,7 @@ static void test_a_slow_consumer_that_never_reads_is_let_go(void **state)
     struct ports p = start(f, "      max_queued_bytes: 1MiB\n");
     struct calm k;
     calm_open(&k, p.ws);
-    double cut = metric(p.http, "arqonbus_slow_consumer_disconnects_total");
+    double cut = h_metric(p.http, "arqonbus_slow_consumer_disconnects_total");
     struct bus_client *pub = bc_connect(p.ws, "/?ack=0"), *fast = bc_connect(p.ws, NULL);
     join(pub, "hostile", "flood");
     join(fast, "hostile", "flood");
@@ -800,7 +782,7 @@ static void test_a_slow_consumer_that_never_reads_is_let_go(void **state)
     blob[BLOB] = '\0';
     int sent = 0, received = 0;
     while (sent < MAX && !(sent % 8 == 0 && sent &&
-                           metric(p.http, "arqonbus_slow_consumer_disconnects_total") > cut)) {
+                           h_metric(p.http, "arqonbus_slow_consumer_disconnects_total") > cut)) {
         bc_send(pub, "{s:s, s:s, s:s, s:{s:i, s:s}}", "type", "message", "room", "hostile",
                 "channel", "flood", "payload", "n", ++sent, "blob", blob);
         while (sent - received > 32) {
@@ -857,7 +839,7 @@ static void test_a_connection_flood_past_max_connections_gets_503_and_is_counted
     struct bus_client *held[MAX - 2];
     for (int i = 0; i < MAX - 2; i++)
         held[i] = bc_connect(p.ws, NULL);
-    double refused = metric(p.http, "arqonbus_ws_refused_total");
+    double refused = h_metric(p.http, "arqonbus_ws_refused_total");
 
     /* ...and FLOOD more upgrades at once are each answered 503 with a JSON body, and closed. */
     static struct atk a[FLOOD];
@@ -880,7 +862,7 @@ static void test_a_connection_flood_past_max_connections_gets_503_and_is_counted
         json_decref(body);
     }
     atk_close(a, FLOOD);
-    assert_int_equal(metric(p.http, "arqonbus_ws_refused_total") - refused, FLOOD);
+    assert_int_equal(h_metric(p.http, "arqonbus_ws_refused_total") - refused, FLOOD);
     calm_check(&k);
 
     /* Once the holders go, as many new clients connect (each place is given back once the

@@ -18,6 +18,7 @@
 #include "bus_client.h"
 #include "http_client.h"
 #include "prom_parse.h"
+#include "scrape.h"
 
 /* The telemetry instance on 127.0.0.1:port, with `extra` lines under its config. */
 static void write_telemetry(const struct fixture *f, int port, const char *extra)
@@ -183,25 +184,6 @@ static void run_ok(struct bus_client *c, const char *name, const char *args_fmt,
     json_t *r;
     bc_command_ok(c, &r, name, args_fmt, "room", room, "channel", channel);
     json_decref(r);
-}
-
-/* The sum of every series of metric `name` on the HTTP API's /metrics. */
-static double metric(int http_port, const char *name)
-{
-    struct http_resp r;
-    char err[256];
-    if (http_request("127.0.0.1", http_port, "GET", "/metrics", NULL, NULL, 0, h_ms(5000), &r, err,
-                     sizeof err) != 0)
-        fail_msg("GET /metrics: %s", err);
-    assert_int_equal(r.status, 200);
-    struct prom_doc doc;
-    if (prom_parse(r.body, &doc, err, sizeof err) != 0)
-        fail_msg("/metrics: %s", err);
-    double v = 0;
-    prom_value(&doc, &v, name, NULL);
-    prom_free(&doc);
-    http_resp_free(&r);
-    return v;
 }
 
 static int64_t now_ms(void)
@@ -422,7 +404,7 @@ static void test_a_telemetry_client_that_stops_reading_is_dropped_with_1013(void
     int bus_port = h_component_port(&f->p, "ws"), tel_port = h_component_port(&f->p, "telemetry"),
         http_port = h_component_port(&f->p, "http");
     static const char dropped[] = "arqonbus_telemetry_ws_dropped_clients_total";
-    assert_true(metric(http_port, dropped) == 0);
+    assert_true(h_metric(http_port, dropped) == 0);
     struct tel *reader = tel_connect(tel_port), *stuck = tel_connect(tel_port);
 
     char room[121], channel[121];
@@ -432,7 +414,7 @@ static void test_a_telemetry_client_that_stops_reading_is_dropped_with_1013(void
     struct bus_client *c = bc_connect(bus_port, NULL);
     size_t events_read = 0;
     int rounds = 0;
-    for (; rounds < 400 && metric(http_port, dropped) == 0; rounds++) {
+    for (; rounds < 400 && h_metric(http_port, dropped) == 0; rounds++) {
         churn(c, 25, room, channel);
         /* The reading client keeps up: it is never dropped. */
         json_t *e;
@@ -441,7 +423,7 @@ static void test_a_telemetry_client_that_stops_reading_is_dropped_with_1013(void
             json_decref(e);
         }
     }
-    for (int64_t t0 = now_ms(); metric(http_port, dropped) == 0;)
+    for (int64_t t0 = now_ms(); h_metric(http_port, dropped) == 0;)
         if (now_ms() - t0 > h_ms(5000))
             fail_msg("the client that stopped reading was not dropped after %d rounds", rounds);
     assert_true(events_read > 0);
@@ -457,7 +439,7 @@ static void test_a_telemetry_client_that_stops_reading_is_dropped_with_1013(void
         ;
     assert_int_equal(op, WS_OP_CLOSE);
     assert_int_equal(ws_close_code(stuck->ws), 1013);
-    assert_true(metric(http_port, dropped) == 1);
+    assert_true(h_metric(http_port, dropped) == 1);
 
     /* The one that read is still served. */
     churn(c, 1, room, channel);

@@ -44,52 +44,6 @@ static int start(struct fixture *f, const char *ws_config)
     return h_listening_port(&f->p);
 }
 
-/* The probe as a telemetry sink recording the host's events in LOGS/events.jsonl (it counts as
- * one more instance carried over by each reload). */
-static const char *events_probe(const struct fixture *f)
-{
-    static char path[600];
-    snprintf(path, sizeof path, "%s/events.jsonl", f->logs);
-    h_write(f->dir, "40-events.yaml",
-            "plugins:\n  events:\n    module: %s/probe.so\n    config:\n      state_file: %s\n",
-            ARQ_TEST_PLUGIN_DIR, path);
-    return path;
-}
-
-/* The probe as the daemon's clock: it ticks every 10 ms on the daemon's loop and records every
- * tenth tick in LOGS/clock.jsonl. */
-static const char *daemon_clock(const struct fixture *f)
-{
-    static char path[600];
-    snprintf(path, sizeof path, "%s/clock.jsonl", f->logs);
-    h_write(f->dir, "40-clock.yaml",
-            "plugins:\n  clock:\n    module: %s/probe.so\n    config:\n      interval: 10ms\n"
-            "      state_file: %s\n",
-            ARQ_TEST_PLUGIN_DIR, path);
-    return path;
-}
-
-/* Wait until the daemon's clock has run `ms` more milliseconds from now: its timers run in the
- * order they are due, so any timer the daemon armed `ms` before has fired by then. (The last
- * recorded tick is at most 100 ms old; counting from it, 100 ms more are waited.) */
-static void wait_daemon_ms(const char *clock, int ms)
-{
-    assert_int_equal(h_wait_jsonl(clock, 1, 10000, "{s:s}", "event", "tick"), 0);
-    json_t *lines = h_jsonl(clock);
-    json_int_t last = 0;
-    size_t i;
-    const json_t *line;
-    json_array_foreach(lines, i, line)
-    {
-        if (!strcmp(h_str(line, "event"), "tick"))
-            last = json_integer_value(json_object_get(line, "ticks"));
-    }
-    json_decref(lines);
-    assert_int_equal(h_wait_jsonl(clock, 1, h_ms(10000) + ms, "{s:s, s:I}", "event", "tick",
-                                  "ticks", last + ms / 10 + 10),
-                     0);
-}
-
 /* The reload_ok event of generation 2 says `replaced` instances were replaced and
  * `reconfigured` reconfigured (-1: any). */
 static void expect_reload_ok(const char *events, int reconfigured, int replaced)
@@ -636,13 +590,13 @@ static void test_data_counts_as_life_for_a_client_that_never_answers_pings(void 
 static void test_ping_interval_0_sends_no_pings(void **state)
 {
     struct fixture *f = *state;
-    const char *clock = daemon_clock(f);
+    const char *clock = h_daemon_clock(f);
     int port = start(f, "      port: 0\n      ping_interval: 0\n      ping_timeout: 1s\n");
     struct ws_client *c = join(port, NULL);
     ws_set_auto_pong(c, 0);
     /* Silent for 3 s of the daemon's time: with pings on (1 s) it would have been pinged and
      * dropped by then. The answer to a later frame is the next frame: no ping came before. */
-    wait_daemon_ms(clock, 3000);
+    h_wait_daemon_ms(clock, 3000);
     assert_int_equal(ws_send_text(c, "{", 1), 0);
     expect_error(c, "INVALID_JSON");
     assert_int_equal(ws_pings_received(c), 0);
@@ -667,7 +621,7 @@ static void test_shutdown_closes_clients_with_1001(void **state)
 static void test_reloadable_max_message_bytes_applies_in_place_keeping_clients(void **state)
 {
     struct fixture *f = *state;
-    const char *events = events_probe(f);
+    const char *events = h_events_probe(f);
     int port = start(f, "      port: 0\n      max_message_bytes: 1KiB\n");
     unsigned long listener = h_listener_inode(f->p.pid, port);
     struct ws_client *c = join(port, NULL);
@@ -695,7 +649,7 @@ static void test_reloadable_max_message_bytes_applies_in_place_keeping_clients(v
 static void test_reloadable_queue_and_connection_limits_reach_open_connections(void **state)
 {
     struct fixture *f = *state;
-    const char *events = events_probe(f);
+    const char *events = h_events_probe(f);
     int port = start(f, "      port: 0\n      max_connections: 2\n");
     char to[64];
     struct ws_client *a = join(port, NULL), *b = join(port, to);
@@ -725,7 +679,7 @@ static void test_reloadable_queue_and_connection_limits_reach_open_connections(v
 static void test_port_change_opens_the_new_listener_and_closes_the_old(void **state)
 {
     struct fixture *f = *state;
-    const char *events = events_probe(f);
+    const char *events = h_events_probe(f);
     int old_port = start(f, NULL);
     struct ws_client *old_client = join(old_port, NULL);
     int new_port = h_free_port();
@@ -753,7 +707,7 @@ static void test_port_change_opens_the_new_listener_and_closes_the_old(void **st
 static void test_replacement_on_the_same_address_inherits_the_listening_socket(void **state)
 {
     struct fixture *f = *state;
-    const char *events = events_probe(f);
+    const char *events = h_events_probe(f);
     int port = start(f, NULL);
     unsigned long before = 0, after = 0;
     assert_int_equal(listeners("/proc/net/tcp", port, NULL, 0, &before), 1);
@@ -780,7 +734,7 @@ static void test_replacement_on_the_same_address_inherits_the_listening_socket(v
 static void test_a_retiring_instance_keeps_pinging_the_clients_it_serves(void **state)
 {
     struct fixture *f = *state;
-    const char *events = events_probe(f);
+    const char *events = h_events_probe(f);
     int port = start(f, "      port: 0\n      ping_interval: 1s\n      ping_timeout: 1s\n"
                         "      retire: keep\n");
     struct ws_client *kept = join(port, NULL), *silent = join(port, NULL);

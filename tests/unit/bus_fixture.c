@@ -233,6 +233,16 @@ void fx_disconnect(struct fake_client *c, int code)
     conn_svc_closed(conn, code, "gone");
 }
 
+void fx_result_cb(void *arg, const char *code, const char *text, const json_t *data)
+{
+    struct fx_result *r = arg;
+    r->calls++;
+    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
+    snprintf(r->text, sizeof r->text, "%s", text ? text : "");
+    json_decref(r->data);
+    r->data = data ? json_deep_copy(data) : NULL;
+}
+
 /* --- reading ------------------------------------------------------------------------------ */
 
 json_t *fx_get(const json_t *obj, const char *path)

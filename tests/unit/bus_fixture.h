@@ -105,6 +105,16 @@ const char *fx_str(const json_t *obj, const char *path);
 /* obj at path "a.b.c", or NULL. */
 json_t *fx_get(const json_t *obj, const char *path);
 
+/* What a server-side caller (bus_publish, bus_history_query) is told: fx_result_cb records
+ * it, counting the calls and keeping a copy of the data (json_decref it). */
+struct fx_result {
+    int calls;
+    char code[64];
+    char text[256];
+    json_t *data;
+};
+void fx_result_cb(void *arg, const char *code, const char *text, const json_t *data);
+
 /* Finish a reload asked for through the environment (ok or failed). */
 void fx_reload_done(struct bus_fx *f, int ok, const char *error);
 

@@ -89,31 +89,13 @@ static void assert_server_frame(const json_t *fr)
     assert_string_equal(fx_str(fr, "version"), "1.0");
 }
 
-/* Captures a server-side result. */
-struct result {
-    int calls;
-    char code[64];
-    char text[256];
-    json_t *data;
-};
-
-static void result__cb(void *arg, const char *code, const char *text, const json_t *data)
-{
-    struct result *r = arg;
-    r->calls++;
-    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
-    snprintf(r->text, sizeof r->text, "%s", text ? text : "");
-    json_decref(r->data);
-    r->data = data ? json_deep_copy(data) : NULL;
-}
-
-static void publish(struct bus_fx *f, struct result *res, const char *json)
+static void publish(struct bus_fx *f, struct fx_result *res, const char *json)
 {
     json_error_t jerr;
     json_t *msg = json_loads(json, JSON_DECODE_ANY, &jerr);
     assert_non_null(msg);
     res->calls = 0;
-    bus_svc_publish(&f->transport->ctx, msg, result__cb, res);
+    bus_svc_publish(&f->transport->ctx, msg, fx_result_cb, res);
     json_decref(msg);
     assert_int_equal(res->calls, 1); /* once, and at once without storage */
 }
@@ -386,7 +368,7 @@ static void routed_and_rejected_messages_are_events_only_when_asked_for(void **s
     assert_string_equal(fx_str(ev, "data.request_id"), "arq_1_2_aaaaaa");
 
     /* A server-side publish is routed too, with no client. */
-    struct result res = {0};
+    struct fx_result res = {0};
     publish(f, &res, "{\"room\":\"lobby\",\"channel\":\"general\",\"payload\":2}");
     assert_int_equal(fx_events(f, "message_routed"), 2);
     json_t *last = json_array_get(f->events, json_array_size(f->events) - 1);
@@ -403,7 +385,7 @@ static void a_server_side_publish_is_routed_as_the_server(void **state)
     struct bus_fx *f = *state;
     struct fake_client *a = client(f), *b = client(f);
     join(a, "lobby", "general");
-    struct result res = {0};
+    struct fx_result res = {0};
 
     /* No membership needed; sender is the server; the envelope's fields are kept. */
     publish(f, &res,
@@ -468,7 +450,7 @@ static void a_server_side_publish_obeys_every_client_rule(void **state)
         {"{\"to_client\":\"arq_client_00000000000000000000000000000000\",\"payload\":1}",
          "NOT_FOUND", "Client arq_client_00000000000000000000000000000000 is not connected"},
     };
-    struct result res = {0};
+    struct fx_result res = {0};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         publish(f, &res, bad[i].json);
         if (strcmp(res.code, bad[i].code) || strcmp(res.text, bad[i].text))

@@ -275,24 +275,6 @@ static void assert_error_response(const json_t *r, const char *code, const char 
         assert_string_equal(fx_str(r, "error"), text);
 }
 
-/* Captures a server-side result (bus_publish, bus_history_query). */
-struct result {
-    int calls;
-    char code[64];
-    char text[256];
-    json_t *data;
-};
-
-static void result__cb(void *arg, const char *code, const char *text, const json_t *data)
-{
-    struct result *r = arg;
-    r->calls++;
-    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
-    snprintf(r->text, sizeof r->text, "%s", text ? text : "");
-    json_decref(r->data);
-    r->data = data ? json_deep_copy(data) : NULL;
-}
-
 /* 2026-01-01T00:00:00Z in microseconds (the fixture's clock). */
 #define T0_US 1767225600000000
 
@@ -487,8 +469,8 @@ static void a_server_side_publish_learns_the_offset_and_epoch(void **state)
     join(b, "lobby", "general");
     json_t *msg =
         json_pack("{s:s, s:s, s:{s:i}}", "room", "lobby", "channel", "general", "payload", "n", 1);
-    struct result res = {0};
-    bus_svc_publish(&f->transport->ctx, msg, result__cb, &res);
+    struct fx_result res = {0};
+    bus_svc_publish(&f->transport->ctx, msg, fx_result_cb, &res);
     assert_int_equal(res.calls, 0); /* waits for the append */
     json_t *got = fx_expect(b, "message");
     store_complete(s, 0, ARQ_OK);
@@ -655,16 +637,16 @@ static void server_side_history_queries_get_the_same_checks_and_data(void **stat
     struct fake_client *a = client(f, "ack=0");
     join(a, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
-    struct result res = {0};
+    struct fx_result res = {0};
     json_t *args = json_pack("{s:s, s:I}", "room", "lobby", "limit", (json_int_t)4294967297);
-    bus_svc_history_query(&f->transport->ctx, args, result__cb, &res);
+    bus_svc_history_query(&f->transport->ctx, args, fx_result_cb, &res);
     json_decref(args);
     assert_int_equal(res.calls, 1);
     assert_string_equal(res.code, "VALIDATION_ERROR");
     assert_int_equal(s->nqueries, 0);
 
     args = json_pack("{s:s, s:s}", "room", "lobby", "channel", "general");
-    bus_svc_history_query(&f->transport->ctx, args, result__cb, &res);
+    bus_svc_history_query(&f->transport->ctx, args, fx_result_cb, &res);
     json_decref(args);
     assert_int_equal(res.calls, 1);
     store_answer(s, s->n, ARQ_OK);
