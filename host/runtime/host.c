@@ -303,13 +303,12 @@ json_t *host_status(const struct host *h)
                                "version", ctx->mod->desc->version ? ctx->mod->desc->version : "",
                                "health", health, "detail", detail));
     }
-    return json_pack("{s:I, s:s, s:s, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}", "uptime_seconds",
-                     (json_int_t)((walltime_now_us() - h->started_us) / 1000000), "version",
-                     ARQ_VERSION, "node", h->node, "generation",
-                     (json_int_t)(h->current ? h->current->id : 0), "plugins", plugins, "reloads",
-                     "succeeded", (json_int_t)h->reloads.ok, "failed",
-                     (json_int_t)h->reloads.failed, "last_ok", h->reloads.last_ok, "last_error",
-                     h->reloads.last_error);
+    return json_pack(
+        "{s:I, s:s, s:s, s:I, s:o, s:{s:I, s:I, s:b, s:s?}}", "uptime_seconds",
+        (json_int_t)((walltime_now_us() - h->started_us) / 1000000), "version", ARQ_VERSION, "node",
+        h->node, "generation", (json_int_t)(h->current ? h->current->id : 0), "plugins", plugins,
+        "reloads", "succeeded", (json_int_t)h->reloads.ok, "failed", (json_int_t)h->reloads.failed,
+        "last_ok", h->reloads.last_ok, "last_error", h->reloads.last_error);
 }
 
 void host_update_process_metrics(struct host *h)

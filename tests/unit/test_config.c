@@ -544,7 +544,8 @@ static void the_layers_section_is_validated_against_its_spec(void **state)
     write_file(f, "a.yaml", "bus:\n  max_rooms: 5\n");
     write_file(f, "b.yaml", "bus:\n  max_rooms: 6\n");
     assert_null(load(f));
-    CHECK_DIAGS(f, "%1$s/b.yaml:2:3: bus option \"max_rooms\" is already declared at %1$s/a.yaml:2:3");
+    CHECK_DIAGS(f,
+                "%1$s/b.yaml:2:3: bus option \"max_rooms\" is already declared at %1$s/a.yaml:2:3");
 }
 
 static void without_a_section_its_key_is_unknown(void **state)
