@@ -12,24 +12,22 @@ host=$(realpath "$1")
 bad=0
 
 # Every #include "..." of a runtime file resolves to a file inside host/runtime.
-for f in "$host"/runtime/*.[ch]; do
-    while IFS=: read -r n inc; do
-        target=$(realpath -m "$host/runtime/$inc")
-        if [[ $target != "$host"/runtime/* || ! -e $target ]]; then
-            echo "check-layers: $f:$n: the runtime includes \"$inc\", which is not a runtime header" >&2
-            bad=1
-        fi
-    done < <(grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
-             sed 's/^\([0-9]*\):[^"]*"\([^"]*\)".*/\1:\2/')
-done
-
-# The bus reaches the runtime through struct bus_env, never through its internals.
-for f in "$host"/bus/*.[ch]; do
-    if grep -n '^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(\.\./runtime/\)\{0,1\}\(host\|generation\)\.h"' "$f" >&2; then
-        echo "check-layers: $f: the bus includes the runtime's internals (host.h or generation.h)" >&2
+while IFS=: read -r f n inc; do
+    target=$host/runtime/$inc
+    [[ $inc == */* ]] && target=$(realpath -m "$target")
+    if [[ $target != "$host"/runtime/* || ! -e $target ]]; then
+        echo "check-layers: $f:$n: the runtime includes \"$inc\", which is not a runtime header" >&2
         bad=1
     fi
-done
+done < <(grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$host"/runtime/*.[ch] |
+         sed 's/^\([^:]*\):\([0-9]*\):[^"]*"\([^"]*\)".*/\1:\2:\3/')
+
+# The bus reaches the runtime through struct bus_env, never through its internals.
+if grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"\(\.\./runtime/\)\{0,1\}\(host\|generation\)\.h"' \
+    "$host"/bus/*.[ch] >&2; then
+    echo "check-layers: the bus includes the runtime's internals (host.h or generation.h) above" >&2
+    bad=1
+fi
 
 if [[ $# -ge 3 ]]; then
     both=$(comm -12 <(nm -u "$2" | awk '{ print $NF }' | sort -u) \
