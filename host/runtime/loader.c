@@ -144,6 +144,7 @@ static int check_ops(const struct arq_plugin *d, char *err, size_t errsz)
         NEED(o->register_client, "the broker table has no register_client function (mandatory)");
         NEED(o->unregister_client,
              "the broker table has no unregister_client function (mandatory)");
+        NEED(o->presence, "the broker table has no presence function (mandatory)");
         return 0;
     }
     }

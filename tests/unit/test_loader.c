@@ -95,6 +95,13 @@ static int fake_subscribe(void *self, const char *room, const char *channel)
     return 0;
 }
 
+static int fake_presence(void *self, const char *client_id, const char *room, const char *channel,
+                         int joined)
+{
+    (void)self, (void)client_id, (void)room, (void)channel, (void)joined;
+    return 0;
+}
+
 static const struct arq_transport_ops transport_ops = {sizeof transport_ops, fake_flush, NULL};
 static const struct arq_storage_ops storage_ops = {sizeof storage_ops, fake_append, fake_query,
                                                    NULL, NULL};
@@ -115,6 +122,7 @@ static const struct arq_broker_ops broker_ops = {
     .unsubscribe = fake_subscribe,
     .register_client = fake_register,
     .unregister_client = fake_register,
+    .presence = fake_presence,
 };
 
 static const struct arq_option good_options[] = {
@@ -483,7 +491,10 @@ static void broker_needs_publish_subscriptions_and_the_client_registry(void **st
     ops = broker_ops;
     ops.unregister_client = NULL;
     check_refused(&d, "the broker table has no unregister_client function (mandatory)");
-    /* presence, query and health are optional. */
+    ops = broker_ops;
+    ops.presence = NULL;
+    check_refused(&d, "the broker table has no presence function (mandatory)");
+    /* query and health are optional. */
     ops = broker_ops;
     check_accepted(&d);
 }

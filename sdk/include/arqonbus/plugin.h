@@ -719,10 +719,20 @@ struct arq_host {
      * room/channel, or the local client `to_client`. Never sent back to the broker. A
      * message whose `origin` is this node is dropped. */
     void (*broker_deliver)(arq_ctx *ctx, const struct arq_broker_msg *msg);
-    /* The broker lost what it told the cluster (reconnected to a fresh server): the host
-     * calls its subscribe, register_client and presence again for every local room and
-     * channel with members, client and membership, within this call. */
+    /* The broker (re)connected and may have lost what it told the cluster: within this
+     * call, the host calls its subscribe for every local room and channel with members
+     * (forget your own list of subscriptions first), register_client for every local
+     * client, and presence for every membership. */
     void (*broker_resync)(arq_ctx *ctx);
+
+    /* --- 1.1: cluster-wide queries ----------------------------------------------------- */
+
+    /* bus_query answered through `cb` (once, possibly before this returns): with a broker
+     * that answers queries, "rooms", "channels" and "channel" describe the whole cluster
+     * (members on every node; counters and descriptions as this node knows them), "status"
+     * adds the nodes the broker sees. Without one, the same as bus_query. */
+    void (*bus_query_async)(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                            const char *channel, arq_result_cb cb, void *arg);
 };
 
 /* Non-zero when `host` has service `member`: its table reaches that far (struct_size) and
@@ -898,18 +908,23 @@ struct arq_broker_ops {
     int (*unsubscribe)(void *self, const char *room, const char *channel);
     /* MANDATORY. A client connected here: record client_id -> this node in the cluster's
      * registry with a time to live, which the broker refreshes (its heartbeat) until
-     * unregister_client or until the node dies, so that direct messages find it. */
+     * unregister_client or until the node dies, so that direct messages find it. Before
+     * unregister_client, the host ends each of the client's memberships with presence. */
     int (*register_client)(void *self, const char *client_id);
     int (*unregister_client)(void *self, const char *client_id);
-    /* Optional. Presence: connection `client_id` joined (`joined` 1) or left (0) `room`
-     * (`channel` NULL: the room itself). unregister_client ends all of a client's presence. */
+    /* MANDATORY. Presence: connection `client_id` joined (`joined` 1) or left (0) `room`
+     * (`channel` NULL: the room itself). It lives as long as this node does: a dead node's
+     * members leave the cluster's listings within the registry's time to live. */
     int (*presence)(void *self, const char *client_id, const char *room, const char *channel,
                     int joined);
     /* Optional. A cluster-wide question, answered once through `cb` (possibly before this
-     * returns), with data: "rooms" [{room, members, channels}], "channels" [{channel,
-     * members}] of `room`, "members" [client ids] of `room` (`channel` NULL) or of the
-     * channel, "nodes" [{node, clients}]; or an error code (ARQ_ERR_EXECUTION while the
-     * broker cannot answer). Without it, the host answers from this node alone. */
+     * returns), with data: "rooms" [{room, members, channels}] (members: memberships in the
+     * room and its channels; channels: channels with members), "channels" [{channel,
+     * members}] of `room`, "members" [client ids] of `room` (`channel` NULL: its room-wide
+     * members) or of the channel, "nodes" [{node, clients}] of the live nodes, "client"
+     * {node} holding client id `room` (ARQ_ERR_NOT_FOUND when no live node holds it); or an
+     * error code (ARQ_ERR_EXECUTION while the broker cannot answer). Without it, the host
+     * answers from this node alone. */
     int (*query)(void *self, const char *what, const char *room, const char *channel,
                  arq_result_cb cb, void *arg);
     /* Optional. 0 connected, 1 degraded, 2 down (as storage's health); `detail` (may be NULL)
