@@ -129,6 +129,8 @@ int bus_init(struct bus *b, const struct bus_env *env)
     bus_settings_read(&b->settings, b->settings_values);
     uv_timer_init(env->loop, &b->sweep);
     b->sweep.data = b;
+    uv_timer_init(env->loop, &b->cluster_timer);
+    b->cluster_timer.data = b;
     static const double latency[] = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
                                      0.001,   0.0025,   0.005,   0.01,   0.025,   0.1};
     const char *cmd_labels[] = {"command", "status", NULL};
@@ -200,12 +202,14 @@ void bus_generation_changed(struct bus *b)
 {
     bus_commands_rebuild(b);
     auth_rebuild(b);
+    broker_generation_changed(b);
 }
 
 void bus_instance_destroyed(struct bus *b, struct arq_ctx *ctx)
 {
     if (ctx->mod->desc->kind == ARQ_KIND_TRANSPORT)
         conn_drop_transport(b, ctx); /* whatever the transport did not report closed */
+    broker_instance_destroyed(b, ctx);
 }
 
 void bus_stopping(struct bus *b)
@@ -219,6 +223,8 @@ void bus_stopping(struct bus *b)
     }
     if (!uv_is_closing((uv_handle_t *)&b->sweep))
         uv_close((uv_handle_t *)&b->sweep, NULL);
+    if (!uv_is_closing((uv_handle_t *)&b->cluster_timer))
+        uv_close((uv_handle_t *)&b->cluster_timer, NULL);
     auth_shutdown(b);
     commands_drop_all(b);
 }
@@ -248,6 +254,7 @@ void bus_free(struct bus *b)
     hmap_free(&b->rooms);
     hmap_free(&b->commands);
     free(b->entries);
+    json_decref(b->cluster_nodes);
     json_decref(b->settings_values);
     for (size_t k = 0; k < b->nfamilies; k++)
         metrics_release(b->env.metrics, b->families[k]);
@@ -306,11 +313,13 @@ void bus_conn_opened(struct bus *b, struct arq_conn *c)
     struct arq_event ev = {
         .struct_size = sizeof ev, .event_type = "client_connected", .client_id = c->id};
     bus_event(b, &ev);
+    broker_client(b, c, 1);
 }
 
 void bus_conn_closed(struct bus *b, struct arq_conn *c)
 {
     router_leave_all(b, c);
+    broker_client(b, c, 0);
     metrics_add(c->m_open, -1);
     metrics_add(c->m_closed, 1);
     struct arq_event ev = {
@@ -334,6 +343,94 @@ static void bus__refuse(struct bus *b, struct arq_conn *c, arq_result_cb cb, voi
      * NOLINTNEXTLINE(clang-analyzer-core.CallAndMessage) */
     cb(arg, code, text, payload_take);
     json_decref(payload_take);
+}
+
+/* A `message_routed` telemetry event, when bus.telemetry_messages asks for them. */
+static void bus__routed_event(struct bus *b, const struct arq_conn *c, const char *id,
+                              const char *room, const char *channel, size_t delivered)
+{
+    if (!b->settings.telemetry_messages)
+        return;
+    /* Built by hand: json_pack would parse its format for every message (2.5x the cost). */
+    json_t *data = json_object();
+    if (data &&
+        (json_object_set_new_nocheck(data, "id", json_string(id)) ||
+         json_object_set_new_nocheck(data, "delivered", json_integer((json_int_t)delivered)))) {
+        json_decref(data);
+        data = NULL;
+    }
+    struct arq_event ev = {.struct_size = sizeof ev,
+                           .event_type = "message_routed",
+                           .client_id = c ? c->id : NULL,
+                           .room = room,
+                           .channel = channel,
+                           .data = data};
+    bus_event(b, &ev);
+    json_decref(data);
+}
+
+/* A direct message to a client this node does not hold: the broker says which node does
+ * (or that none does), then it goes there. */
+struct remote_direct {
+    struct bus *bus;
+    struct arq_conn *conn; /* referenced, or NULL (server-side publish) */
+    arq_result_cb cb;
+    void *arg;
+    struct frame *frame; /* referenced */
+    char *to;
+    char id[];
+};
+
+static void bus__remote_found(void *arg, const char *error_code, const char *text,
+                              const json_t *data)
+{
+    struct remote_direct *d = arg;
+    struct bus *b = d->bus;
+    char why[400];
+    (void)data;
+    if (!error_code) {
+        broker_publish(b, NULL, NULL, d->to, d->frame);
+        bus__routed_event(b, d->conn, d->id, NULL, NULL, 1);
+        if (!d->conn || d->conn->ack)
+            storage_tell(d->conn, d->cb, d->arg, d->id, 1, 0, NULL);
+    } else if (!d->conn || d->conn->state == CONN_OPEN) {
+        if (!strcmp(error_code, ARQ_ERR_NOT_FOUND)) /* as on one node */
+            snprintf(why, sizeof why, "Client %s is not connected", d->to);
+        else
+            snprintf(why, sizeof why, "%s", text ? text : "The cluster cannot be reached");
+        bus__refuse(b, d->conn, d->cb, d->arg, error_code, why, d->id, NULL);
+    }
+    if (d->conn)
+        conn_unref(d->conn);
+    frame_unref(d->frame);
+    free(d->to);
+    free(d);
+}
+
+static void bus__route_remote(struct bus *b, struct arq_conn *c, const struct envelope *env,
+                              struct frame *f, arq_result_cb cb, void *arg)
+{
+    char text[400];
+    size_t idlen = strlen(env->id);
+    struct remote_direct *d = malloc(sizeof *d + idlen + 1);
+    if (!d || !(d->to = strdup(env->to_client))) {
+        free(d);
+        bus__refuse(b, c, cb, arg, ARQ_ERR_INTERNAL, "Out of memory", env->id, NULL);
+        return;
+    }
+    d->bus = b;
+    d->conn = c;
+    d->cb = cb;
+    d->arg = arg;
+    d->frame = f;
+    memcpy(d->id, env->id, idlen + 1);
+    if (c)
+        conn_ref(c);
+    f->refs++;
+    if (broker_find_client(b, env->to_client, bus__remote_found, d) != 0) {
+        snprintf(text, sizeof text, "The cluster cannot tell where client %s is", env->to_client);
+        bus__remote_found(d, ARQ_ERR_NOT_FOUND, text, NULL);
+    }
 }
 
 /* Route a message from client `c`, or from the server itself (c NULL: sender "arqonbus", no
@@ -363,30 +460,37 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
             return;
         }
     }
+    /* With a broker, a room, channel or client this node does not know may be on another. */
+    int cluster = broker_current(b) != NULL;
     if (env->to_client) {
         target = conn_find(b, env->to_client);
-        if (!target || target->state != CONN_OPEN) {
+        if (target && target->state != CONN_OPEN)
+            target = NULL;
+        if (!target && !cluster) {
             snprintf(text, sizeof text, "Client %s is not connected", env->to_client);
             bus__refuse(b, c, cb, arg, ARQ_ERR_NOT_FOUND, text, env->id, NULL);
             return;
         }
     } else if (env->room) {
         r = router_room(b, env->room);
-        if (!r) {
+        ch = env->channel ? router_channel(r, env->channel) : NULL;
+        if (!r && !cluster) {
             snprintf(text, sizeof text, "Room %s does not exist", env->room);
             bus__refuse(b, c, cb, arg, ARQ_ERR_ROOM_NOT_FOUND, text, env->id, NULL);
             return;
         }
-        if (env->channel && !(ch = router_channel(r, env->channel))) {
+        if (env->channel && !ch && !cluster) {
             snprintf(text, sizeof text, "Channel %s/%s does not exist", env->room, env->channel);
             bus__refuse(b, c, cb, arg, ARQ_ERR_CHANNEL_NOT_FOUND, text, env->id, NULL);
             return;
         }
-        if (c && b->settings.members_only && !router_is_member(c, r, ch)) {
-            if (ch)
-                snprintf(text, sizeof text, "Not a member of channel %s/%s", r->name, ch->name);
+        if (c && b->settings.members_only &&
+            !(r && (ch || !env->channel) && router_is_member(c, r, ch))) {
+            if (env->channel)
+                snprintf(text, sizeof text, "Not a member of channel %s/%s", env->room,
+                         env->channel);
             else
-                snprintf(text, sizeof text, "Not a member of room %s", r->name);
+                snprintf(text, sizeof text, "Not a member of room %s", env->room);
             bus__refuse(b, c, cb, arg, ARQ_ERR_AUTHORIZATION, text, env->id, NULL);
             return;
         }
@@ -407,30 +511,20 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
         return;
     }
     snprintf(f->msg_id, sizeof f->msg_id, "%s", env->id);
-    size_t delivered;
-    if (target)
-        delivered = target == c ? 0 : conn_send(target, f) == 0;
-    else
-        delivered = router_fanout(b, r, ch, f, c);
-    metrics_add(b->m_deliveries, (double)delivered);
-    if (b->settings.telemetry_messages) {
-        /* Built by hand: json_pack would parse its format for every message (2.5x the cost). */
-        json_t *data = json_object();
-        if (data &&
-            (json_object_set_new_nocheck(data, "id", json_string(env->id)) ||
-             json_object_set_new_nocheck(data, "delivered", json_integer((json_int_t)delivered)))) {
-            json_decref(data);
-            data = NULL;
-        }
-        struct arq_event ev = {.struct_size = sizeof ev,
-                               .event_type = "message_routed",
-                               .client_id = c ? c->id : NULL,
-                               .room = env->room,
-                               .channel = env->channel,
-                               .data = data};
-        bus_event(b, &ev);
-        json_decref(data);
+    if (env->to_client && !target) {
+        bus__route_remote(b, c, env, f, cb, arg);
+        frame_unref(f);
+        return;
     }
+    size_t delivered;
+    if (target) {
+        delivered = target == c ? 0 : conn_send(target, f) == 0;
+    } else {
+        delivered = r && (ch || !env->channel) ? router_fanout(b, r, ch, f, c) : 0;
+        broker_publish(b, env->room, env->channel, NULL, f);
+    }
+    metrics_add(b->m_deliveries, (double)delivered);
+    bus__routed_event(b, c, env->id, env->room, env->channel, delivered);
     storage_store(b, env, f, delivered, c, cb, arg);
     frame_unref(f);
 }

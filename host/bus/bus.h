@@ -227,7 +227,11 @@ struct bus {
     arq_series *m_dropped_slow, *m_dropped_closed; /* messages_dropped_total{reason}        */
     arq_series *m_msgs_in, *m_deliveries, *m_slow, *m_rejected, *m_rooms, *m_channels, *m_bytes_in,
         *m_bytes_out, *m_routing_seconds, *m_command_seconds, *m_cmd_unknown;
-    arq_metric *m_commands; /* arqonbus_commands_total{command,status}                     */
+    arq_metric *m_commands;      /* arqonbus_commands_total{command,status}                     */
+    struct arq_ctx *broker_told; /* the broker that was told what this node holds            */
+    uv_timer_t cluster_timer;    /* refreshes cluster_nodes                                 */
+    json_t *cluster_nodes;       /* the broker's last answer to "nodes", or NULL             */
+    int cluster_query_pending;
 };
 
 /* Set up the bus in `env` (copied). 0, or -1 when its metrics cannot be registered. */
@@ -291,8 +295,39 @@ json_t *storage_status(const struct bus *b);
  * storage they are told at once, without offset and epoch. */
 void storage_store(struct bus *b, const struct envelope *env, const struct frame *f,
                    size_t delivered, struct arq_conn *c, arq_result_cb cb, void *arg);
+/* Tell the publisher (client `c` by its ack, else `cb`) where a message went: `epoch` NULL
+ * when it was not stored. */
+void storage_tell(struct arq_conn *c, arq_result_cb cb, void *arg, const char *id, size_t delivered,
+                  uint64_t offset, const char *epoch);
 void storage_svc_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
                          int join);
+
+/* The broker (broker.c): scale-out. Every function does nothing without a running broker. */
+struct arq_ctx *broker_current(const struct bus *b);
+/* A message this node routed (to_client NULL: to room/channel), to the other nodes. */
+void broker_publish(struct bus *b, const char *room, const char *channel, const char *to_client,
+                    const struct frame *f);
+/* After a membership was added (joined) or removed (left): subscriptions and presence. */
+void broker_joined(struct bus *b, const struct arq_conn *c, const struct room *r,
+                   const struct channel *ch);
+void broker_left(struct bus *b, const struct arq_conn *c, const struct room *r,
+                 const struct channel *ch);
+/* A client connected (1) or disconnected (0, after its memberships ended). */
+void broker_client(struct bus *b, const struct arq_conn *c, int connected);
+/* The generation changed: a new broker learns what this node holds. */
+void broker_generation_changed(struct bus *b);
+void broker_instance_destroyed(struct bus *b, const struct arq_ctx *ctx);
+/* {node, broker: {instance, backend, health, detail?}, nodes} or NULL without a broker. */
+json_t *broker_status(const struct bus *b);
+/* "rooms", "channels" or "channel" for the whole cluster, through cb: 0, or -1 when the
+ * broker cannot answer queries (answer from this node). */
+int broker_query(struct bus *b, const char *what, const char *room, const char *channel,
+                 arq_result_cb cb, void *arg);
+/* Which node holds `client_id` (data {node}, or ARQ_ERR_NOT_FOUND), through cb: 0, or -1
+ * when the broker cannot tell. */
+int broker_find_client(struct bus *b, const char *client_id, arq_result_cb cb, void *arg);
+void broker_svc_deliver(arq_ctx *ctx, const struct arq_broker_msg *msg);
+void broker_svc_resync(arq_ctx *ctx);
 
 /* Commands (commands.c); the reply services of struct arq_host. */
 void commands_svc_reply_ok(arq_request *req, const char *message, const json_t *data);
@@ -320,6 +355,8 @@ const char *bus_svc_disconnect(arq_ctx *ctx, const char *client_id, const char *
                                struct arq_error *err);
 json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
                       const char *channel, const char **code, struct arq_error *err);
+void bus_svc_query_async(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                         const char *channel, arq_result_cb cb, void *arg);
 void bus_svc_reload(arq_ctx *ctx, arq_request *req);
 /* Room and channel names as the envelope checks them (NULL, or VALIDATION_ERROR). */
 const char *bus_check_names(const struct bus *b, const char *room, const char *channel,

@@ -109,6 +109,9 @@ static json_t *bus__status(struct bus *b)
         json_object_set_new(status, "rooms", json_integer((json_int_t)b->rooms.len));
         json_object_set_new(status, "channels", json_integer((json_int_t)b->nchannels));
         json_object_set_new(status, "storage", storage_status(b));
+        json_t *cluster = broker_status(b);
+        if (cluster)
+            json_object_set_new(status, "cluster", cluster);
     }
     return status;
 }
@@ -169,6 +172,25 @@ json_t *bus_svc_query(arq_ctx *ctx, arq_conn *conn, const char *what, const char
     return NULL;
 }
 
+void bus_svc_query_async(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                         const char *channel, arq_result_cb cb, void *arg)
+{
+    struct bus *b = bus_of(ctx);
+    const char *code = NULL;
+    struct arq_error err = {0};
+    int named = !strcmp(what, "channels") || !strcmp(what, "channel");
+    if (named &&
+        (code = bus_check_names(b, room, !strcmp(what, "channel") ? channel : NULL, &err))) {
+        cb(arg, code, err.text, NULL);
+        return;
+    }
+    if (broker_query(b, what, room, channel, cb, arg) == 0)
+        return;
+    json_t *v = bus_svc_query(ctx, conn, what, room, channel, &code, &err);
+    cb(arg, v ? NULL : code ? code : ARQ_ERR_INTERNAL, v ? NULL : err.text, v);
+    json_decref(v);
+}
+
 void bus_services(struct arq_host *api)
 {
     api->conn_open = conn_svc_open;
@@ -186,6 +208,9 @@ void bus_services(struct arq_host *api)
     api->bus_delete_channel = bus_svc_delete_channel;
     api->bus_disconnect = bus_svc_disconnect;
     api->bus_query = bus_svc_query;
+    api->bus_query_async = bus_svc_query_async;
+    api->broker_deliver = broker_svc_deliver;
+    api->broker_resync = broker_svc_resync;
     api->bus_reload = bus_svc_reload;
     api->bus_history = storage_svc_history;
     api->bus_ready = bus_svc_ready;

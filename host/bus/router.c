@@ -159,8 +159,10 @@ static void router__announce(struct bus *b, struct room *r, struct channel *ch,
         json_object_set_new(ev, "channel", json_string(ch->name));
     struct frame *f = ev ? frame_from_json(ev) : NULL;
     json_decref(ev);
-    if (f)
+    if (f) {
         router_fanout(b, r, ch, f, who);
+        broker_publish(b, r->name, ch ? ch->name : NULL, NULL, f);
+    }
     frame_unref(f);
 }
 
@@ -223,6 +225,7 @@ const char *router_join(struct bus *b, struct arq_conn *c, const char *room, con
     m->next = c->memberships;
     c->memberships = m;
     c->nmemberships++;
+    broker_joined(b, c, r, ch);
     router__announce(b, r, ch, c, "joined");
     return NULL;
 oom:
@@ -248,6 +251,7 @@ static void router__drop(struct bus *b, struct arq_conn *c, struct membership *m
         router__remove(r->members, &r->nmembers, m);
     }
     free(m);
+    broker_left(b, c, r, ch);
     router__announce(b, r, ch, c, "left");
     router__prune(b, r, ch);
 }
@@ -338,6 +342,7 @@ const char *router_delete_channel(struct bus *b, const char *room, const char *c
         ch->nmembers--;
         r->channel_members--;
         free(m);
+        broker_left(b, c, r, ch);
     }
     router__prune(b, r, ch);
     return NULL;

@@ -65,8 +65,8 @@ static void storage__ack(struct arq_conn *c, const char *id, size_t delivered, u
     json_decref(ack);
 }
 
-static void storage__tell(struct arq_conn *c, arq_result_cb cb, void *arg, const char *id,
-                          size_t delivered, uint64_t offset, const char *epoch)
+void storage_tell(struct arq_conn *c, arq_result_cb cb, void *arg, const char *id, size_t delivered,
+                  uint64_t offset, const char *epoch)
 {
     if (c) {
         storage__ack(c, id, delivered, offset, epoch);
@@ -84,8 +84,8 @@ static void storage__tell(struct arq_conn *c, arq_result_cb cb, void *arg, const
 static void storage__appended(void *arg, int status, uint64_t offset, const char *epoch)
 {
     struct ack *a = arg;
-    storage__tell(a->conn, a->cb, a->arg, a->id, a->delivered, offset,
-                  status == ARQ_OK ? epoch : NULL);
+    storage_tell(a->conn, a->cb, a->arg, a->id, a->delivered, offset,
+                 status == ARQ_OK ? epoch : NULL);
     if (a->conn)
         conn_unref(a->conn);
     free(a);
@@ -108,7 +108,7 @@ void storage_store(struct bus *b, const struct envelope *env, const struct frame
         }
     }
     if (tell && !a) /* nothing stores it, or no memory to wait: tell now, without offset */
-        storage__tell(c, cb, arg, env->id, delivered, 0, NULL);
+        storage_tell(c, cb, arg, env->id, delivered, 0, NULL);
     if (!s)
         return;
     struct arq_stored msg = {.struct_size = sizeof msg,

@@ -201,9 +201,13 @@ const char *instance_health(const struct arq_ctx *ctx, const char **detail)
     *detail = NULL;
     if (!ctx->started)
         return "stopped";
-    if (ctx->mod->desc->kind != ARQ_KIND_STORAGE)
-        return "healthy"; /* only storage tables report their health */
-    const struct arq_storage_ops *ops = ctx->mod->desc->ops;
-    int health = ops->health ? ops->health(ctx->self, detail) : 0;
+    int health = 0; /* only storage and broker tables report their health */
+    if (ctx->mod->desc->kind == ARQ_KIND_STORAGE) {
+        const struct arq_storage_ops *ops = ctx->mod->desc->ops;
+        health = ops->health ? ops->health(ctx->self, detail) : 0;
+    } else if (ctx->mod->desc->kind == ARQ_KIND_BROKER) {
+        const struct arq_broker_ops *ops = ctx->mod->desc->ops;
+        health = ops->health ? ops->health(ctx->self, detail) : 0;
+    }
     return names[health >= 0 && health <= 2 ? health : 2];
 }

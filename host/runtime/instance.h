@@ -55,8 +55,8 @@ void instance_destroy(struct arq_ctx *ctx);
 int instance_start_rank(const struct arq_ctx *ctx);
 const char *instance_kind(const struct arq_ctx *ctx);
 const char *instance_module(const struct arq_ctx *ctx);
-/* "healthy", "degraded" or "down" (storage tables report it; others are healthy while
- * started), or "stopped"; *detail says why when the plugin says. */
+/* "healthy", "degraded" or "down" (storage and broker tables report it; others are healthy
+ * while started), or "stopped"; *detail says why when the plugin says. */
 const char *instance_health(const struct arq_ctx *ctx, const char **detail);
 
 /* Record a metric reference to release at destroy. 0 or -1. */

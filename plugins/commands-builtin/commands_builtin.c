@@ -256,13 +256,64 @@ static void cmd_whoami(void *self, arq_request *req, arq_conn *conn, const json_
     reply_data(b, req, message, client);
 }
 
+/* A listing of rooms or channels: with a broker, the host asks the whole cluster, so the
+ * answer may come later. The reply is `data`, or {room?, <key>: data} when `key` is set. The
+ * host's table outlives the request; this instance might not, so it is not kept. */
+struct listing {
+    const struct arq_host *host;
+    arq_request *req;
+    const char *key; /* a static string, or NULL */
+    char message[300];
+    char room[];
+};
+
+static void listing__answered(void *arg, const char *error_code, const char *text,
+                              const json_t *data)
+{
+    struct listing *l = arg;
+    json_t *out = error_code ? NULL
+                  : l->key
+                      ? json_pack("{s:s*, s:O}", "room", l->room[0] ? l->room : NULL, l->key, data)
+                      : json_incref((json_t *)data);
+    if (error_code)
+        l->host->reply_error(l->req, error_code, text && *text ? text : "the request failed");
+    else if (!out)
+        l->host->reply_error(l->req, ARQ_ERR_INTERNAL, "cannot build the reply: out of memory");
+    else
+        l->host->reply_ok(l->req, l->message, out);
+    json_decref(out);
+    free(l);
+}
+
+static void list(struct builtin *b, arq_request *req, arq_conn *conn, const char *what,
+                 const char *room, const char *channel, const char *key, const char *message)
+{
+    size_t rlen = room && key ? strlen(room) : 0;
+    struct listing *l = malloc(sizeof *l + rlen + 1);
+    if (!l) {
+        b->host->reply_error(req, ARQ_ERR_INTERNAL, "out of memory");
+        return;
+    }
+    l->host = b->host;
+    l->req = req;
+    l->key = key;
+    snprintf(l->message, sizeof l->message, "%s", message);
+    memcpy(l->room, rlen ? room : "", rlen + 1);
+    if (ARQ_HOST_HAS(b->host, bus_query_async)) {
+        b->host->bus_query_async(b->ctx, conn, what, room, channel, listing__answered, l);
+        return;
+    }
+    const char *code = NULL;
+    struct arq_error err = {""};
+    json_t *v = b->host->bus_query(b->ctx, conn, what, room, channel, &code, &err);
+    listing__answered(l, v ? NULL : code ? code : ARQ_ERR_INTERNAL, err.text, v);
+    json_decref(v);
+}
+
 static void cmd_list_rooms(void *self, arq_request *req, arq_conn *conn, const json_t *args)
 {
-    struct builtin *b = self;
     (void)args;
-    json_t *rooms = query_or_reply(b, req, conn, "rooms", NULL, NULL);
-    if (rooms)
-        reply_data(b, req, "Rooms", json_pack("{s:o}", "rooms", rooms));
+    list(self, req, conn, "rooms", NULL, NULL, "rooms", "Rooms");
 }
 
 static void cmd_list_channels(void *self, arq_request *req, arq_conn *conn, const json_t *args)
@@ -270,11 +321,8 @@ static void cmd_list_channels(void *self, arq_request *req, arq_conn *conn, cons
     struct builtin *b = self;
     const char *room = arg(b, args, "room");
     char message[300];
-    json_t *channels = query_or_reply(b, req, conn, "channels", room, NULL);
-    if (!channels)
-        return;
     snprintf(message, sizeof message, "Channels of room %s", room);
-    reply_data(b, req, message, json_pack("{s:s, s:o}", "room", room, "channels", channels));
+    list(b, req, conn, "channels", room, NULL, "channels", message);
 }
 
 /* --- handlers: users ----------------------------------------------------------------------- */
@@ -284,11 +332,8 @@ static void cmd_channel_info(void *self, arq_request *req, arq_conn *conn, const
     struct builtin *b = self;
     const char *room = arg(b, args, "room"), *channel = arg(b, args, "channel");
     char message[300];
-    json_t *info = query_or_reply(b, req, conn, "channel", room, channel);
-    if (!info)
-        return;
     snprintf(message, sizeof message, "Channel %s/%s", room, channel);
-    reply_data(b, req, message, info);
+    list(b, req, conn, "channel", room, channel, NULL, message);
 }
 
 /* join_room, leave_room, join_channel, leave_channel: one bus call, then the memberships. */

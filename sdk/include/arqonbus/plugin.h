@@ -459,6 +459,7 @@ struct arq_broker_msg {
     const unsigned char *data; /* the serialised envelope, as local recipients receive it    */
     size_t len;
     const char *origin; /* the node that routed it (arq_host.node_name)               */
+    const char *id;     /* the message's id (the envelope's `id`), or NULL                */
 };
 
 /* ---------------------------------------------------------------------------------------- */
@@ -710,9 +711,8 @@ struct arq_host {
                     struct arq_error *err);
 
     /* --- 1.1: the broker (called by broker plugins; see struct arq_broker_ops) -------- */
-    /* A host may leave these NULL (this one does until the bus routes through a broker):
-     * a broker plugin checks them with ARQ_HOST_HAS in `create` and refuses with
-     * ARQ_ENOTSUP when one is missing. */
+    /* A host may leave these NULL: a broker plugin checks them with ARQ_HOST_HAS in
+     * `create` and refuses with ARQ_ENOTSUP when one is missing. */
 
     /* Traffic from another node: deliver `msg` (borrowed; the host copies the frame) to
      * this node's local recipients, as it delivers what it routes itself: members of
@@ -891,10 +891,11 @@ struct arq_telemetry_ops {
 /* broker: scale-out across nodes (1.1; the 1.0 table was never called, and a broker built
  * against 1.0 is refused). The host calls it on the loop thread, never blocks on it, and
  * keeps routing locally whatever it answers: each function queues its work and returns at
- * once (ARQ_OK, or ARQ_EAGAIN while disconnected: the host counts the loss and goes on). The
- * broker keeps its own connection, reconnects on its own, and after losing what it had told
- * the cluster asks for it again with arq_host.broker_resync. Remote traffic comes back
- * through arq_host.broker_deliver. Every argument is borrowed: copy what you keep. */
+ * once (ARQ_OK, or ARQ_EAGAIN while disconnected: the broker counts the loss in its
+ * metrics, and the host goes on). The broker keeps its own connection, reconnects on its
+ * own, and after losing what it had told the cluster asks for it again with
+ * arq_host.broker_resync. Remote traffic comes back through arq_host.broker_deliver. Every
+ * argument is borrowed: copy what you keep. */
 struct arq_broker_ops {
     size_t struct_size;
     /* MANDATORY. A message this node routed, once whatever the number of recipients: send
@@ -923,8 +924,9 @@ struct arq_broker_ops {
      * members}] of `room`, "members" [client ids] of `room` (`channel` NULL: its room-wide
      * members) or of the channel, "nodes" [{node, clients}] of the live nodes, "client"
      * {node} holding client id `room` (ARQ_ERR_NOT_FOUND when no live node holds it); or an
-     * error code (ARQ_ERR_EXECUTION while the broker cannot answer). Without it, the host
-     * answers from this node alone. */
+     * error code (ARQ_ERR_EXECUTION while the broker cannot answer). Every query is
+     * answered, also one pending when the broker is stopped (then with ARQ_ERR_EXECUTION,
+     * before destroy returns). Without it, the host answers from this node alone. */
     int (*query)(void *self, const char *what, const char *room, const char *channel,
                  arq_result_cb cb, void *arg);
     /* Optional. 0 connected, 1 degraded, 2 down (as storage's health); `detail` (may be NULL)
