@@ -54,6 +54,7 @@ static int builtin_create(const struct arq_host *host, arq_ctx *ctx, const json_
                           : !ARQ_HOST_HAS(host, bus_delete_channel) ? "bus_delete_channel"
                           : !ARQ_HOST_HAS(host, bus_disconnect)     ? "bus_disconnect"
                           : !ARQ_HOST_HAS(host, bus_query)          ? "bus_query"
+                          : !ARQ_HOST_HAS(host, bus_query_async)    ? "bus_query_async"
                           : !ARQ_HOST_HAS(host, bus_reload)         ? "bus_reload"
                           : !ARQ_HOST_HAS(host, bus_history)        ? "bus_history"
                                                                     : NULL;
@@ -299,15 +300,7 @@ static void list(struct builtin *b, arq_request *req, arq_conn *conn, const char
     l->key = key;
     snprintf(l->message, sizeof l->message, "%s", message);
     memcpy(l->room, rlen ? room : "", rlen + 1);
-    if (ARQ_HOST_HAS(b->host, bus_query_async)) {
-        b->host->bus_query_async(b->ctx, conn, what, room, channel, listing__answered, l);
-        return;
-    }
-    const char *code = NULL;
-    struct arq_error err = {""};
-    json_t *v = b->host->bus_query(b->ctx, conn, what, room, channel, &code, &err);
-    listing__answered(l, v ? NULL : code ? code : ARQ_ERR_INTERNAL, err.text, v);
-    json_decref(v);
+    b->host->bus_query_async(b->ctx, conn, what, room, channel, listing__answered, l);
 }
 
 static void cmd_list_rooms(void *self, arq_request *req, arq_conn *conn, const json_t *args)

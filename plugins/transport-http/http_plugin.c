@@ -114,6 +114,7 @@ static int http_create(const struct arq_host *host, arq_ctx *ctx, const json_t *
     /* The server-side services this plugin calls, new in the host's table: refuse a host
      * without them at create time rather than crash at the first request. */
     const char *missing = !ARQ_HOST_HAS(host, bus_query)           ? "bus_query"
+                          : !ARQ_HOST_HAS(host, bus_query_async)   ? "bus_query_async"
                           : !ARQ_HOST_HAS(host, bus_disconnect)    ? "bus_disconnect"
                           : !ARQ_HOST_HAS(host, bus_ready)         ? "bus_ready"
                           : !ARQ_HOST_HAS(host, bus_publish)       ? "bus_publish"

@@ -61,6 +61,17 @@ static void add_check(json_t *checks, json_t *failing, const char *name, json_t 
     json_object_set_new(checks, name, check_take);
 }
 
+/* A plugin's check from its part of `status`: {instance, backend, health, detail?}. */
+static void add_plugin_check(json_t *checks, json_t *failing, const char *name, const json_t *part)
+{
+    const char *health = json_string_value(json_object_get(part, "health"));
+    add_check(checks, failing, name,
+              json_pack("{s:s, s:O?, s:O?, s:O?}", "status", health ? health : "down", "backend",
+                        json_object_get(part, "backend"), "instance",
+                        json_object_get(part, "instance"), "detail",
+                        json_object_get(part, "detail")));
+}
+
 static void h_health(struct http_req *req, const char *url)
 {
     (void)url;
@@ -80,16 +91,14 @@ static void h_health(struct http_req *req, const char *url)
         /* The storage in force: {instance, backend, health, detail?}, or null without one
          * (history is then unavailable, but nothing is failing). */
         const json_t *storage = json_object_get(status, "storage");
-        if (json_is_object(storage)) {
-            const char *health = json_string_value(json_object_get(storage, "health"));
-            add_check(checks, failing, "storage",
-                      json_pack("{s:s, s:O?, s:O?, s:O?}", "status", health ? health : "down",
-                                "backend", json_object_get(storage, "backend"), "instance",
-                                json_object_get(storage, "instance"), "detail",
-                                json_object_get(storage, "detail")));
-        } else {
+        if (json_is_object(storage))
+            add_plugin_check(checks, failing, "storage", storage);
+        else
             add_check(checks, failing, "storage", json_pack("{s:s}", "status", "not_configured"));
-        }
+        /* The broker, the same way, on a node of a cluster. */
+        const json_t *broker = json_object_get(json_object_get(status, "cluster"), "broker");
+        if (json_is_object(broker))
+            add_plugin_check(checks, failing, "broker", broker);
     }
     int healthy = json_array_size(failing) == 0;
     json_t *body = json_pack("{s:s, s:o, s:o, s:s, s:O?, s:O?}", "status",
@@ -191,28 +200,57 @@ static void h_history(struct http_req *req, const char *url)
     json_decref(q.args);
 }
 
+/* A listing of rooms or channels, answered by the bus (later, with a broker: the whole
+ * cluster's) and sent as {room?, <key>: data}. */
+struct listing {
+    void *wait; /* http_req_await's */
+    const char *key;
+    char room[];
+};
+
+static void listing__answered(void *arg, const char *error_code, const char *text,
+                              const json_t *data)
+{
+    struct listing *l = arg;
+    json_t *body =
+        error_code ? NULL
+                   : json_pack("{s:s*, s:O}", "room", l->room[0] ? l->room : NULL, l->key, data);
+    if (!error_code && !body)
+        http_request__result(l->wait, ARQ_ERR_INTERNAL, "Out of memory", NULL);
+    else
+        http_request__result(l->wait, error_code, text, body);
+    json_decref(body);
+    free(l);
+}
+
+static void listing(struct http_req *req, const char *what, const char *room, size_t room_len,
+                    const char *key)
+{
+    struct http_server *srv = http_req_server(req);
+    struct listing *l = malloc(sizeof *l + room_len + 1);
+    if (!l) {
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, ARQ_ERR_INTERNAL, "Out of memory");
+        return;
+    }
+    l->key = key;
+    memcpy(l->room, room_len ? room : "", room_len);
+    l->room[room_len] = '\0';
+    if (!(l->wait = http_req_await(req))) {
+        free(l);
+        return;
+    }
+    srv->host->bus_query_async(srv->ctx, NULL, what, room_len ? l->room : NULL, NULL,
+                               listing__answered, l);
+}
+
 static void h_rooms(struct http_req *req, const char *url)
 {
     (void)url;
-    struct http_server *srv = http_req_server(req);
-    struct arq_error err = {""};
-    const char *code = NULL;
-    json_t *rooms = BUS_QUERY(srv, "rooms", NULL, &code, &err);
-    if (!rooms) {
-        http_reply_error(req, http_status_of(code ? code : ARQ_ERR_INTERNAL),
-                         code ? code : ARQ_ERR_INTERNAL, err.text);
-        return;
-    }
-    json_t *body = json_pack("{s:o}", "rooms", rooms);
-    http_reply_json(req, MHD_HTTP_OK, body);
-    json_decref(body);
+    listing(req, "rooms", NULL, 0, "rooms");
 }
 
 static void h_channels(struct http_req *req, const char *url)
 {
-    struct http_server *srv = http_req_server(req);
-    struct arq_error err = {""};
-    const char *code = NULL;
     size_t len = 0;
     const char *seg = http_routes__segment(url, &len);
     /* The characters are checked here (the name came percent-decoded, it may be any bytes);
@@ -222,20 +260,8 @@ static void h_channels(struct http_req *req, const char *url)
         http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION, text);
         return;
     }
-    /* seg is set: http_path__check_name refuses the empty name given for a missing one.
-     * NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
-    char *room = strndup(seg, len);
-    json_t *channels = room ? BUS_QUERY(srv, "channels", room, &code, &err) : NULL;
-    if (!channels) {
-        code = room && code ? code : ARQ_ERR_INTERNAL;
-        http_reply_error(req, http_status_of(code), code, room ? err.text : "Out of memory");
-        free(room);
-        return;
-    }
-    json_t *body = json_pack("{s:s, s:o}", "room", room, "channels", channels);
-    http_reply_json(req, MHD_HTTP_OK, body);
-    json_decref(body);
-    free(room);
+    /* seg is set: http_path__check_name refuses the empty name given for a missing one. */
+    listing(req, "channels", seg, len, "channels");
 }
 
 /* --- publish and admin --------------------------------------------------------------------- */

@@ -661,6 +661,17 @@ static json_t *mock_bus_query(arq_ctx *ctx, arq_conn *conn, const char *what, co
     return NULL;
 }
 
+/* Answered at once, as bus_query is scripted. */
+static void mock_bus_query_async(arq_ctx *ctx, arq_conn *conn, const char *what, const char *room,
+                                 const char *channel, arq_result_cb cb, void *arg)
+{
+    const char *code = NULL;
+    struct arq_error err = {""};
+    json_t *v = mock_bus_query(ctx, conn, what, room, channel, &code, &err);
+    cb(arg, v ? NULL : code, v ? NULL : err.text, v);
+    json_decref(v);
+}
+
 static void mock_bus_history(arq_ctx *ctx, arq_request *req, arq_conn *conn, const json_t *args,
                              int join)
 {
@@ -720,6 +731,7 @@ static const struct arq_host mock_api = {
     .bus_delete_channel = mock_bus_delete_channel,
     .bus_disconnect = mock_bus_disconnect,
     .bus_query = mock_bus_query,
+    .bus_query_async = mock_bus_query_async,
     .bus_reload = mock_bus_reload,
     .bus_history = mock_bus_history,
 };
