@@ -27,6 +27,7 @@ zlib1g-dev
 redis-server
 mosquitto
 python3-websockets
+haproxy
 "
 
 missing=""

@@ -5,9 +5,12 @@
  *   $$              a literal "$"
  *   $ + other       a literal "$" (so "cost: 5$" and "$HOME" stay as written)
  *
- * VAR is [A-Za-z_][A-Za-z0-9_]*. The default is taken literally up to the first "}": it is not
- * expanded again, so it cannot contain "}" and may not contain "${" (refused rather than
- * silently producing half a reference). Values from the environment are never re-expanded. */
+ * VAR is [A-Za-z_][A-Za-z0-9_]*. A default is either text or exactly one reference, itself
+ * with or without a default: ${A:-${B:-x}} is A, else B, else x. Text is taken literally up to
+ * the first "}" (not expanded again, so "$$" stays "$$" and "}" cannot appear), and text mixed
+ * with "${" is refused rather than silently producing half a reference. Every reference of a
+ * chain is checked for syntax, but a variable is looked up only when the one before it is
+ * unset or empty, as in the shell. Values from the environment are never re-expanded. */
 #include "cfg.h"
 
 #include <stdarg.h>
@@ -98,10 +101,124 @@ static const char *expand__find_default(const char *s, const char *end)
     return NULL;
 }
 
+/* The reference `depth` levels inside the chain that starts at `dollar` ("${A:-${B:-...}}"):
+ * for error messages about a reference once the ones inside it were read. */
+static const char *expand__nested(const char *dollar, int depth)
+{
+    const char *close = strchr(dollar + 2, '}');
+    while (depth-- > 0)
+        dollar = expand__find_default(dollar + 2, close) + 2;
+    return dollar;
+}
+
+static void expand__err_unterminated(char *err, size_t errsz, const char *dollar)
+{
+    size_t n = strlen(dollar);
+    expand__err(err, errsz, "unterminated \"%.*s%s\" (missing \"}\")", expand__quote_len(dollar, n),
+                dollar, n > EXPAND_QUOTE_MAX ? "..." : "");
+}
+
+static void expand__err_mixed(char *err, size_t errsz, const char *dollar)
+{
+    const char *name = dollar + 2;
+    size_t n = (size_t)(expand__find_default(name, strchr(name, '}')) - name);
+    expand__err(err, errsz,
+                "the default of \"${%.*s:-...}\" mixes text and \"${\"; a default is either text "
+                "or one ${...} reference",
+                (int)n, name);
+}
+
+/* Expand the reference at `dollar` ("${...") into `out`, following a chain of defaults that
+ * are references. Returns what follows the reference, or NULL with err filled. */
+static const char *expand__ref(struct expand_buf *out, const char *dollar, cfg_getenv_fn getenv_fn,
+                               void *arg, char *err, size_t errsz)
+{
+    int resolved = 0, depth = 0;
+    const char *p = dollar, *next;
+    /* The first "}" ends the innermost reference of the chain: the names and every "${" of
+     * the chain come before it, so it is looked for once (linear time on long chains). */
+    const char *close = strchr(dollar + 2, '}');
+
+    if (!close) {
+        expand__err_unterminated(err, errsz, dollar);
+        return NULL;
+    }
+    /* Inward: each reference's name, then its default (text ends the chain). */
+    for (;;) {
+        const char *start = p + 2;
+        const char *sep = expand__find_default(start, close);
+        size_t name_len = (size_t)((sep ? sep : close) - start);
+        if (!expand__valid_name(start, name_len)) {
+            expand__err(err, errsz,
+                        "invalid environment variable name \"%.*s%s\" (use letters, digits and "
+                        "\"_\", not starting with a digit)",
+                        expand__quote_len(start, name_len), start,
+                        name_len > EXPAND_QUOTE_MAX ? "..." : "");
+            return NULL;
+        }
+        if (!resolved) {
+            char *name = strndup(start, name_len);
+            if (!name)
+                goto oom;
+            const char *val = getenv_fn(name, arg);
+            if (!val && !sep) {
+                expand__err(err, errsz,
+                            "environment variable \"%s\" is not set (use ${%s:-default} to give "
+                            "a default)",
+                            name, name);
+                free(name);
+                return NULL;
+            }
+            free(name);
+            if (val && (*val || !sep)) {
+                if (expand__add(out, val, strlen(val)))
+                    goto oom;
+                resolved = 1;
+            }
+        }
+        if (!sep) {
+            next = close + 1;
+            break;
+        }
+        const char *def = sep + 2;
+        if (def[0] == '$' && def[1] == '{') {
+            p = def;
+            depth++;
+            continue;
+        }
+        for (const char *q = def; q + 1 < close; q++) {
+            if (q[0] == '$' && q[1] == '{') {
+                expand__err_mixed(err, errsz, p);
+                return NULL;
+            }
+        }
+        if (!resolved && expand__add(out, def, (size_t)(close - def)))
+            goto oom;
+        next = close + 1;
+        break;
+    }
+    /* Outward: every reference whose default was a reference ends right after it. */
+    while (depth-- > 0) {
+        if (*next != '}') {
+            const char *outer = expand__nested(dollar, depth);
+            if (strchr(next, '}'))
+                expand__err_mixed(err, errsz, outer);
+            else
+                expand__err_unterminated(err, errsz, outer);
+            return NULL;
+        }
+        next++;
+    }
+    return next;
+
+oom:
+    expand__err(err, errsz, "out of memory");
+    return NULL;
+}
+
 char *cfg_expand(const char *in, cfg_getenv_fn getenv_fn, void *arg, char *err, size_t errsz)
 {
     struct expand_buf out = {0};
-    char *name = NULL;
 
     if (err && errsz)
         err[0] = '\0';
@@ -131,63 +248,15 @@ char *cfg_expand(const char *in, cfg_getenv_fn getenv_fn, void *arg, char *err, 
             p = dollar + (dollar[1] == '$' ? 2 : 1);
             continue;
         }
-        const char *start = dollar + 2;
-        const char *close = strchr(start, '}');
-        if (!close) {
-            size_t n = strlen(dollar);
-            expand__err(err, errsz, "unterminated \"%.*s%s\" (missing \"}\")",
-                        expand__quote_len(dollar, n), dollar, n > EXPAND_QUOTE_MAX ? "..." : "");
+        p = expand__ref(&out, dollar, getenv_fn, arg, err, errsz);
+        if (!p)
             goto fail;
-        }
-        const char *sep = expand__find_default(start, close);
-        const char *name_end = sep ? sep : close;
-        size_t name_len = (size_t)(name_end - start);
-        if (!expand__valid_name(start, name_len)) {
-            expand__err(err, errsz,
-                        "invalid environment variable name \"%.*s%s\" (use letters, digits and "
-                        "\"_\", not starting with a digit)",
-                        expand__quote_len(start, name_len), start,
-                        name_len > EXPAND_QUOTE_MAX ? "..." : "");
-            goto fail;
-        }
-        const char *def = sep ? sep + 2 : NULL;
-        if (def) {
-            for (const char *q = def; q + 1 < close; q++) {
-                if (q[0] == '$' && q[1] == '{') {
-                    expand__err(err, errsz,
-                                "the default of \"${%.*s:-...}\" contains \"${\"; defaults are "
-                                "not expanded",
-                                (int)name_len, start);
-                    goto fail;
-                }
-            }
-        }
-        name = strndup(start, name_len);
-        if (!name)
-            goto oom;
-        const char *val = getenv_fn(name, arg);
-        if (def && (!val || !*val)) {
-            if (expand__add(&out, def, (size_t)(close - def)))
-                goto oom;
-        } else if (!val) {
-            expand__err(err, errsz,
-                        "environment variable \"%s\" is not set (use ${%s:-default} to give a "
-                        "default)",
-                        name, name);
-            goto fail;
-        } else if (expand__add(&out, val, strlen(val))) {
-            goto oom;
-        }
-        free(name);
-        name = NULL;
-        p = close + 1;
     }
     return out.p;
 
 oom:
     expand__err(err, errsz, "out of memory");
 fail:
-    free(name);
     free(out.p);
     return NULL;
 }

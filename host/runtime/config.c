@@ -22,7 +22,7 @@ const struct arq_option config_host_options[] = {
     ARQ_OPT("log_file", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
             "append logs to this file instead of stderr; SIGUSR1 reopens it"),
     ARQ_OPT("node", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
-            "this node's name; default: the host name"),
+            "this node's name; default: <host name>-<pid>"),
     ARQ_OPT("plugin_dir", ARQ_OPT_STRING, NULL, ARQ_OPT_RELOADABLE,
             "where modules named without a '/' are found; default: $ARQONBUS_PLUGIN_DIR, "
             "else the plugin directory installed with arqonbusd (in a build tree: plugins/ "

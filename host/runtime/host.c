@@ -172,10 +172,14 @@ static void host__reload_done(struct host *h, int ok, const char *error)
 
 /* --- set-up ------------------------------------------------------------------------------- */
 
+/* "<host name>-<pid>": unique per process, so that two nodes on one machine differ. */
 static void set_default_node(struct host *h)
 {
-    if (gethostname(h->node, sizeof h->node - 1) != 0)
-        snprintf(h->node, sizeof h->node, "arqonbus");
+    char name[200] = "";
+
+    if (gethostname(name, sizeof name - 1) != 0 || !name[0])
+        snprintf(name, sizeof name, "arqonbus");
+    snprintf(h->node, sizeof h->node, "%s-%ld", name, (long)getpid());
 }
 
 arq_series *host_series(struct host *h, enum arq_metric_type type, const char *name,
@@ -350,7 +354,8 @@ static void apply_host_settings(struct host *h, const struct host_settings *s)
     } else {
         log_open_file(NULL);
     }
-    if (s->node)
+    /* `node: ""` is what `${ARQONBUS_NODE_ID:-}` gives when the variable is unset. */
+    if (s->node && s->node[0])
         snprintf(h->node, sizeof h->node, "%s", s->node);
     else
         set_default_node(h);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,11 +112,114 @@ static void default_is_taken_literally(void **state)
     check_ok("${NOPE:-$A}", "$A");
 }
 
-static void default_containing_a_reference_is_an_error(void **state)
+/* --- a default that is itself a reference ---------------------------------------------- */
+
+static void default_may_be_one_reference(void **state)
 {
     (void)state;
-    check_err("${NOPE:-${A}}",
-              "the default of \"${NOPE:-...}\" contains \"${\"; defaults are not expanded");
+    check_ok("${NOPE:-${A}}", "alpha");
+    check_ok("${EMPTY:-${B}}", "beta");
+    check_ok("${A:-${B}}", "alpha");
+    check_ok("<${NOPE:-${EMPTY}}>", "<>");
+}
+
+static void nested_default_two_deep_picks_the_first_set_and_non_empty(void **state)
+{
+    (void)state;
+    /* The outer variable set, unset, empty; then the inner one set, unset, empty. */
+    check_ok("${A:-${B:-d}}", "alpha");
+    check_ok("${NOPE:-${B:-d}}", "beta");
+    check_ok("${EMPTY:-${B:-d}}", "beta");
+    check_ok("${NOPE:-${NOPE2:-d}}", "d");
+    check_ok("${EMPTY:-${EMPTY:-d}}", "d");
+    check_ok("${NOPE:-${EMPTY:-}}", "");
+    check_ok("url: ${NOPE:-${NOPE2:-redis://127.0.0.1:6379}}/0", "url: redis://127.0.0.1:6379/0");
+}
+
+static void nested_default_three_deep_picks_the_first_set_and_non_empty(void **state)
+{
+    (void)state;
+    check_ok("${A:-${NOPE:-${B:-d}}}", "alpha");
+    check_ok("${NOPE:-${B:-${A:-d}}}", "beta");
+    check_ok("${EMPTY:-${NOPE:-${A:-d}}}", "alpha");
+    check_ok("${NOPE:-${EMPTY:-${NOPE2:-d}}}", "d");
+    check_ok("${NOPE:-${EMPTY:-${B}}}", "beta");
+    check_ok("[${NOPE:-${NOPE2:-${NOPE3:-}}}]", "[]");
+    check_ok("${NOPE:-${B:-x}}-${A:-${B}}", "beta-alpha");
+}
+
+static void innermost_reference_without_default_must_be_set_when_reached(void **state)
+{
+    (void)state;
+    check_err("${NOPE:-${EMPTY:-${NOPE2}}}", "environment variable \"NOPE2\" is not set (use "
+                                             "${NOPE2:-default} to give a default)");
+    check_ok("${NOPE:-${EMPTY}}", "");
+    /* Not reached: an earlier variable is set, so the inner one is not looked up. */
+    check_ok("${A:-${NOPE2}}", "alpha");
+}
+
+/* A chain is read without recursion: any depth is fine (the fuzzer writes deep ones). */
+static void long_chain_of_defaults_is_expanded(void **state)
+{
+    (void)state;
+    enum { DEPTH = 2000 };
+    char *in = malloc(DEPTH * 9 + 16), *p = in;
+    assert_non_null(in);
+    for (int i = 0; i < DEPTH; i++)
+        p += sprintf(p, "${NOPE:-");
+    p += sprintf(p, "${B}");
+    memset(p, '}', DEPTH);
+    p[DEPTH] = '\0';
+    check_ok(in, "beta");
+    p[DEPTH - 1] = '\0';
+    char err[256];
+    assert_null(cfg_expand(in, fake_getenv, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "unterminated \"${NOPE:-${NOPE:-"));
+    free(in);
+}
+
+static void double_dollar_in_a_nested_default_stays_literal(void **state)
+{
+    (void)state;
+    check_ok("${NOPE:-${NOPE2:-a$$b}}", "a$$b");
+    check_ok("${NOPE:-${NOPE2:-${NOPE3:-$$}}}", "$$");
+    check_ok("$$${NOPE:-${A}}", "$alpha");
+}
+
+static void default_mixing_text_and_a_reference_is_an_error(void **state)
+{
+    (void)state;
+    const char *want = "the default of \"${NOPE:-...}\" mixes text and \"${\"; a default is "
+                       "either text or one ${...} reference";
+    check_err("${NOPE:-x${A}}", want);
+    check_err("${NOPE:-${A}x}", want);
+    check_err("${NOPE:-${A}${B}}", want);
+    check_err("${NOPE:-$${A}}", want);
+    check_err("${A:-${NOPE:-x${B}}}", "the default of \"${NOPE:-...}\" mixes text and \"${\"; a "
+                                      "default is either text or one ${...} reference");
+}
+
+static void unclosed_nested_reference_is_an_error(void **state)
+{
+    (void)state;
+    /* No "}" at all: the whole reference is quoted. */
+    check_err("${NOPE:-${A:-x", "unterminated \"${NOPE:-${A:-x\" (missing \"}\")");
+    check_err("${NOPE:-${", "unterminated \"${NOPE:-${\" (missing \"}\")");
+    /* The inner one ends, the outer one does not. */
+    check_err("${NOPE:-${A:-x}", "unterminated \"${NOPE:-${A:-x}\" (missing \"}\")");
+    check_err("${NOPE:-${B:-${A}}", "unterminated \"${NOPE:-${B:-${A}}\" (missing \"}\")");
+    check_err("a ${NOPE:-${B:-${A}} b", "unterminated \"${NOPE:-${B:-${A}} b\" (missing \"}\")");
+    check_err("${X:-${Y:-${Z:-w}}", "unterminated \"${X:-${Y:-${Z:-w}}\" (missing \"}\")");
+}
+
+static void bad_name_in_a_nested_reference_is_an_error(void **state)
+{
+    (void)state;
+    check_err("${NOPE:-${1A}}", "invalid environment variable name \"1A\" (use letters, digits "
+                                "and \"_\", not starting with a digit)");
+    /* Checked even when an earlier variable is set. */
+    check_err("${A:-${B:-${}}}", "invalid environment variable name \"\" (use letters, digits and "
+                                 "\"_\", not starting with a digit)");
 }
 
 static void double_dollar_is_one_literal_dollar(void **state)
@@ -253,7 +357,15 @@ int main(void)
         cmocka_unit_test(default_is_ignored_when_variable_is_set),
         cmocka_unit_test(empty_default_gives_empty_string),
         cmocka_unit_test(default_is_taken_literally),
-        cmocka_unit_test(default_containing_a_reference_is_an_error),
+        cmocka_unit_test(default_may_be_one_reference),
+        cmocka_unit_test(nested_default_two_deep_picks_the_first_set_and_non_empty),
+        cmocka_unit_test(nested_default_three_deep_picks_the_first_set_and_non_empty),
+        cmocka_unit_test(innermost_reference_without_default_must_be_set_when_reached),
+        cmocka_unit_test(long_chain_of_defaults_is_expanded),
+        cmocka_unit_test(double_dollar_in_a_nested_default_stays_literal),
+        cmocka_unit_test(default_mixing_text_and_a_reference_is_an_error),
+        cmocka_unit_test(unclosed_nested_reference_is_an_error),
+        cmocka_unit_test(bad_name_in_a_nested_reference_is_an_error),
         cmocka_unit_test(double_dollar_is_one_literal_dollar),
         cmocka_unit_test(dollar_not_followed_by_brace_or_dollar_is_literal),
         cmocka_unit_test(environment_values_are_not_expanded_again),
