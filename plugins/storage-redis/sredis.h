@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "redis_url.h"
+
 struct hring;
 struct sr_link;
 struct sr_query;
@@ -38,12 +40,6 @@ enum sr_state {
     SR_WAITING     /* down: the next attempt is due at retry_at_us                  */
 };
 
-struct sr_url {
-    char host[256]; /* name or numeric address, without brackets */
-    int port;
-    int db;
-};
-
 /* One append not yet answered by Redis: waiting for a connection, in flight, or buffered for
  * replay (already acknowledged from the fallback ring). One allocation with its strings. */
 struct sr_pending {
@@ -64,7 +60,7 @@ struct sredis {
     char *name; /* instance name, copied (metric labels, logs) */
 
     /* Options. */
-    struct sr_url url;
+    struct redis_url url;
     char where[300]; /* "host:port/db" for logs and health: never the password */
     char *password;  /* NULL: no AUTH */
     char *prefix;

@@ -7,7 +7,6 @@
  * replayed to Redis, in order and exactly once, when it is back. Mode `strict` refuses instead
  * (appends and queries answer ARQ_EAGAIN). See README.md for the key layout and the rules. */
 #include <arqonbus/plugin.h>
-#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,66 +71,6 @@ void sredis__new_epoch(struct sredis *s, char out[SR_EPOCH_LEN + 1])
     snprintf(out, SR_EPOCH_LEN + 1, "%016llx", (unsigned long long)z);
 }
 
-/* redis://host[:port][/db], host a name, an IPv4 address or [an IPv6 address]. */
-static int sredis__parse_url(const char *url, struct sr_url *u, struct arq_error *err)
-{
-    static const char usage[] = "expected redis://host[:port][/db]";
-    if (strncmp(url, "rediss://", 9) == 0)
-        return arq_error_set(err, ARQ_EINVAL, "url: TLS (rediss://) is not supported");
-    if (strncmp(url, "redis://", 8) != 0)
-        return arq_error_set(err, ARQ_EINVAL, "url: %s, got \"%s\"", usage, url);
-    const char *p = url + 8;
-    size_t authority = strcspn(p, "/?#");
-    if (memchr(p, '@', authority))
-        /* Never echo it: the url is not a SECRET option, the password would show. */
-        return arq_error_set(err, ARQ_EINVAL,
-                             "url: credentials in the url are refused (the url shows in logs "
-                             "and status); put the password in the `password` option");
-    const char *host = p, *host_end, *after;
-    if (*p == '[') {
-        host = p + 1;
-        host_end = memchr(host, ']', authority - 1);
-        if (!host_end)
-            return arq_error_set(err, ARQ_EINVAL, "url: unterminated [ in \"%s\"", url);
-        after = host_end + 1;
-    } else {
-        host_end = memchr(p, ':', authority);
-        if (!host_end)
-            host_end = p + authority;
-        after = host_end;
-    }
-    size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen >= sizeof u->host)
-        return arq_error_set(err, ARQ_EINVAL, "url: no host in \"%s\" (%s)", url, usage);
-    memcpy(u->host, host, hlen);
-    u->host[hlen] = '\0';
-    u->port = 6379;
-    u->db = 0;
-    const char *end = p + authority;
-    if (after < end) {
-        char *stop;
-        if (*after != ':' || !isdigit((unsigned char)after[1]))
-            return arq_error_set(err, ARQ_EINVAL, "url: bad port in \"%s\" (%s)", url, usage);
-        long port = strtol(after + 1, &stop, 10);
-        if (stop != end || port < 1 || port > 65535)
-            return arq_error_set(err, ARQ_EINVAL, "url: bad port in \"%s\" (%s)", url, usage);
-        u->port = (int)port;
-    }
-    if (*end == '/' && end[1]) {
-        char *stop;
-        if (!isdigit((unsigned char)end[1]))
-            return arq_error_set(err, ARQ_EINVAL, "url: bad database number in \"%s\"", url);
-        long db = strtol(end + 1, &stop, 10);
-        if (*stop || db < 0 || db > 1000000)
-            return arq_error_set(err, ARQ_EINVAL, "url: bad database number in \"%s\"", url);
-        u->db = (int)db;
-    } else if (*end == '?' || *end == '#') {
-        return arq_error_set(err, ARQ_EINVAL, "url: query parameters are not supported in \"%s\"",
-                             url);
-    }
-    return ARQ_OK;
-}
-
 /* Braces would move the hash tag off the room; the rest keeps keys readable in redis-cli. */
 static int sredis__check_prefix(const char *prefix, struct arq_error *err)
 {
@@ -171,7 +110,9 @@ static int sredis_create(const struct arq_host *host, arq_ctx *ctx, const json_t
         return arq_error_set(err, ARQ_ENOMEM, "out of memory");
     s->host = host;
     s->ctx = ctx;
-    int rc = sredis__parse_url(host->opt_str(cfg, "url", "redis://127.0.0.1:6379"), &s->url, err);
+    /* No credentials in the url: it shows in logs and status (`password` is SECRET). */
+    int rc = redis_url_parse(host->opt_str(cfg, "url", "redis://127.0.0.1:6379"), &s->url, 0, "url",
+                             err);
     if (rc != ARQ_OK)
         goto fail;
     const char *prefix = host->opt_str(cfg, "key_prefix", "arqonbus");
@@ -186,8 +127,7 @@ static int sredis_create(const struct arq_host *host, arq_ctx *ctx, const json_t
         rc = arq_error_set(err, ARQ_ENOMEM, "out of memory");
         goto fail;
     }
-    snprintf(s->where, sizeof s->where, "%s%s%s:%d/%d", strchr(s->url.host, ':') ? "[" : "",
-             s->url.host, strchr(s->url.host, ':') ? "]" : "", s->url.port, s->url.db);
+    redis_url_where(&s->url, s->where, sizeof s->where);
     sredis__read_reloadable(s, cfg);
     s->connect_timeout_ms = host->opt_int(cfg, "connect_timeout", 2000);
     s->mode = strcmp(host->opt_str(cfg, "mode", "degraded"), "strict") == 0 ? SR_MODE_STRICT
