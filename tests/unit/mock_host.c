@@ -111,6 +111,11 @@ struct mock_host {
     arq_request *reload_request;
     arq_request *history_request;
     json_t *cfgs; /* what mock_host_create_plugin gave: kept, as the host keeps them */
+    char *node;   /* NULL: MOCK_NODE */
+    struct strings delivered;
+    size_t resyncs;
+    void (*on_resync)(void *arg);
+    void *on_resync_arg;
 };
 
 static void *must(void *p)
@@ -153,8 +158,7 @@ static const char *mock_instance_name(const arq_ctx *ctx)
 
 static const char *mock_node_name(const arq_ctx *ctx)
 {
-    (void)ctx;
-    return MOCK_NODE;
+    return ctx->mh->node ? ctx->mh->node : MOCK_NODE;
 }
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
@@ -688,6 +692,26 @@ static void mock_bus_reload(arq_ctx *ctx, arq_request *req)
     ctx->mh->reload_request = req;
 }
 
+static void mock_broker_deliver(arq_ctx *ctx, const struct arq_broker_msg *msg)
+{
+    char *line = NULL;
+    size_t len = 0;
+    FILE *out = must(open_memstream(&line, &len));
+    fprintf(out, "origin=%s room=%s channel=%s to=%s id=%s data=", OR_DASH(msg->origin),
+            OR_DASH(msg->room), OR_DASH(msg->channel), OR_DASH(msg->to_client), OR_DASH(msg->id));
+    fwrite(msg->data, 1, msg->len, out);
+    fclose(out);
+    strings_push_take(&ctx->mh->delivered, must(line));
+}
+
+static void mock_broker_resync(arq_ctx *ctx)
+{
+    struct mock_host *mh = ctx->mh;
+    mh->resyncs++;
+    if (mh->on_resync)
+        mh->on_resync(mh->on_resync_arg);
+}
+
 static const struct arq_host mock_api = {
     .struct_size = sizeof(struct arq_host),
     .abi_major = ARQ_ABI_MAJOR,
@@ -734,6 +758,8 @@ static const struct arq_host mock_api = {
     .bus_query_async = mock_bus_query_async,
     .bus_reload = mock_bus_reload,
     .bus_history = mock_bus_history,
+    .broker_deliver = mock_broker_deliver,
+    .broker_resync = mock_broker_resync,
 };
 
 /* --- the mock itself ----------------------------------------------------------------------- */
@@ -804,6 +830,8 @@ void mock_host_free(struct mock_host *mh)
         free(s);
     }
     strings_free(&mh->bus_calls);
+    strings_free(&mh->delivered);
+    free(mh->node);
     strings_free(&mh->logs);
     strings_free(&mh->events);
     json_decref(mh->cfgs);
@@ -924,6 +952,33 @@ arq_request *mock_host_history_request(const struct mock_host *mh)
 arq_request *mock_host_reload_request(const struct mock_host *mh)
 {
     return mh->reload_request;
+}
+
+void mock_host_set_node(struct mock_host *mh, const char *node)
+{
+    free(mh->node);
+    mh->node = must_strdup(node);
+}
+
+size_t mock_host_delivered_count(const struct mock_host *mh)
+{
+    return mh->delivered.n;
+}
+
+const char *mock_host_delivered(const struct mock_host *mh, size_t i)
+{
+    return i < mh->delivered.n ? mh->delivered.items[i] : NULL;
+}
+
+size_t mock_host_resync_count(const struct mock_host *mh)
+{
+    return mh->resyncs;
+}
+
+void mock_host_on_resync(struct mock_host *mh, void (*fn)(void *arg), void *arg)
+{
+    mh->on_resync = fn;
+    mh->on_resync_arg = arg;
 }
 
 /* --- helpers for tests ---------------------------------------------------------------------- */

@@ -133,6 +133,20 @@ arq_request *mock_host_history_request(const struct mock_host *mh);
 /* The request last passed to bus_reload (which the mock never answers), or NULL. */
 arq_request *mock_host_reload_request(const struct mock_host *mh);
 
+/* --- the broker services (broker_deliver, broker_resync) ------------------------------------ */
+
+/* This mock's node name (node_name), "test-node" by default. `node` is copied. */
+void mock_host_set_node(struct mock_host *mh, const char *node);
+/* broker_deliver calls, oldest first, one line each (NULL fields written "-", the frame as
+ * text): "origin=<node> room=<room> channel=<channel> to=<client id> id=<id> data=<frame>". */
+size_t mock_host_delivered_count(const struct mock_host *mh);
+const char *mock_host_delivered(const struct mock_host *mh, size_t i);
+/* How many times broker_resync was called. */
+size_t mock_host_resync_count(const struct mock_host *mh);
+/* `fn(arg)` runs inside each broker_resync, where the host replays subscriptions,
+ * registrations and presence (NULL: nothing runs). */
+void mock_host_on_resync(struct mock_host *mh, void (*fn)(void *arg), void *arg);
+
 /* --- helpers for tests ---------------------------------------------------------------------- */
 
 /* dlopen the plugin module at `path` and call its ARQ_PLUGIN_ENTRY. Returns the descriptor and
