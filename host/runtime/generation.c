@@ -283,8 +283,11 @@ void generation_retire_all(struct generation *g)
         return;
     for (size_t i = g->n; i-- > 0;)
         instance_stop(g->inst[i]);
-    for (size_t i = g->n; i-- > 0;)
-        instance_destroy(g->inst[i]);
+    /* An instance leaves the generation before it is destroyed: what its destruction sets
+     * off (a transport closing its clients) must not find it, or one destroyed before it,
+     * among the running instances. */
+    while (g->n > 0)
+        instance_destroy(g->inst[--g->n]);
     config_free(g->conf);
     free(g->inst);
     free(g);
