@@ -27,6 +27,7 @@ struct bus_client *bc_connect(int port, const char *path)
     assert_non_null(welcome);
     const json_t *payload = json_object_get(welcome, "payload");
     snprintf(c->id, sizeof c->id, "%s", bc_str(payload, "client_id"));
+    snprintf(c->node, sizeof c->node, "%s", bc_str(json_object_get(payload, "server"), "node"));
     assert_string_equal(bc_str(welcome, "type"), "message");
     assert_string_equal(bc_str(payload, "welcome"), "Connected to ArqonBus");
     json_decref(welcome);

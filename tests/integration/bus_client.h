@@ -10,7 +10,8 @@
 
 struct bus_client {
     struct ws_client *ws;
-    char id[64]; /* from the welcome */
+    char id[64];   /* from the welcome */
+    char node[64]; /* the node that welcomed it (payload.server.node) */
 };
 
 /* The port the instance named `ws` listens on (h_component_port), waiting for it. */
