@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "mock_host.h"
+#include "mock_loop.h"
 #include "redis_server.h"
 
 #define PLUGIN    ARQ_BUILD_PLUGIN_DIR "/broker-redis.so"
@@ -42,7 +43,6 @@
 static void *handle;
 static const struct arq_plugin *desc;
 static const struct arq_broker_ops *ops;
-static uv_loop_t loop;
 
 static int load_plugin(void **state)
 {
@@ -61,69 +61,8 @@ static int unload_plugin(void **state)
     return mock_host_unload_plugin(handle);
 }
 
-/* --- a real loop and timers for the mock hosts ---------------------------------------------- */
-
-struct test_timer {
-    uv_timer_t t;
-    arq_timer_cb cb;
-    void *arg;
-};
-
-static void *loop_uv(arq_ctx *ctx)
-{
-    (void)ctx;
-    return &loop;
-}
-
-static void timer_fired(uv_timer_t *t)
-{
-    struct test_timer *tt = t->data;
-    tt->cb(tt->arg);
-}
-
-static arq_timer *timer_start(arq_ctx *ctx, uint64_t first_ms, uint64_t repeat_ms, arq_timer_cb cb,
-                              void *arg)
-{
-    (void)ctx;
-    struct test_timer *tt = calloc(1, sizeof *tt);
-    assert_non_null(tt);
-    tt->cb = cb;
-    tt->arg = arg;
-    uv_timer_init(&loop, &tt->t);
-    tt->t.data = tt;
-    uv_timer_start(&tt->t, timer_fired, first_ms, repeat_ms);
-    return (arq_timer *)tt;
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void timer_stop(arq_timer *t)
-{
-    if (t)
-        uv_close((uv_handle_t *)&((struct test_timer *)t)->t, timer_closed);
-}
-
-static struct arq_host api; /* the mock's table with the loop services above */
-
-/* Run the loop until `done(arg)` or timeout_ms; returns done's last answer. */
-static int run_until(int (*done)(void *), void *arg, int timeout_ms)
-{
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        if (done(arg))
-            return 1;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >
-            timeout_ms)
-            return done(arg);
-        usleep(500);
-    }
-}
+/* The table given to `create`: the mock's, with a real loop (mock_loop.h). */
+static const struct arq_host *host;
 
 /* --- fixture --------------------------------------------------------------------------------- */
 
@@ -138,12 +77,8 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    if (!f || uv_loop_init(&loop) != 0)
+    if (!f || !(host = mock_loop_start()))
         return -1;
-    api = *mock_host_api();
-    api.uv_loop = loop_uv;
-    api.timer_start = timer_start;
-    api.timer_stop = timer_stop;
     for (int i = 0; i < NODES; i++) {
         char node[8];
         snprintf(node, sizeof node, "n%d", i + 1);
@@ -169,8 +104,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     for (int i = 0; i < NODES; i++)
         destroy_instance(f, i);
-    for (int i = 0; i < 1000 && uv_loop_close(&loop) == UV_EBUSY; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    mock_loop_finish();
     for (int i = 0; i < NODES; i++) {
         mock_host_free(f->mh[i]);
         json_decref(f->cfg[i]);
@@ -223,13 +157,13 @@ static void start_nodes(struct fx *f, int n, const char *url, const char *extra)
     for (int i = 0; i < n; i++) {
         struct arq_error err = {""};
         f->cfg[i] = config(yaml);
-        int rc = desc->create(&api, mock_host_ctx(f->mh[i]), f->cfg[i], &f->self[i], &err);
+        int rc = desc->create(host, mock_host_ctx(f->mh[i]), f->cfg[i], &f->self[i], &err);
         if (rc != 0)
             fail_msg("create: %s", err.text);
         assert_int_equal(desc->start(f->self[i], NULL, &err), 0);
     }
     struct up_wait w = {f, n};
-    assert_true(run_until(all_up, &w, 5000));
+    assert_true(mock_loop_run_until(all_up, &w, 5000));
 }
 
 /* Deliveries to node i. */
@@ -247,7 +181,7 @@ static int delivered_at_least(void *arg)
 static void wait_delivered(struct fx *f, int i, size_t n)
 {
     struct count_wait w = {f->mh[i], n};
-    if (!run_until(delivered_at_least, &w, 3000))
+    if (!mock_loop_run_until(delivered_at_least, &w, 3000))
         fail_msg("node %d: %zu deliveries, expected %zu", i, mock_host_delivered_count(f->mh[i]),
                  n);
 }
@@ -296,7 +230,7 @@ static int subscribers_are(void *arg)
 static void wait_subscribers(struct fx *f, int s, const char *chan, long long n, int sharded)
 {
     struct sub_wait w = {f, s, chan, n, sharded};
-    if (!run_until(subscribers_are, &w, 3000))
+    if (!mock_loop_run_until(subscribers_are, &w, 3000))
         fail_msg("%s: %lld subscribers, expected %lld", chan, subscribers(f, s, chan, sharded), n);
 }
 
@@ -346,7 +280,7 @@ static const char *query(struct fx *f, int i, const char *what, const char *room
     static char out[2048];
     struct answer a = {0};
     ops->query(f->self[i], what, room, channel, answered, &a);
-    assert_true(run_until(answer_done, &a, 3000));
+    assert_true(mock_loop_run_until(answer_done, &a, 3000));
     assert_int_equal(a.done, 1);
     if (a.code[0]) {
         snprintf(out, sizeof out, "error:%s", a.code);
@@ -375,7 +309,7 @@ static void wait_query(struct fx *f, int i, const char *what, const char *room, 
                        const char *expect, int timeout_ms)
 {
     struct query_wait w = {f, i, what, room, channel, expect};
-    if (!run_until(query_is, &w, timeout_ms))
+    if (!mock_loop_run_until(query_is, &w, timeout_ms))
         fail_msg("query %s: %s, expected %s", what, query(f, i, what, room, channel), expect);
 }
 
@@ -535,7 +469,7 @@ static void a_redis_restart_is_survived_with_its_losses_counted(void **state)
     wait_query(f, 0, "client", "arq_client_b", NULL, "{\"node\":\"n2\"}", 2000);
 
     redis_server_signal(&f->rs[0], SIGKILL);
-    assert_true(run_until(both_down, f, 3000));
+    assert_true(mock_loop_run_until(both_down, f, 3000));
     const char *detail = NULL;
     assert_int_equal(health(f, 0, &detail), 2);
     assert_non_null(detail);
@@ -548,7 +482,7 @@ static void a_redis_restart_is_survived_with_its_losses_counted(void **state)
 
     assert_int_equal(redis_server_restart(&f->rs[0]), 0);
     struct up_wait w = {f, 2};
-    assert_true(run_until(all_up, &w, 5000));
+    assert_true(mock_loop_run_until(all_up, &w, 5000));
     assert_true(mock_host_resync_count(f->mh[1]) > resyncs);
     assert_true(metric(f, 0, "arqonbus_broker_reconnects_total") >= 1);
     assert_int_equal(metric(f, 0, CONNECTED), 1);
@@ -615,7 +549,7 @@ static void rooms_spread_over_two_shards_and_listings_merge(void **state)
     /* One shard down: degraded, and what needs it fails; the other still answers. */
     redis_server_signal(&f->rs[1], SIGKILL);
     const char *detail = NULL;
-    assert_true(run_until(one_down, f, 3000));
+    assert_true(mock_loop_run_until(one_down, f, 3000));
     assert_int_equal(health(f, 0, &detail), 1);
     assert_non_null(strstr(detail, f->url[1] + 8));
     assert_null(strstr(detail, f->url[0] + 8));
@@ -677,7 +611,7 @@ static int create_fails(struct fx *f, const char *yaml, char *err_out, size_t si
     struct arq_error err = {""};
     void *self = NULL;
     json_t *cfg = config(yaml);
-    int rc = desc->create(&api, mock_host_ctx(f->mh[2]), cfg, &self, &err);
+    int rc = desc->create(host, mock_host_ctx(f->mh[2]), cfg, &self, &err);
     if (rc == 0)
         desc->destroy(self);
     json_decref(cfg);

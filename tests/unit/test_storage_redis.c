@@ -26,6 +26,7 @@
 
 #include "loader.h"
 #include "mock_host.h"
+#include "mock_loop.h"
 #include "redis_server.h"
 
 #define PLUGIN   ARQ_BUILD_PLUGIN_DIR "/storage-redis.so"
@@ -34,7 +35,6 @@
 
 static void *handle;
 static const struct arq_plugin *desc;
-static uv_loop_t loop;
 
 static int load_plugin(void **state)
 {
@@ -50,69 +50,8 @@ static int unload_plugin(void **state)
     return mock_host_unload_plugin(handle);
 }
 
-/* --- a real loop and timers for the mock host ----------------------------------------------- */
-
-struct test_timer {
-    uv_timer_t t;
-    arq_timer_cb cb;
-    void *arg;
-};
-
-static void *loop_uv(arq_ctx *ctx)
-{
-    (void)ctx;
-    return &loop;
-}
-
-static void timer_fired(uv_timer_t *t)
-{
-    struct test_timer *tt = t->data;
-    tt->cb(tt->arg);
-}
-
-static arq_timer *timer_start(arq_ctx *ctx, uint64_t first_ms, uint64_t repeat_ms, arq_timer_cb cb,
-                              void *arg)
-{
-    (void)ctx;
-    struct test_timer *tt = calloc(1, sizeof *tt);
-    assert_non_null(tt);
-    tt->cb = cb;
-    tt->arg = arg;
-    uv_timer_init(&loop, &tt->t);
-    tt->t.data = tt;
-    uv_timer_start(&tt->t, timer_fired, first_ms, repeat_ms);
-    return (arq_timer *)tt;
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void timer_stop(arq_timer *t)
-{
-    if (t)
-        uv_close((uv_handle_t *)&((struct test_timer *)t)->t, timer_closed);
-}
-
-static struct arq_host api; /* the mock's table with the loop services above */
-
-/* Run the loop until `done(arg)` or timeout_ms; returns done's last answer. */
-static int run_until(int (*done)(void *), void *arg, int timeout_ms)
-{
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        if (done(arg))
-            return 1;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >
-            timeout_ms)
-            return done(arg);
-        usleep(500);
-    }
-}
+/* The table given to `create`: the mock's, with a real loop (mock_loop.h). */
+static const struct arq_host *host;
 
 static int never(void *arg)
 {
@@ -120,9 +59,10 @@ static int never(void *arg)
     return 0;
 }
 
+/* Run the loop for `ms`. */
 static void run_for(int ms)
 {
-    run_until(never, NULL, ms);
+    mock_loop_run_until(never, NULL, ms);
 }
 
 /* --- fixture --------------------------------------------------------------------------------- */
@@ -138,12 +78,8 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    if (!f || uv_loop_init(&loop) != 0)
+    if (!f || !(host = mock_loop_start()))
         return -1;
-    api = *mock_host_api();
-    api.uv_loop = loop_uv;
-    api.timer_start = timer_start;
-    api.timer_stop = timer_stop;
     for (int i = 0; i < 2; i++)
         if (!(f->mh[i] = mock_host_new(i == 0 ? "store" : "store2")))
             return -1;
@@ -166,9 +102,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     for (int i = 0; i < 2; i++)
         destroy_instance(f, i);
-    /* Handles the plugin closed finish closing on the loop. */
-    for (int i = 0; i < 1000 && uv_loop_close(&loop) == UV_EBUSY; i++)
-        uv_run(&loop, UV_RUN_NOWAIT);
+    mock_loop_finish(); /* the handles the plugin closed finish closing */
     for (int i = 0; i < 2; i++)
         mock_host_free(f->mh[i]);
     redis_server_cleanup(&f->rs);
@@ -197,7 +131,7 @@ static void *start(struct fx *f, int i, const char *extra)
 {
     struct arq_error err = {""};
     json_t *cfg = config(f, extra);
-    int rc = desc->create(&api, mock_host_ctx(f->mh[i]), cfg, &f->self[i], &err);
+    int rc = desc->create(host, mock_host_ctx(f->mh[i]), cfg, &f->self[i], &err);
     json_decref(cfg);
     if (rc != 0)
         fail_msg("create: %s", err.text);
@@ -229,7 +163,7 @@ static int health_is(void *arg)
 static void wait_health(void *self, int want, int timeout_ms)
 {
     struct health_wait w = {self, want};
-    if (!run_until(health_is, &w, timeout_ms)) {
+    if (!mock_loop_run_until(health_is, &w, timeout_ms)) {
         const char *detail = NULL;
         int h = health(self, &detail);
         fail_msg("health %d (%s), wanted %d", h, detail ? detail : "-", want);
@@ -288,7 +222,7 @@ static struct ack append(void *self, const char *room, const char *channel, int 
 {
     struct ack a;
     append_async(self, room, channel, n, &a);
-    if (!run_until(ack_done, &a, 5000))
+    if (!mock_loop_run_until(ack_done, &a, 5000))
         fail_msg("no ack for message %d", n);
     return a;
 }
@@ -347,7 +281,7 @@ static void query(void *self, struct hist *h, const char *room, const char *chan
                                   .epoch = epoch};
     memset(h, 0, sizeof *h);
     assert_int_equal(ops()->query(self, &q, answered, h), 0);
-    if (!run_until(hist_done, h, 5000))
+    if (!mock_loop_run_until(hist_done, h, 5000))
         fail_msg("no answer to a query");
 }
 
@@ -576,7 +510,7 @@ static void a_retried_append_is_stored_once(void **state)
                              .json_len = strlen(json)};
     struct ack a3 = {0};
     assert_int_equal(ops()->append(s, &msg, acked, &a3), 0);
-    assert_true(run_until(ack_done, &a3, 5000));
+    assert_true(mock_loop_run_until(ack_done, &a3, 5000));
     assert_int_equal(a3.offset, 3);
 }
 
@@ -593,7 +527,7 @@ static void a_message_without_json_is_stored(void **state)
         .struct_size = sizeof msg, .room = "r", .channel = "c", .id = id, .json = NULL};
     struct ack a = {0};
     assert_int_equal(ops()->append(s, &msg, acked, &a), 0);
-    assert_true(run_until(ack_done, &a, 5000));
+    assert_true(mock_loop_run_until(ack_done, &a, 5000));
     assert_int_equal(a.status, ARQ_OK);
     assert_int_equal(a.offset, 1);
     assert_int_equal(redis_int(f, "XLEN %s", "t:{r}:c"), 1);
@@ -745,7 +679,7 @@ static void two_instances_on_one_redis_agree_on_offsets(void **state)
         append_async(s2, "r", "c", 200 + i, &acks[100 + i]);
     }
     for (int i = 0; i < 200; i++)
-        assert_true(run_until(ack_done, &acks[i], 5000));
+        assert_true(mock_loop_run_until(ack_done, &acks[i], 5000));
     int seen[203] = {0};
     for (int i = 0; i < 200; i++) {
         assert_int_equal(acks[i].status, ARQ_OK);
@@ -853,7 +787,7 @@ static void redis_killed_mid_stream_every_ack_ends_in_redis_once_in_order(void *
         run_for(1);
     }
     for (int i = 0; i < 300; i++) {
-        assert_true(run_until(ack_done, &acks[i], 5000));
+        assert_true(mock_loop_run_until(ack_done, &acks[i], 5000));
         assert_int_equal(acks[i].status, ARQ_OK);
     }
     wait_health(s, 0, 10000);
@@ -876,7 +810,7 @@ static void a_paused_redis_times_out_and_the_replay_stores_once(void **state)
     /* No reply within the reply timeout (5 s): the link is dropped, the acks come from the
      * ring. Redis, resumed, may still run what it had read: the replay must not double it. */
     for (int i = 1; i < 4; i++)
-        assert_true(run_until(ack_done, &a[i], 8000));
+        assert_true(mock_loop_run_until(ack_done, &a[i], 8000));
     assert_int_equal(health(s, NULL), 1);
     redis_server_signal(&f->rs, SIGCONT);
     wait_health(s, 0, 10000);
@@ -1030,7 +964,7 @@ static void a_successor_replays_what_its_predecessor_buffered(void **state)
     redis_up(f);
     struct arq_error err = {""};
     json_t *cfg = config(f, NULL);
-    assert_int_equal(desc->create(&api, mock_host_ctx(f->mh[1]), cfg, &f->self[1], &err), 0);
+    assert_int_equal(desc->create(host, mock_host_ctx(f->mh[1]), cfg, &f->self[1], &err), 0);
     json_decref(cfg);
     assert_int_equal(desc->start(f->self[1], old, &err), 0);
     destroy_instance(f, 0);
@@ -1057,7 +991,7 @@ static void a_long_message_id_is_hashed_in_its_dedupe_key(void **state)
     struct ack a = {0}, b = {0};
     assert_int_equal(ops()->append(s, &msg, acked, &a), 0);
     assert_int_equal(ops()->append(s, &msg, acked, &b), 0);
-    assert_true(run_until(ack_done, &b, 5000));
+    assert_true(mock_loop_run_until(ack_done, &b, 5000));
     assert_int_equal(a.offset, 1);
     assert_int_equal(b.offset, 1); /* still recognised as the same message */
     redisReply *r = redis_server_cmd(&f->rs, "KEYS t:{r}:c#id:*");
