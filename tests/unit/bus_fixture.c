@@ -160,6 +160,24 @@ struct fake_client *fx_connect(struct bus_fx *f, const struct arq_conn_info *inf
     return c;
 }
 
+struct fake_client *fx_client(struct bus_fx *f)
+{
+    struct fake_client *c = fx_connect(f, NULL);
+    assert_non_null(c->conn);
+    json_t *w = fx_next(c);
+    assert_non_null(fx_get(w, "payload.welcome"));
+    assert_string_equal(fx_str(w, "payload.client_id"), conn_svc_client_id(c->conn));
+    return c;
+}
+
+void fx_join(struct fake_client *c, const char *room, const char *channel)
+{
+    struct arq_error err = {""};
+    const char *code = bus_svc_join(c->conn, room, channel, &err);
+    if (code)
+        fail_msg("join %s/%s: %s (%s)", room, channel ? channel : "-", code, err.text);
+}
+
 void fx_send(struct fake_client *c, const char *text)
 {
     assert_non_null(c->conn);

@@ -74,6 +74,11 @@ void fx_remove_instance(struct bus_fx *f, struct arq_ctx *ctx);
 /* A client connected through the fake transport (info NULL: 127.0.0.1, no query). When the
  * bus refused it, conn is NULL and the close it asked for is recorded. */
 struct fake_client *fx_connect(struct bus_fx *f, const struct arq_conn_info *info);
+/* A client connected (info NULL) and open, its welcome read; fails the test otherwise. */
+struct fake_client *fx_client(struct bus_fx *f);
+/* Join room/channel (channel NULL: the room) through the bus service; fails the test on an
+ * error. */
+void fx_join(struct fake_client *c, const char *room, const char *channel);
 /* A client frame, as the transport delivers it. */
 void fx_send(struct fake_client *c, const char *text);
 /* Printf-style fx_send. */

@@ -194,20 +194,6 @@ static void with_broker(struct bfx *x)
     broker_answer(&x->broker, "[]", NULL);
 }
 
-static struct fake_client *client(struct bus_fx *f)
-{
-    struct fake_client *c = fx_connect(f, NULL);
-    assert_non_null(c->conn);
-    assert_non_null(fx_get(fx_next(c), "payload.welcome"));
-    return c;
-}
-
-static void join(struct fake_client *c, const char *room, const char *channel)
-{
-    struct arq_error err = {""};
-    assert_null(bus_svc_join(c->conn, room, channel, &err));
-}
-
 static void leave(struct fake_client *c, const char *room, const char *channel)
 {
     struct arq_error err = {""};
@@ -231,14 +217,14 @@ static void subscriptions_follow_the_first_and_last_local_member(void **state)
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f), *b = client(x->f);
+    struct fake_client *a = fx_client(x->f), *b = fx_client(x->f);
     size_t base = x->broker.n;
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     call_is(x, base, "subscribe lobby -"); /* room-wide traffic reaches channel members */
     call_is(x, base + 1, "subscribe lobby general");
     call_is(x, base + 2, "presence %s lobby general 1", a->conn->id);
-    join(b, "lobby", "general"); /* not the first: presence only */
-    join(b, "lobby", NULL);
+    fx_join(b, "lobby", "general"); /* not the first: presence only */
+    fx_join(b, "lobby", NULL);
     assert_int_equal(broker_count(&x->broker, "subscribe"), 2);
     assert_true(broker_find(&x->broker, base, "presence") < 0);
     char line[200];
@@ -262,11 +248,11 @@ static void clients_register_and_leave_their_memberships_before_unregistering(vo
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f);
+    struct fake_client *a = fx_client(x->f);
     char id[64];
     snprintf(id, sizeof id, "%s", a->conn->id);
     call_is(x, x->broker.n - 1, "register %s", id);
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     size_t base = x->broker.n;
     fx_disconnect(a, 1000);
     call_is(x, base, "presence %s lobby general 0", id);
@@ -280,8 +266,8 @@ static void a_force_deleted_channel_ends_presence_and_its_subscription(void **st
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(x->f);
+    fx_join(a, "lobby", "general");
     size_t base = x->broker.n;
     struct arq_error err = {""};
     assert_null(bus_svc_delete_channel(&x->f->transport->ctx, "lobby", "general", 1, &err));
@@ -293,10 +279,10 @@ static void a_force_deleted_channel_ends_presence_and_its_subscription(void **st
 static void a_new_broker_and_a_resync_learn_everything_this_node_holds(void **state)
 {
     struct bfx *x = *state;
-    struct fake_client *a = client(x->f), *b = client(x->f);
-    join(a, "lobby", "general");
-    join(b, "lobby", NULL);
-    join(b, "news", NULL);
+    struct fake_client *a = fx_client(x->f), *b = fx_client(x->f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", NULL);
+    fx_join(b, "news", NULL);
     with_broker(x); /* a reload that adds the broker */
     for (int round = 0; round < 2; round++) {
         assert_true(broker_find(&x->broker, 0, "subscribe lobby -") >= 0);
@@ -321,10 +307,10 @@ static void a_routed_message_goes_to_the_broker_once(void **state)
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f), *b = client(x->f), *c = client(x->f);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
-    join(c, "lobby", "general");
+    struct fake_client *a = fx_client(x->f), *b = fx_client(x->f), *c = fx_client(x->f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
+    fx_join(c, "lobby", "general");
     size_t base = x->broker.n;
     fx_send(a, "{\"id\":\"arq_1700000000000_1_0a0b0c\",\"type\":\"message\",\"room\":\"lobby\","
                "\"channel\":\"general\","
@@ -345,10 +331,10 @@ static void traffic_from_the_broker_reaches_local_members_once(void **state)
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f), *b = client(x->f);
-    join(a, "lobby", "general");
-    join(a, "lobby", "random"); /* a room-wide message reaches a once */
-    join(b, "lobby", "general");
+    struct fake_client *a = fx_client(x->f), *b = fx_client(x->f);
+    fx_join(a, "lobby", "general");
+    fx_join(a, "lobby", "random"); /* a room-wide message reaches a once */
+    fx_join(b, "lobby", "general");
     size_t base = x->broker.n;
     const struct arq_host *api = bus_services_api();
     static const char room_wide[] = "{\"type\":\"message\",\"room\":\"lobby\",\"payload\":1}";
@@ -392,7 +378,7 @@ static void a_direct_message_finds_its_client_on_another_node(void **state)
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f);
+    struct fake_client *a = fx_client(x->f);
     size_t base = x->broker.n;
     fx_send(a, "{\"id\":\"arq_1700000000000_3_0a0b0c\",\"type\":\"message\",\"to_client\":\"arq_"
                "client_far\","
@@ -429,7 +415,7 @@ static void without_a_broker_unknown_rooms_and_clients_are_errors(void **state)
 {
     struct bfx *x = *state;
     fx_configure(x->f, "members_only: false");
-    struct fake_client *a = client(x->f);
+    struct fake_client *a = fx_client(x->f);
     fx_send(a, "{\"id\":\"arq_1700000000000_1_0a0b0c\",\"type\":\"message\",\"room\":\"nowhere\","
                "\"payload\":1}");
     assert_string_equal(fx_str(fx_expect(a, "error"), "error_code"), "ROOM_NOT_FOUND");
@@ -453,7 +439,7 @@ static void members_only_still_needs_a_local_membership(void **state)
     struct bfx *x = *state;
     fx_configure(x->f, "members_only: true");
     with_broker(x);
-    struct fake_client *a = client(x->f);
+    struct fake_client *a = fx_client(x->f);
     size_t base = x->broker.n;
     fx_send(a, "{\"id\":\"arq_1700000000000_1_0a0b0c\",\"type\":\"message\",\"room\":\"lobby\","
                "\"channel\":\"general\","
@@ -469,9 +455,9 @@ static void presence_events_go_to_the_cluster_once(void **state)
     struct bfx *x = *state;
     fx_configure(x->f, "presence: [\"*\"]");
     with_broker(x);
-    struct fake_client *a = client(x->f);
+    struct fake_client *a = fx_client(x->f);
     size_t base = x->broker.n;
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     assert_int_equal(broker_count(&x->broker, "publish"), 1);
     long i = broker_find(&x->broker, base, "subscribe lobby general");
     assert_true(i >= 0);
@@ -497,8 +483,8 @@ static void listings_describe_the_whole_cluster(void **state)
 {
     struct bfx *x = *state;
     with_broker(x);
-    struct fake_client *a = client(x->f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(x->f);
+    fx_join(a, "lobby", "general");
     struct arq_error err = {""};
     assert_null(
         bus_svc_create_channel(&x->f->transport->ctx, "lobby", "quiet", "an empty one", &err));
@@ -572,8 +558,8 @@ static void listings_describe_the_whole_cluster(void **state)
 static void without_a_broker_listings_are_this_nodes(void **state)
 {
     struct bfx *x = *state;
-    struct fake_client *a = client(x->f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(x->f);
+    fx_join(a, "lobby", "general");
     struct fx_result res = {0};
     bus_services_api()->bus_query_async(&x->f->transport->ctx, NULL, "rooms", NULL, NULL,
                                         listing_cb, &res);

@@ -111,16 +111,6 @@ static void add_set(struct bus_fx *f, struct fake_set *s, const char *name,
     s->ctx = fx_instance(f, name, ARQ_KIND_COMMANDS, ops, s);
 }
 
-/* A connected client whose welcome has been read. */
-static struct fake_client *client(struct bus_fx *f)
-{
-    struct fake_client *c = fx_connect(f, NULL);
-    assert_non_null(c->conn);
-    fx_expect(c, "message");
-    assert_int_equal(fx_unread(c), 0);
-    return c;
-}
-
 static const char *cmd_id(int n)
 {
     static char id[40];
@@ -170,7 +160,7 @@ the_first_declared_set_keeps_a_name_and_the_registry_follows_the_generation(void
     struct bus_fx *f = *state;
     struct fake_set a = {0}, b = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     command(c, 1, "only_b", NULL);
     json_t *e = fx_next(c);
@@ -213,7 +203,7 @@ static void an_unknown_command_gets_an_error_frame_and_counts_as_unknown(void **
     struct bus_fx *f = *state;
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
     command(c, 1, "nope", NULL);
     json_t *e = fx_next(c);
     assert_string_equal(fx_str(e, "type"), "error");
@@ -235,7 +225,7 @@ static void a_command_needs_at_least_its_declared_role(void **state)
     add_set(f, &a, "set-a", &set_a_ops);
 
     /* No auth policy: every client has bus.anonymous_role, "user" by default. */
-    struct fake_client *u = client(f);
+    struct fake_client *u = fx_client(f);
     command(u, 1, "for_guest", NULL);
     response(u, 1, "success");
     command(u, 2, "for_user", NULL);
@@ -248,7 +238,7 @@ static void a_command_needs_at_least_its_declared_role(void **state)
     assert_int_equal(a.calls, 3);
 
     fx_configure(f, "anonymous_role: guest");
-    struct fake_client *g = client(f);
+    struct fake_client *g = fx_client(f);
     command(g, 5, "for_guest", NULL);
     response(g, 5, "success");
     command(g, 6, "for_user", NULL);
@@ -261,7 +251,7 @@ static void a_command_needs_at_least_its_declared_role(void **state)
 
     /* A role the host does not know ranks as guest. */
     fx_configure(f, "anonymous_role: operator");
-    struct fake_client *o = client(f);
+    struct fake_client *o = fx_client(f);
     command(o, 8, "for_guest", NULL);
     response(o, 8, "success");
     command(o, 9, "for_user", NULL);
@@ -269,7 +259,7 @@ static void a_command_needs_at_least_its_declared_role(void **state)
             "Command 'for_user' requires role user; this client is operator");
 
     fx_configure(f, "anonymous_role: admin");
-    struct fake_client *ad = client(f);
+    struct fake_client *ad = fx_client(f);
     command(ad, 10, "for_admin", NULL);
     response(ad, 10, "success");
 
@@ -319,7 +309,7 @@ static void arguments_are_checked_against_the_declared_spec_before_the_handler_r
     struct bus_fx *f = *state;
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     invalid(c, 1, "{}", "[\"Missing required argument 'room'\"]");
     invalid(c, 2, "{\"room\":null}", "[\"Missing required argument 'room'\"]");
@@ -362,7 +352,7 @@ static void a_reply_now_or_later_reaches_the_client_once(void **state)
     struct bus_fx *f = *state;
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     command(c, 1, "answer", NULL);
     json_t *r = response(c, 1, "success");
@@ -396,7 +386,7 @@ a_command_not_answered_in_time_gets_one_timeout_and_the_late_reply_is_swallowed(
     fx_configure(f, "command_timeout: 2s");
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     command(c, 1, "hold", NULL);
     f->now_ms += 1999;
@@ -432,7 +422,7 @@ static void a_command_set_removed_while_its_request_waits(void **state)
     fx_configure(f, "command_timeout: 1s");
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     command(c, 1, "hold", NULL);
     fx_remove_instance(f, a.ctx); /* its handler will never reply */
@@ -459,7 +449,7 @@ static void the_reload_command_is_answered_by_the_reloads_verdict(void **state)
     fx_configure(f, "command_timeout: 1s");
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     command(c, 1, "reload", NULL);
     assert_int_equal(f->reloads_asked, 1);
@@ -491,7 +481,7 @@ static void each_outcome_is_one_event_and_one_count(void **state)
     fx_configure(f, "anonymous_role: guest");
     struct fake_set a = {0};
     add_set(f, &a, "set-a", &set_a_ops);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
 
     command(c, 1, "answer", NULL);
     response(c, 1, "success");

@@ -14,26 +14,9 @@
 
 /* --- helpers --------------------------------------------------------------------------------- */
 
-/* A connected client whose welcome has been read. */
-static struct fake_client *client(struct bus_fx *f)
-{
-    struct fake_client *c = fx_connect(f, NULL);
-    assert_non_null(c->conn);
-    assert_non_null(fx_next(c));
-    return c;
-}
-
 static const char *id_of(const struct fake_client *c)
 {
     return conn_svc_client_id(c->conn);
-}
-
-static void join(struct fake_client *c, const char *room, const char *channel)
-{
-    struct arq_error err = {""};
-    const char *code = bus_svc_join(c->conn, room, channel, &err);
-    if (code)
-        fail_msg("join %s/%s: %s (%s)", room, channel ? channel : "-", code, err.text);
 }
 
 /* A message to lobby/general with payload {"n":n,"pad":"<pad bytes>"} and id
@@ -129,7 +112,7 @@ static void ack_0_in_the_query_turns_acks_off(void **state)
         struct fake_client *c = fx_connect(f, &info);
         assert_non_null(c->conn);
         assert_non_null(fx_next(c)); /* welcome */
-        join(c, "lobby", "general");
+        fx_join(c, "lobby", "general");
         publish(c, (int)i + 1, 0);
         /* A later frame's error marks the end of what the message caused. */
         fx_send(c, "{\"type\":\"message\"}");
@@ -148,10 +131,10 @@ static void a_client_past_its_queue_bound_is_closed_with_1013_and_its_frames_cou
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_queued_bytes: 4096");
-    struct fake_client *pub = client(f), *fast = client(f), *slow = client(f);
-    join(pub, "lobby", "general");
-    join(fast, "lobby", "general");
-    join(slow, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *fast = fx_client(f), *slow = fx_client(f);
+    fx_join(pub, "lobby", "general");
+    fx_join(fast, "lobby", "general");
+    fx_join(slow, "lobby", "general");
     slow->hold_writes = 1;
     size_t held = 0;
     int n = 0;
@@ -193,10 +176,10 @@ static void the_bound_is_the_transports_or_conn_set_limits_else_the_buses(void *
                                  .peer_port = 50000,
                                  .path = "/",
                                  .max_queued_bytes = 65536};
-    struct fake_client *pub = client(f), *big = fx_connect(f, &info), *other = client(f);
+    struct fake_client *pub = fx_client(f), *big = fx_connect(f, &info), *other = fx_client(f);
     assert_non_null(fx_next(big));
-    join(pub, "lobby", "general");
-    join(big, "lobby", "general");
+    fx_join(pub, "lobby", "general");
+    fx_join(big, "lobby", "general");
     assert_int_equal(queue_limit(f, big), 65536);
     assert_int_equal(queue_limit(f, other), 4096);
     big->hold_writes = 1;
@@ -217,7 +200,7 @@ static void the_bound_is_the_transports_or_conn_set_limits_else_the_buses(void *
     assert_int_equal(acked(pub), 0);
     assert_int_equal(big->close_code, 1013);
     /* Lowered on a connection that keeps up: it stays. */
-    join(other, "lobby", "general");
+    fx_join(other, "lobby", "general");
     conn_svc_set_limit(other->conn, 4096);
     publish(pub, 10, 1000);
     assert_int_equal(acked(pub), 1);
@@ -231,11 +214,11 @@ static void a_fanout_frame_is_one_allocation_shared_by_every_recipient(void **st
 {
     struct bus_fx *f = *state;
     enum { N = 3 };
-    struct fake_client *pub = client(f), *c[N];
-    join(pub, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *c[N];
+    fx_join(pub, "lobby", "general");
     for (int i = 0; i < N; i++) {
-        c[i] = client(f);
-        join(c[i], "lobby", i ? "general" : NULL); /* c[0] in the room, the others the channel */
+        c[i] = fx_client(f);
+        fx_join(c[i], "lobby", i ? "general" : NULL); /* c[0] in the room, the others the channel */
         c[i]->hold_writes = 1;
     }
     for (int room_wide = 0; room_wide < 2; room_wide++) {
@@ -271,9 +254,9 @@ static void a_fanout_frame_is_one_allocation_shared_by_every_recipient(void **st
 static void while_paused_the_servers_frames_overtake_the_held_messages(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *pub = client(f), *c = client(f);
-    join(pub, "lobby", "general");
-    join(c, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *c = fx_client(f);
+    fx_join(pub, "lobby", "general");
+    fx_join(c, "lobby", "general");
     conn_pause(c->conn);
     c->want_write = 0;
     publish(pub, 1, 10);
@@ -317,9 +300,9 @@ static void while_paused_the_servers_frames_overtake_the_held_messages(void **st
 static void pauses_nest_and_the_last_resume_releases(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *pub = client(f), *c = client(f);
-    join(pub, "lobby", "general");
-    join(c, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *c = fx_client(f);
+    fx_join(pub, "lobby", "general");
+    fx_join(c, "lobby", "general");
     conn_pause(c->conn); /* the first join's recovery */
     publish(pub, 1, 10);
     conn_pause(c->conn); /* the second join's recovery */
@@ -343,10 +326,10 @@ static void a_connection_closed_while_paused_keeps_no_stale_frames(void **state)
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_queued_bytes: 4096");
-    struct fake_client *pub = client(f), *gone = client(f), *slow = client(f);
-    join(pub, "lobby", "general");
-    join(gone, "lobby", "general");
-    join(slow, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *gone = fx_client(f), *slow = fx_client(f);
+    fx_join(pub, "lobby", "general");
+    fx_join(gone, "lobby", "general");
+    fx_join(slow, "lobby", "general");
     gone->hold_writes = slow->hold_writes = 1;
     bus_send_error(&f->bus, gone->conn, "EXECUTION_ERROR", "queued", NULL, NULL);
     bus_send_error(&f->bus, slow->conn, "EXECUTION_ERROR", "queued", NULL, NULL);
@@ -442,8 +425,8 @@ static void a_slow_client_cut_during_its_joins_recovery_is_handed_no_freed_frame
     struct slow_store st = {0};
     fx_instance(f, "store", ARQ_KIND_STORAGE, &slow_store_ops, &st);
     rejoin_ctx = fx_instance(f, "rejoin", ARQ_KIND_COMMANDS, &rejoin_ops, NULL);
-    struct fake_client *pub = client(f), *c = fx_connect(f, NULL);
-    join(pub, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *c = fx_connect(f, NULL);
+    fx_join(pub, "lobby", "general");
     c->hold_writes = 1; /* its welcome is still queued when it joins */
     fx_send(c, "{\"type\":\"command\",\"command\":\"rejoin\",\"args\":{\"room\":\"lobby\","
                "\"channel\":\"general\",\"since_offset\":0}}");
@@ -502,7 +485,7 @@ static void close_after_reply_closes_once_the_frame_is_answered(void **state)
     struct bus_fx *f = *state;
     struct probe p = {0};
     fx_instance(f, "probe", ARQ_KIND_COMMANDS, &probe_ops, &p);
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
     p.client = c;
     fx_send(c, "{\"id\":\"arq_1700000000000_9_000000\",\"type\":\"command\",\"command\":\"bye\"}");
     assert_int_equal(p.closed_in_handler, 0);
@@ -521,7 +504,7 @@ static void close_after_reply_closes_once_the_frame_is_answered(void **state)
     assert_int_equal(fx_unread(c), 0);
 
     /* Outside the handling of a frame it closes at once. */
-    struct fake_client *d = client(f);
+    struct fake_client *d = fx_client(f);
     conn_close_after_reply(d->conn, 1008, "now");
     assert_int_equal(d->closed, 1);
     assert_string_equal(d->close_reason, "now");
@@ -530,9 +513,9 @@ static void close_after_reply_closes_once_the_frame_is_answered(void **state)
 static void frames_for_a_closed_connection_are_dropped_and_counted(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *pub = client(f), *c = client(f);
-    join(pub, "lobby", "general");
-    join(c, "lobby", "general");
+    struct fake_client *pub = fx_client(f), *c = fx_client(f);
+    fx_join(pub, "lobby", "general");
+    fx_join(c, "lobby", "general");
     c->hold_writes = 1;
     publish(pub, 1, 10);
     publish(pub, 2, 10);

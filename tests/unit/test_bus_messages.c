@@ -51,21 +51,6 @@ static int setup(void **state)
 
 /* --- helpers --------------------------------------------------------------------------------- */
 
-/* A connected client whose welcome was read. */
-static struct fake_client *client(struct bus_fx *f)
-{
-    struct fake_client *c = fx_connect(f, NULL);
-    assert_non_null(c->conn);
-    assert_non_null(fx_get(fx_next(c), "payload.welcome"));
-    return c;
-}
-
-static void join(struct fake_client *c, const char *room, const char *channel)
-{
-    struct arq_error err = {""};
-    assert_null(bus_svc_join(c->conn, room, channel, &err));
-}
-
 /* The connection is still open and answering: the marker's response is its next frame. */
 static void assert_still_open(struct fake_client *c)
 {
@@ -135,8 +120,8 @@ struct bad_frame {
 static void every_envelope_error_has_its_code_and_keeps_the_connection(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *c = client(f), *other = client(f);
-    join(other, "lobby", "general");
+    struct fake_client *c = fx_client(f), *other = fx_client(f);
+    fx_join(other, "lobby", "general");
     static const struct bad_frame bad[] = {
         {"{\"type\":\"message\",\"room\":\"r\",\"payload\":1,\"foo\":1}", "VALIDATION_ERROR",
          "Unknown field 'foo'", "Unknown field 'foo'"},
@@ -218,7 +203,7 @@ static void every_envelope_error_has_its_code_and_keeps_the_connection(void **st
 static void an_error_answers_the_frames_own_id(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
     /* Refused by the parser, and refused by routing: both name the frame they answer. */
     fx_send(c, "{\"id\":\"arq_1_2_abcdef\",\"type\":\"message\",\"room\":\"r\",\"payload\":1,"
                "\"foo\":1}");
@@ -245,7 +230,7 @@ static void an_error_answers_the_frames_own_id(void **state)
 static void a_binary_frame_is_unsupported_and_the_connection_stays(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
     conn_svc_recv(c->conn, "\x01\x02", 2, 1);
     json_t *e = fx_next(c);
     assert_string_equal(fx_str(e, "type"), "error");
@@ -256,7 +241,7 @@ static void a_binary_frame_is_unsupported_and_the_connection_stays(void **state)
 static void an_invalid_json_error_says_where_the_parser_stopped(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *c = client(f);
+    struct fake_client *c = fx_client(f);
     fx_send(c, "{\"type\":\n nope}");
     json_t *e = fx_next(c);
     assert_string_equal(fx_str(e, "error_code"), "INVALID_JSON");
@@ -283,9 +268,9 @@ static void payload_args_and_metadata_nest_at_most_max_payload_depth(void **stat
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_payload_depth: 3");
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     char ok[256], deep[256];
     nested(ok, sizeof ok, 3);
     nested(deep, sizeof deep, 4);
@@ -337,9 +322,9 @@ static json_t *event(struct bus_fx *f, const char *type)
 static void routed_and_rejected_messages_are_events_only_when_asked_for(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     const char *msg = "{\"type\":\"message\",\"id\":\"arq_1_1_aaaaaa\",\"room\":\"lobby\","
                       "\"channel\":\"general\",\"payload\":1}";
     const char *bad = "{\"type\":\"message\",\"id\":\"arq_1_2_aaaaaa\",\"payload\":1}";
@@ -383,8 +368,8 @@ static void routed_and_rejected_messages_are_events_only_when_asked_for(void **s
 static void a_server_side_publish_is_routed_as_the_server(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", "general");
     struct fx_result res = {0};
 
     /* No membership needed; sender is the server; the envelope's fields are kept. */
@@ -425,8 +410,8 @@ static void a_server_side_publish_obeys_every_client_rule(void **state)
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_payload_depth: 2");
-    struct fake_client *a = client(f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(f);
+    fx_join(a, "lobby", "general");
     static const struct {
         const char *json, *code, *text;
     } bad[] = {
@@ -481,11 +466,11 @@ static void ready_follows_whether_the_process_accepts_clients(void **state)
 static void status_adds_clients_rooms_channels_and_storage_to_the_runtime_part(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", "general");
-    join(a, "lobby", "random");
-    join(b, "kitchen", NULL);
-    client(f);
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", "general");
+    fx_join(a, "lobby", "random");
+    fx_join(b, "kitchen", NULL);
+    fx_client(f);
     const char *code = "unset";
     struct arq_error err = {""};
     json_t *st = bus_svc_query(&f->transport->ctx, NULL, "status", NULL, NULL, &code, &err);

@@ -15,17 +15,6 @@
 
 /* --- helpers --------------------------------------------------------------------------------- */
 
-/* A connected client whose welcome has been read. */
-static struct fake_client *client(struct bus_fx *f)
-{
-    struct fake_client *c = fx_connect(f, NULL);
-    assert_non_null(c->conn);
-    json_t *w = fx_next(c);
-    assert_non_null(w);
-    assert_string_equal(fx_str(w, "payload.client_id"), conn_svc_client_id(c->conn));
-    return c;
-}
-
 static const char *id_of(const struct fake_client *c)
 {
     return conn_svc_client_id(c->conn);
@@ -36,14 +25,6 @@ static const char *try_join(struct fake_client *c, const char *room, const char 
 {
     struct arq_error err = {""};
     return bus_svc_join(c->conn, room, channel, &err);
-}
-
-static void join(struct fake_client *c, const char *room, const char *channel)
-{
-    struct arq_error err = {""};
-    const char *code = bus_svc_join(c->conn, room, channel, &err);
-    if (code)
-        fail_msg("join %s/%s: %s (%s)", room, channel ? channel : "-", code, err.text);
 }
 
 static const char *try_leave(struct fake_client *c, const char *room, const char *channel)
@@ -189,11 +170,12 @@ static void a_message_reaches_the_channels_members_once_and_not_the_sender(void 
 static void channels_are_scoped_in_their_room_and_a_room_member_is_not_in_them(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f), *attic = client(f), *room_level = client(f);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
-    join(attic, "attic", "general");
-    join(room_level, "lobby", NULL);
+    struct fake_client *a = fx_client(f), *b = fx_client(f), *attic = fx_client(f),
+                       *room_level = fx_client(f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
+    fx_join(attic, "attic", "general");
+    fx_join(room_level, "lobby", NULL);
 
     publish(a, "lobby", "general", 1);
     assert_int_equal(acked(a), 1);
@@ -215,15 +197,15 @@ static void channels_are_scoped_in_their_room_and_a_room_member_is_not_in_them(v
 static void a_room_wide_message_reaches_each_member_of_the_room_once(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *pub = client(f), *everywhere = client(f), *room_level = client(f);
-    struct fake_client *one_channel = client(f), *outsider = client(f);
-    join(pub, "lobby", NULL);
-    join(everywhere, "lobby", "general");
-    join(everywhere, "lobby", "random");
-    join(everywhere, "lobby", NULL);
-    join(room_level, "lobby", NULL);
-    join(one_channel, "lobby", "random");
-    join(outsider, "attic", NULL);
+    struct fake_client *pub = fx_client(f), *everywhere = fx_client(f), *room_level = fx_client(f);
+    struct fake_client *one_channel = fx_client(f), *outsider = fx_client(f);
+    fx_join(pub, "lobby", NULL);
+    fx_join(everywhere, "lobby", "general");
+    fx_join(everywhere, "lobby", "random");
+    fx_join(everywhere, "lobby", NULL);
+    fx_join(room_level, "lobby", NULL);
+    fx_join(one_channel, "lobby", "random");
+    fx_join(outsider, "attic", NULL);
 
     publish(pub, "lobby", NULL, 7);
     assert_int_equal(acked(pub), 3);
@@ -245,10 +227,10 @@ static void a_room_wide_message_reaches_each_member_of_the_room_once(void **stat
 static void joining_twice_changes_nothing_and_leaving_stops_delivery(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
-    join(b, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
+    fx_join(b, "lobby", "general");
     assert_int_equal(nmemberships(f, b), 1);
     publish(a, "lobby", "general", 1);
     assert_int_equal(acked(a), 1);
@@ -272,8 +254,8 @@ static void joining_twice_changes_nothing_and_leaving_stops_delivery(void **stat
 static void members_only_decides_who_may_publish_where(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *member = client(f), *outsider = client(f);
-    join(member, "lobby", "general");
+    struct fake_client *member = fx_client(f), *outsider = fx_client(f);
+    fx_join(member, "lobby", "general");
 
     fx_send(outsider, "{\"id\":\"arq_1700000000000_1_0a0b0c\",\"type\":\"message\",\"room\":"
                       "\"lobby\",\"channel\":\"general\",\"payload\":1}");
@@ -308,17 +290,17 @@ static void without_auto_create_a_missing_channel_is_refused_and_nothing_is_made
 {
     struct bus_fx *f = *state;
     fx_configure(f, "auto_create: false");
-    struct fake_client *a = client(f);
+    struct fake_client *a = fx_client(f);
     assert_string_equal(try_join(a, "lobby", "new"), "CHANNEL_NOT_FOUND");
     assert_int_equal(nrooms(f), 0);
     assert_int_equal(fx_metric(f, "arqonbus_rooms"), 0);
     assert_int_equal(nmemberships(f, a), 0);
 
     assert_null(create(f, "lobby", "new", NULL));
-    join(a, "lobby", "new");
+    fx_join(a, "lobby", "new");
     assert_int_equal(nmemberships(f, a), 1);
     /* A room is made by joining it, auto_create or not. */
-    join(a, "attic", NULL);
+    fx_join(a, "attic", NULL);
     assert_int_equal(nrooms(f), 2);
 }
 
@@ -326,30 +308,30 @@ static void max_rooms_refuses_a_new_room_but_not_a_new_channel_of_an_old_one(voi
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_rooms: 2");
-    struct fake_client *a = client(f);
-    join(a, "one", NULL);
-    join(a, "two", "general");
+    struct fake_client *a = fx_client(f);
+    fx_join(a, "one", NULL);
+    fx_join(a, "two", "general");
     assert_string_equal(try_join(a, "three", NULL), "EXECUTION_ERROR");
     assert_string_equal(try_join(a, "three", "general"), "EXECUTION_ERROR");
     assert_string_equal(create(f, "three", "general", NULL), "EXECUTION_ERROR");
     assert_int_equal(nrooms(f), 2);
     assert_int_equal(nchannels(f, "three"), -1);
-    join(a, "one", "general");
+    fx_join(a, "one", "general");
     assert_null(create(f, "two", "news", NULL));
     assert_int_equal(nmemberships(f, a), 3);
     /* A room that goes makes room for another. */
     assert_null(try_leave(a, "one", NULL));
     assert_null(try_leave(a, "one", "general"));
     assert_int_equal(nrooms(f), 1);
-    join(a, "three", NULL);
+    fx_join(a, "three", NULL);
 }
 
 static void max_channels_counts_the_channels_of_every_room(void **state)
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_channels: 2");
-    struct fake_client *a = client(f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(f);
+    fx_join(a, "lobby", "general");
     assert_null(create(f, "attic", "news", NULL));
     assert_string_equal(try_join(a, "lobby", "random"), "EXECUTION_ERROR");
     assert_string_equal(try_join(a, "cellar", "random"), "EXECUTION_ERROR");
@@ -359,40 +341,40 @@ static void max_channels_counts_the_channels_of_every_room(void **state)
     assert_int_equal(fx_metric(f, "arqonbus_channels"), 2);
     assert_int_equal(nmemberships(f, a), 1);
     /* Rooms themselves are not channels. */
-    join(a, "cellar", NULL);
-    join(a, "attic", "news");
+    fx_join(a, "cellar", NULL);
+    fx_join(a, "attic", "news");
 }
 
 static void max_memberships_bounds_what_one_connection_joins(void **state)
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_memberships: 2");
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", NULL);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", NULL);
+    fx_join(a, "lobby", "general");
     assert_string_equal(try_join(a, "attic", NULL), "EXECUTION_ERROR");
     assert_string_equal(try_join(a, "lobby", "random"), "EXECUTION_ERROR");
     assert_int_equal(nrooms(f), 1);
     assert_int_equal(nchannels(f, "lobby"), 1);
-    join(a, "lobby", "general"); /* already a member: no new membership */
+    fx_join(a, "lobby", "general"); /* already a member: no new membership */
     assert_int_equal(nmemberships(f, a), 2);
     const char *code;
     json_t *me = query(f, a, "client", NULL, NULL, &code);
     assert_int_equal(json_integer_value(fx_get(me, "limits.max_memberships")), 2);
     json_decref(me);
     /* The bound is per connection. */
-    join(b, "attic", NULL);
-    join(b, "lobby", "random");
+    fx_join(b, "attic", NULL);
+    fx_join(b, "lobby", "random");
     assert_null(try_leave(a, "lobby", NULL));
-    join(a, "attic", NULL);
+    fx_join(a, "attic", NULL);
 }
 
 static void names_longer_than_max_name_length_are_refused(void **state)
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_name_length: 8");
-    struct fake_client *a = client(f);
-    join(a, "abcdefgh", "12345678");
+    struct fake_client *a = fx_client(f);
+    fx_join(a, "abcdefgh", "12345678");
     assert_string_equal(try_join(a, "abcdefghi", NULL), "VALIDATION_ERROR");
     assert_string_equal(try_join(a, "abcdefgh", "123456789"), "VALIDATION_ERROR");
     assert_string_equal(try_join(a, "a/b", NULL), "VALIDATION_ERROR");
@@ -406,10 +388,10 @@ static void names_longer_than_max_name_length_are_refused(void **state)
 static void an_empty_room_or_channel_goes_unless_it_was_created(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f), *pub = client(f);
+    struct fake_client *a = fx_client(f), *b = fx_client(f), *pub = fx_client(f);
     /* A channel made by a join goes with its last member, and its room with it. */
-    join(a, "lobby", "temp");
-    join(b, "lobby", "temp");
+    fx_join(a, "lobby", "temp");
+    fx_join(b, "lobby", "temp");
     assert_int_equal(fx_metric(f, "arqonbus_rooms"), 1);
     assert_int_equal(fx_metric(f, "arqonbus_channels"), 1);
     assert_null(try_leave(a, "lobby", "temp"));
@@ -422,8 +404,8 @@ static void an_empty_room_or_channel_goes_unless_it_was_created(void **state)
     refused(pub, "ROOM_NOT_FOUND");
 
     /* A room-level member keeps the room when its channels go. */
-    join(a, "lobby", NULL);
-    join(a, "lobby", "temp");
+    fx_join(a, "lobby", NULL);
+    fx_join(a, "lobby", "temp");
     assert_null(try_leave(a, "lobby", "temp"));
     assert_int_equal(nchannels(f, "lobby"), 0);
     assert_int_equal(nrooms(f), 1);
@@ -433,7 +415,7 @@ static void an_empty_room_or_channel_goes_unless_it_was_created(void **state)
     /* A channel made by create_channel stays empty, and keeps its room. */
     assert_null(create(f, "attic", "kept", "the attic"));
     assert_string_equal(create(f, "attic", "kept", NULL), "CHANNEL_EXISTS");
-    join(a, "attic", "kept");
+    fx_join(a, "attic", "kept");
     assert_null(try_leave(a, "attic", "kept"));
     const char *code;
     json_t *ch = query(f, NULL, "channel", "attic", "kept", &code);
@@ -462,9 +444,9 @@ static void delete_channel_needs_force_while_the_channel_has_members(void **stat
 {
     struct bus_fx *f = *state;
     fx_configure(f, "max_memberships: 1");
-    struct fake_client *a = client(f), *b = client(f);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f);
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     assert_string_equal(delete (f, "nowhere", "general", 1), "ROOM_NOT_FOUND");
     assert_string_equal(delete (f, "lobby", "nowhere", 1), "CHANNEL_NOT_FOUND");
 
@@ -481,8 +463,8 @@ static void delete_channel_needs_force_while_the_channel_has_members(void **stat
     publish(a, "lobby", "general", 2);
     refused(a, "ROOM_NOT_FOUND");
     /* Its members' memberships went with it: they count no more against the bound. */
-    join(a, "attic", NULL);
-    join(b, "lobby", "general");
+    fx_join(a, "attic", NULL);
+    fx_join(b, "lobby", "general");
     assert_int_equal(nchannels(f, "lobby"), 1);
 
     /* An empty channel created by hand goes without force; its room (no other channel, no
@@ -512,21 +494,21 @@ static void presence_events_go_to_the_other_members_of_the_rooms_listed(void **s
 {
     struct bus_fx *f = *state;
     fx_configure(f, "presence: [lobby]");
-    struct fake_client *a = client(f), *b = client(f), *c = client(f), *d = client(f);
-    join(a, "lobby", "general");
+    struct fake_client *a = fx_client(f), *b = fx_client(f), *c = fx_client(f), *d = fx_client(f);
+    fx_join(a, "lobby", "general");
     assert_int_equal(fx_unread(a), 0); /* not about oneself */
-    join(b, "lobby", "general");
+    fx_join(b, "lobby", "general");
     presence(a, "joined", id_of(b), "lobby", "general");
     assert_int_equal(fx_unread(a), 0);
     assert_int_equal(fx_unread(b), 0);
     /* Another channel of the room: its own members only. */
-    join(c, "lobby", "random");
+    fx_join(c, "lobby", "random");
     assert_int_equal(fx_unread(a), 0);
     assert_int_equal(fx_unread(b), 0);
     assert_null(try_leave(b, "lobby", "general"));
     presence(a, "left", id_of(b), "lobby", "general");
     assert_int_equal(fx_unread(a), 0);
-    join(b, "lobby", "general");
+    fx_join(b, "lobby", "general");
     presence(a, "joined", id_of(b), "lobby", "general");
     char b_id[48];
     snprintf(b_id, sizeof b_id, "%s", id_of(b));
@@ -535,8 +517,8 @@ static void presence_events_go_to_the_other_members_of_the_rooms_listed(void **s
     assert_int_equal(fx_unread(a), 0);
 
     /* Not in a room that is not listed. */
-    join(d, "attic", "general");
-    join(c, "attic", "general");
+    fx_join(d, "attic", "general");
+    fx_join(c, "attic", "general");
     assert_int_equal(fx_unread(d), 0);
 
     /* "*": every room. */
@@ -551,18 +533,18 @@ static void a_room_level_presence_event_reaches_each_member_of_the_room_once(voi
 {
     struct bus_fx *f = *state;
     fx_configure(f, "presence: [lobby, attic]");
-    struct fake_client *everywhere = client(f), *other = client(f), *joiner = client(f);
-    join(everywhere, "lobby", "general");
-    join(everywhere, "lobby", "random");
-    join(everywhere, "lobby", NULL);
-    join(other, "attic", NULL);
-    join(joiner, "lobby", NULL);
+    struct fake_client *everywhere = fx_client(f), *other = fx_client(f), *joiner = fx_client(f);
+    fx_join(everywhere, "lobby", "general");
+    fx_join(everywhere, "lobby", "random");
+    fx_join(everywhere, "lobby", NULL);
+    fx_join(other, "attic", NULL);
+    fx_join(joiner, "lobby", NULL);
     presence(everywhere, "joined", id_of(joiner), "lobby", NULL);
     assert_int_equal(fx_unread(everywhere), 0);
     assert_int_equal(fx_unread(other), 0);
     assert_int_equal(fx_unread(joiner), 0);
     /* Joining again announces nothing. */
-    join(joiner, "lobby", NULL);
+    fx_join(joiner, "lobby", NULL);
     assert_int_equal(fx_unread(everywhere), 0);
     assert_null(try_leave(joiner, "lobby", NULL));
     presence(everywhere, "left", id_of(joiner), "lobby", NULL);
@@ -574,8 +556,8 @@ static void a_room_level_presence_event_reaches_each_member_of_the_room_once(voi
 static void a_direct_message_reaches_its_client_only(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f), *c = client(f);
-    join(c, "lobby", NULL);
+    struct fake_client *a = fx_client(f), *b = fx_client(f), *c = fx_client(f);
+    fx_join(c, "lobby", NULL);
     /* No membership needed; room/channel travel as context. */
     fx_sendf(a,
              "{\"type\":\"message\",\"to_client\":\"%s\",\"room\":\"lobby\",\"payload\":{\"n\":1}}",
@@ -611,12 +593,12 @@ static void a_direct_message_reaches_its_client_only(void **state)
 static void the_listings_describe_rooms_channels_and_members(void **state)
 {
     struct bus_fx *f = *state;
-    struct fake_client *a = client(f), *b = client(f), *d = client(f);
+    struct fake_client *a = fx_client(f), *b = fx_client(f), *d = fx_client(f);
     assert_null(create(f, "lobby", "news", "Daily news")); /* 2026-01-01T00:00:00.000Z */
     f->now_ms += 1000;
-    join(b, "lobby", "general");
-    join(a, "lobby", "general");
-    join(d, "lobby", NULL);
+    fx_join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(d, "lobby", NULL);
     f->now_ms += 4000;
     publish(a, "lobby", "general", 1);
     publish(a, "lobby", NULL, 2);

@@ -242,12 +242,6 @@ static struct fake_client *client(struct bus_fx *f, const char *query)
     return c;
 }
 
-static void join(struct fake_client *c, const char *room, const char *channel)
-{
-    struct arq_error err = {""};
-    assert_null(bus_svc_join(c->conn, room, channel, &err));
-}
-
 static void publish(struct fake_client *c, const char *id, int n)
 {
     fx_sendf(c,
@@ -285,8 +279,8 @@ static void the_ack_carries_the_appended_offset_and_epoch(void **state)
     struct bus_fx *f = *state;
     struct fake_store *s = store_new(f, NULL);
     struct fake_client *a = client(f, NULL), *b = client(f, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     s->watch = b;
     publish(a, "arq_1_1_aaaaaa", 1);
     publish(a, "arq_1_2_aaaaaa", 2);
@@ -323,8 +317,8 @@ static void a_message_is_delivered_before_it_is_stored_and_acked_once_stored(voi
     struct fake_store *s = store_new(f, NULL);
     s->async_appends = 1;
     struct fake_client *a = client(f, NULL), *b = client(f, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     s->watch = b;
     publish(a, "arq_1_1_aaaaaa", 1);
 
@@ -348,8 +342,8 @@ static void without_storage_the_ack_has_no_offset_or_epoch(void **state)
 {
     struct bus_fx *f = *state;
     struct fake_client *a = client(f, NULL), *b = client(f, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     json_t *ack = fx_next(a);
     assert_string_equal(fx_str(ack, "type"), "message_response");
@@ -365,8 +359,8 @@ static void ack_off_means_no_ack_but_the_message_is_still_stored(void **state)
     struct fake_store *s = store_new(f, NULL);
     cmds_add(f);
     struct fake_client *a = client(f, "ack=0"), *b = client(f, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     fx_expect(b, "message");
     assert_int_equal(s->n, 1);
@@ -384,8 +378,8 @@ static void a_failed_append_still_acks_the_delivery_without_offset(void **state)
     struct fake_store *s = store_new(f, NULL);
     s->async_appends = 1;
     struct fake_client *a = client(f, NULL), *b = client(f, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
 
     /* Failing later: one ack, delivered, no offset. */
     publish(a, "arq_1_1_aaaaaa", 1);
@@ -419,8 +413,8 @@ static void an_append_completing_after_the_client_left_sends_nothing(void **stat
     struct fake_store *s = store_new(f, NULL);
     s->async_appends = 1;
     struct fake_client *a = client(f, NULL), *b = client(f, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", "general");
+    fx_join(b, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     fx_disconnect(a, 1000);
     /* The ack's wait holds the connection: completing it is safe (ASan) and writes nothing. */
@@ -434,8 +428,8 @@ static void room_messages_are_stored_and_direct_messages_are_not(void **state)
     struct bus_fx *f = *state;
     struct fake_store *s = store_new(f, NULL);
     struct fake_client *a = client(f, NULL), *b = client(f, NULL);
-    join(a, "lobby", NULL);
-    join(b, "lobby", "general");
+    fx_join(a, "lobby", NULL);
+    fx_join(b, "lobby", "general");
 
     fx_send(a, "{\"type\":\"message\",\"id\":\"arq_1_1_aaaaaa\",\"room\":\"lobby\",\"payload\":1}");
     assert_int_equal(s->n, 1);
@@ -466,7 +460,7 @@ static void a_server_side_publish_learns_the_offset_and_epoch(void **state)
     struct fake_store *s = store_new(f, NULL);
     s->async_appends = 1;
     struct fake_client *b = client(f, NULL);
-    join(b, "lobby", "general");
+    fx_join(b, "lobby", "general");
     json_t *msg =
         json_pack("{s:s, s:s, s:{s:i}}", "room", "lobby", "channel", "general", "payload", "n", 1);
     struct fx_result res = {0};
@@ -494,7 +488,7 @@ static void history_returns_the_entries_oldest_first_with_their_offsets(void **s
     struct fake_store *s = store_new(f, NULL);
     cmds_add(f);
     struct fake_client *a = client(f, "ack=0"), *c = client(f, NULL);
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     publish(a, "arq_1_2_aaaaaa", 2);
 
@@ -635,7 +629,7 @@ static void server_side_history_queries_get_the_same_checks_and_data(void **stat
     struct bus_fx *f = *state;
     struct fake_store *s = store_new(f, NULL);
     struct fake_client *a = client(f, "ack=0");
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     struct fx_result res = {0};
     json_t *args = json_pack("{s:s, s:I}", "room", "lobby", "limit", (json_int_t)4294967297);
@@ -701,7 +695,7 @@ static void join_with_recovery_sends_history_then_live_and_nothing_twice(void **
     struct fake_store *s = store_new(f, NULL);
     cmds_add(f);
     struct fake_client *a = client(f, "ack=0"), *c = client(f, NULL);
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     publish(a, "arq_1_2_aaaaaa", 2);
 
@@ -756,7 +750,7 @@ static void join_with_recovery_stands_when_the_history_is_missing(void **state)
     struct bus_fx *f = *state;
     cmds_add(f);
     struct fake_client *a = client(f, "ack=0"), *c = client(f, NULL);
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
 
     /* No storage at all: joined, history null. */
     json_t *r = command(c, "join_recover",
@@ -792,7 +786,7 @@ static void a_recovery_answered_after_the_client_left_is_harmless(void **state)
     struct fake_store *s = store_new(f, NULL);
     cmds_add(f);
     struct fake_client *a = client(f, "ack=0");
-    join(a, "lobby", "general");
+    fx_join(a, "lobby", "general");
     publish(a, "arq_1_1_aaaaaa", 1);
     /* The welcome stays queued (not read): the pause begins behind it. */
     struct fake_client *c = fx_connect(f, NULL);
