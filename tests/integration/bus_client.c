@@ -165,6 +165,16 @@ const json_t *bc_command_ok(struct bus_client *c, json_t **resp, const char *nam
     return json_object_get(json_object_get(*resp, "payload"), "data");
 }
 
+void bc_join(struct bus_client *c, const char *room, const char *channel)
+{
+    json_t *r;
+    if (channel)
+        bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
+    else
+        bc_command_ok(c, &r, "join_room", "{s:s}", "room", room);
+    json_decref(r);
+}
+
 const char *bc_str(const json_t *o, const char *key)
 {
     const char *s = json_string_value(json_object_get(o, key));

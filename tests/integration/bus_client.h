@@ -34,6 +34,9 @@ json_t *bc_command(struct bus_client *c, const char *name, const char *args_fmt,
 /* Run a command and assert it succeeded; returns payload.data (borrowed from *resp). */
 const json_t *bc_command_ok(struct bus_client *c, json_t **resp, const char *name,
                             const char *args_fmt, ...);
+/* Join room/channel (channel NULL: the room) with join_channel or join_room; asserts it
+ * succeeded. */
+void bc_join(struct bus_client *c, const char *room, const char *channel);
 /* String field of an object, "" when absent. */
 const char *bc_str(const json_t *o, const char *key);
 

@@ -308,11 +308,6 @@ static void command_ok(struct bus_client *c, const char *name, const char *args_
     json_decref(r);
 }
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    command_ok(c, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-}
-
 /* Frames are matched to what was sent by id. */
 static const char *next_id(char buf[64])
 {
@@ -819,7 +814,7 @@ static void test_guest_user_and_admin_get_the_rbac_defaults(void **state)
     json_decref(me);
     command_ok(g, "ping", NULL);
     command_ok(g, "list_rooms", NULL);
-    join(g, "public-lobby", "general");
+    bc_join(g, "public-lobby", "general");
     expect_command_error(g, "AUTHORIZATION_ERROR", "role guest may not join lobby/general",
                          "join_channel", "{s:s, s:s}", "room", "lobby", "channel", "general");
     expect_command_error(g, "AUTHORIZATION_ERROR", "role guest may not join lobby", "join_room",
@@ -842,8 +837,8 @@ static void test_guest_user_and_admin_get_the_rbac_defaults(void **state)
                          "{s:s, s:s}", "room", "lobby", "channel", "general");
 
     /* user: joins, publishes, history, direct; no admin commands. */
-    join(u, "lobby", "general");
-    join(u2, "lobby", "general");
+    bc_join(u, "lobby", "general");
+    bc_join(u2, "lobby", "general");
     publish_ok(u, "lobby", "general", "hello");
     expect_message(u2, "hello");
     command_ok(u, "history", "{s:s, s:s}", "room", "lobby", "channel", "general");
@@ -856,12 +851,12 @@ static void test_guest_user_and_admin_get_the_rbac_defaults(void **state)
         expect_command_error(u, "AUTHORIZATION_ERROR", text, admin_only[i], NULL);
     }
     /* The guest in public-lobby gets what users publish there. */
-    join(u, "public-lobby", "general");
+    bc_join(u, "public-lobby", "general");
     publish_ok(u, "public-lobby", "general", "welcome, guest");
     expect_message(g, "welcome, guest");
 
     /* admin: everything. */
-    join(a, "lobby", "random");
+    bc_join(a, "lobby", "random");
     command_ok(a, "delete_channel", "{s:s, s:s, s:b}", "room", "lobby", "channel", "random",
                "force", 1);
     json_t *r;
@@ -906,10 +901,10 @@ static void test_reload_applies_roles_and_tokens_to_connected_clients(void **sta
     me = whoami(g);
     assert_string_equal(bc_str(me, "tenant"), "t1");
     json_decref(me);
-    join(u, "news", "general");
-    join(u, "chat", "general");
+    bc_join(u, "news", "general");
+    bc_join(u, "chat", "general");
     publish_ok(u, "news", "general", "before");
-    join(m, "chat", "random");
+    bc_join(m, "chat", "random");
     expect_command_error(m, "AUTHORIZATION_ERROR",
                          "role moderator may not run command delete_channel", "delete_channel",
                          "{s:s, s:s, s:b}", "room", "chat", "channel", "random", "force", 1);
@@ -980,8 +975,8 @@ static void test_rate_limits_refuse_with_retry_after_and_recover(void **state)
     char *ut = hs("uma", "user");
     struct bus_client *pub = connect_as(p.ws, ut), *cmd = connect_as(p.ws, ut);
     struct bus_client *sub = connect_as(p.ws, ut);
-    join(pub, "lobby", "general");
-    join(sub, "lobby", "general");
+    bc_join(pub, "lobby", "general");
+    bc_join(sub, "lobby", "general");
 
     /* Messages: three at once; the burst lets two through. */
     char ids[3][64];
@@ -1144,9 +1139,9 @@ static void test_abusive_client_is_closed_while_others_go_on(void **state)
     char *ta = hs("abuser", "user"), *tb = hs("bea", "user"), *tc = hs("cy", "user");
     struct bus_client *a = connect_as(p.ws, ta), *b = connect_as(p.ws, tb);
     struct bus_client *c = connect_as(p.ws, tc);
-    join(a, "chat", "general");
-    join(b, "chat", "general");
-    join(c, "chat", "general");
+    bc_join(a, "chat", "general");
+    bc_join(b, "chat", "general");
+    bc_join(c, "chat", "general");
     /* One message a minute: the first goes through, then every attempt is refused, and the
      * third refusal marks the client abusive. */
     publish_ok(a, "chat", "general", "spam");
@@ -1291,7 +1286,7 @@ static void test_auth_metrics_and_events_move_with_refusals(void **state)
                          "lobby", "channel", "general");
     char *ut = hs("uma", "user");
     struct bus_client *u = connect_as(p.ws, ut);
-    join(u, "lobby", "general");
+    bc_join(u, "lobby", "general");
     char ids[3][64];
     for (int i = 0; i < 3; i++)
         send_publish(u, next_id(ids[i]), "lobby", "general", "m");
@@ -1373,7 +1368,7 @@ static void test_names_depth_rooms_and_memberships_are_bounded(void **state)
                          "{s:s, s:s}", "room", "roomname9", "channel", "general");
     expect_command_error(c, "VALIDATION_ERROR", "Invalid channel name: channel12", "join_channel",
                          "{s:s, s:s}", "room", "room8", "channel", "channel12");
-    join(c, "room8888", "general");
+    bc_join(c, "room8888", "general");
     json_t *e = publish_refused(c, "roomname9", "general", "VALIDATION_ERROR");
     json_decref(e);
 
@@ -1397,13 +1392,13 @@ static void test_names_depth_rooms_and_memberships_are_bounded(void **state)
     json_decref(a);
 
     /* Rooms: three exist, a fourth is refused, an existing one can still be joined. */
-    join(c, "r2", "general");
-    join(c, "r3", "general");
+    bc_join(c, "r2", "general");
+    bc_join(c, "r3", "general");
     expect_command_error(d, "EXECUTION_ERROR", "The bus holds its maximum of 3 rooms",
                          "join_channel", "{s:s, s:s}", "room", "r4", "channel", "general");
-    join(d, "r3", "general");
+    bc_join(d, "r3", "general");
     /* Memberships per connection: c holds 3, a fourth is allowed, a fifth is not. */
-    join(c, "r3", "random");
+    bc_join(c, "r3", "random");
     expect_command_error(c, "EXECUTION_ERROR", "Too many memberships (at most 4 per connection)",
                          "join_channel", "{s:s, s:s}", "room", "r2", "channel", "random");
     command_ok(c, "ping", NULL);
@@ -1481,7 +1476,7 @@ static void test_shipped_conf_d_with_and_without_auth(void **state)
     json_t *me = whoami(u);
     assert_string_equal(bc_str(me, "role"), "user");
     json_decref(me);
-    join(u, "lobby", "general");
+    bc_join(u, "lobby", "general");
     /* 120/min is 2/s, but the built-in user burst of 200 stays (only the rate was set): 200
      * go at once, and of ten more (each needing half a second of refill) some are refused. */
     enum { N = 210 };
@@ -1543,7 +1538,7 @@ static void test_shipped_conf_d_with_and_without_auth(void **state)
     assert_string_equal(bc_str(me, "role"), "user");
     assert_true(json_is_null(json_object_get(me, "subject")));
     json_decref(me);
-    join(u, "lobby", "general");
+    bc_join(u, "lobby", "general");
     publish_ok(u, "lobby", "general", "open");
     /* A token is ignored: no policy reads it. */
     struct bus_client *v = connect_as(ws, ut);

@@ -195,16 +195,6 @@ static void client_close(struct cfx *x, struct bus_client *c)
     fail_msg("not a client of this test");
 }
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    json_t *r;
-    if (channel)
-        bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-    else
-        bc_command_ok(c, &r, "join_room", "{s:s}", "room", room);
-    json_decref(r);
-}
-
 static void leave(struct bus_client *c, const char *room, const char *channel)
 {
     json_t *r;
@@ -530,11 +520,11 @@ static void test_messages_reach_every_node_once_and_never_the_sender(void **stat
     for (int i = 0; i < 3; i++) {
         all[2 * i] = a[i] = client(x, i);
         all[2 * i + 1] = b[i] = client(x, i);
-        join(a[i], "lobby", "general");
-        join(b[i], "lobby", "general");
+        bc_join(a[i], "lobby", "general");
+        bc_join(b[i], "lobby", "general");
     }
     struct bus_client *r = client(x, 2);
-    join(r, "lobby", NULL);
+    bc_join(r, "lobby", NULL);
     struct bus_client *to[] = {b[0], a[1], b[1], a[2], b[2]}; /* everyone in the channel but a[0] */
     wait_channel_members(a[0], "lobby", "general", all, 6, 5000);
 
@@ -627,7 +617,7 @@ static void test_one_senders_order_is_kept_on_every_node(void **state)
     struct bus_client *rd[3] = {client(x, 0), client(x, 1), client(x, 2)};
     struct bus_client *all[] = {sa, sb, rd[0], rd[1], rd[2]};
     for (int i = 0; i < 5; i++)
-        join(all[i], "order", "seq");
+        bc_join(all[i], "order", "seq");
     wait_channel_members(sa, "order", "seq", all, 5, 5000);
     wait_channel_members(sb, "order", "seq", all, 5, 5000);
     for (int n = 1; n <= N; n++) {
@@ -651,11 +641,11 @@ static void test_listings_agree_and_presence_crosses_nodes_once(void **state)
     struct node_opts o = {.presence = 1};
     start_nodes(x, 3, &o);
     struct bus_client *c1 = client(x, 0), *c2 = client(x, 1), *c3 = client(x, 2);
-    join(c1, "r", "x");
-    join(c1, "r", "y");
-    join(c2, "r", "x");
-    join(c3, "r", NULL);
-    join(c3, "r2", "z");
+    bc_join(c1, "r", "x");
+    bc_join(c1, "r", "y");
+    bc_join(c2, "r", "x");
+    bc_join(c3, "r", NULL);
+    bc_join(c3, "r2", "z");
     /* Rooms: r holds 4 memberships in 2 channels, r2 one in one. */
     char want[4096], ids[512];
     struct bus_client *rx[] = {c1, c2};
@@ -668,10 +658,10 @@ static void test_listings_agree_and_presence_crosses_nodes_once(void **state)
     /* Presence in p/live: m3 (n3) sees m1 (n1) join, then c2 (n2) join and leave, each once:
      * m1's marker, sent after m1 saw the leave, comes next. */
     struct bus_client *m1 = client(x, 0), *m3 = client(x, 2);
-    join(m3, "p", "live");
-    join(m1, "p", "live");
+    bc_join(m3, "p", "live");
+    bc_join(m1, "p", "live");
     expect_presence(m3, "p", "live", "joined", m1);
-    join(c2, "p", "live");
+    bc_join(c2, "p", "live");
     leave(c2, "p", "live");
     expect_presence(m1, "p", "live", "joined", c2);
     expect_presence(m1, "p", "live", "left", c2);
@@ -693,8 +683,8 @@ static void test_a_killed_nodes_clients_leave_the_cluster_within_node_ttl(void *
     struct bus_client *a = client(x, 0), *b = client(x, 1), *k = client(x, 2);
     struct bus_client *members[] = {a, b, k};
     for (int i = 0; i < 3; i++)
-        join(members[i], "kill", "x");
-    join(k, "kill", NULL);
+        bc_join(members[i], "kill", "x");
+    bc_join(k, "kill", NULL);
     wait_channel_members(a, "kill", "x", members, 3, 5000);
     wait_nodes(http_port(x, 0), "n1:1,n2:1,n3:1", 5000);
 
@@ -730,8 +720,8 @@ static void test_traffic_resumes_after_redis_restarts_and_the_outage_is_counted(
     start_nodes(x, 2, &plain);
     struct bus_client *a = client(x, 0), *b = client(x, 1);
     struct bus_client *members[] = {a, b};
-    join(a, "up", "x");
-    join(b, "up", "x");
+    bc_join(a, "up", "x");
+    bc_join(b, "up", "x");
     wait_channel_members(a, "up", "x", members, 2, 5000);
     publish(a, "up", "x", "before", 1);
     acked(a, 0);
@@ -807,8 +797,8 @@ static void test_a_client_acked_on_one_node_recovers_on_another(void **state)
     start_nodes(x, 3, &o);
     struct bus_client *a = client(x, 0), *c = client(x, 2);
     struct bus_client *members[] = {a, c};
-    join(a, "hist", "x");
-    join(c, "hist", "x");
+    bc_join(a, "hist", "x");
+    bc_join(c, "hist", "x");
     wait_channel_members(a, "hist", "x", members, 2, 5000);
     /* a publishes 1..3 on n1; c, on n3, gets them live. */
     char epoch[64] = "";
@@ -892,7 +882,7 @@ static void test_sharded_pubsub_spreads_rooms_over_two_redis_servers(void **stat
     for (int i = 0; i < ROOMS; i++) {
         snprintf(room[i], sizeof room[i], "shard%d", i);
         for (int k = 0; k < 3; k++)
-            join(members[k], room[i], "x");
+            bc_join(members[k], room[i], "x");
     }
     for (int i = 0; i < ROOMS; i++)
         wait_channel_members(s, room[i], "x", members, 3, 5000);
@@ -997,7 +987,7 @@ static void test_shipped_conf_d_nodes_behind_haproxy_act_as_one_bus(void **state
 
     /* A message through HAProxy reaches the five others on all three nodes, once each. */
     for (int i = 0; i < N; i++)
-        join(c[i], "lobby", "general");
+        bc_join(c[i], "lobby", "general");
     wait_channel_members(c[0], "lobby", "general", c, N, 5000);
     publish(c[0], "lobby", "general", "via", 1);
     acked(c[0], 1);

@@ -106,20 +106,13 @@ struct calm {
     int sent;
 };
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    json_t *r;
-    bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-    json_decref(r);
-}
-
 static void calm_open(struct calm *k, int port)
 {
     k->pub = bc_connect(port, NULL);
     k->sub = bc_connect(port, NULL);
     k->sent = 0;
-    join(k->pub, "hostile", "calm");
-    join(k->sub, "hostile", "calm");
+    bc_join(k->pub, "hostile", "calm");
+    bc_join(k->sub, "hostile", "calm");
 }
 
 static void calm_check(struct calm *k)
@@ -590,7 +583,7 @@ test_a_flood_of_invalid_envelopes_gets_every_error_and_the_connection_stays(void
     json_t *r;
     bc_command_ok(x, &r, "ping", NULL);
     json_decref(r);
-    join(x, "hostile", "calm");
+    bc_join(x, "hostile", "calm");
     calm_check(&k);
     json_decref(bc_expect(x, "message", 5000));
     fprintf(stderr, "%d invalid envelopes, %d kinds: every one answered with its error\n", N,
@@ -635,9 +628,9 @@ static void test_a_slow_consumer_is_closed_with_1013_and_memory_stays_bounded(vo
      * everything. */
     struct bus_client *pub = bc_connect(p.ws, NULL), *fast = bc_connect(p.ws, NULL);
     struct bus_client *slow = bc_connect(p.ws, NULL);
-    join(pub, "hostile", "flood");
-    join(fast, "hostile", "flood");
-    join(slow, "hostile", "flood");
+    bc_join(pub, "hostile", "flood");
+    bc_join(fast, "hostile", "flood");
+    bc_join(slow, "hostile", "flood");
 
     /* 40 MiB through the server: forty times the slow one's bound. */
     enum { BLOB = 32 * 1024, TOTAL = 1280 };
@@ -765,10 +758,10 @@ static void test_a_slow_consumer_that_never_reads_is_let_go(void **state)
     calm_open(&k, p.ws);
     double cut = h_metric(p.http, "arqonbus_slow_consumer_disconnects_total");
     struct bus_client *pub = bc_connect(p.ws, "/?ack=0"), *fast = bc_connect(p.ws, NULL);
-    join(pub, "hostile", "flood");
-    join(fast, "hostile", "flood");
+    bc_join(pub, "hostile", "flood");
+    bc_join(fast, "hostile", "flood");
     struct bus_client *never = bc_connect(p.ws, NULL);
-    join(never, "hostile", "flood");
+    bc_join(never, "hostile", "flood");
     struct sockaddr_in me;
     socklen_t melen = sizeof me;
     assert_int_equal(getsockname(ws_fd(never->ws), (struct sockaddr *)&me, &melen), 0);

@@ -147,13 +147,6 @@ static void expect_error(struct http_resp r, int status, const char *code)
     json_decref(expect_error_body(r, status, code));
 }
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    json_t *r;
-    bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-    json_decref(r);
-}
-
 /* --- probes and information ---------------------------------------------------------------- */
 
 static void test_probes_status_and_version_answer_json(void **state)
@@ -300,7 +293,7 @@ static void test_names_that_are_not_names_get_400_with_the_error_body(void **sta
     struct fixture *f = *state;
     struct ports p = start(f);
     struct bus_client *a = bc_connect(p.ws, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
 
     json_t *body =
         expect_error_body(get(p.http, "/rooms/%ff%fe/channels"), 400, "VALIDATION_ERROR");
@@ -404,7 +397,7 @@ static void test_publish_reaches_websocket_clients(void **state)
     struct fixture *f = *state;
     struct ports p = start(f);
     struct bus_client *a = bc_connect(p.ws, NULL), *b = bc_connect(p.ws, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
 
     json_t *data = expect(post(p.http, "/publish",
                                "{\"room\":\"lobby\",\"channel\":\"general\",\"payload\":{\"n\":1},"
@@ -462,7 +455,7 @@ static void test_history_answers_what_the_history_command_answers(void **state)
     struct fixture *f = *state;
     struct ports p = start(f);
     struct bus_client *a = bc_connect(p.ws, "/?ack=0");
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     for (int i = 1; i <= 5; i++)
         bc_send(a, "{s:s, s:s, s:s, s:{s:i}}", "type", "message", "room", "lobby", "channel",
                 "general", "payload", "n", i);
@@ -518,8 +511,8 @@ static void test_rooms_and_channels_are_listed(void **state)
     json_decref(rooms);
 
     struct bus_client *a = bc_connect(p.ws, NULL);
-    join(a, "lobby", "general");
-    join(a, "lobby", "random");
+    bc_join(a, "lobby", "general");
+    bc_join(a, "lobby", "random");
     rooms = expect(get(p.http, "/rooms"), 200);
     const json_t *list = json_object_get(rooms, "rooms");
     assert_int_equal(json_array_size(list), 1);
@@ -693,8 +686,8 @@ static void test_metrics_parse_and_move_with_traffic(void **state)
     struct fixture *f = *state;
     struct ports p = start(f);
     struct bus_client *a = bc_connect(p.ws, NULL), *b = bc_connect(p.ws, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
 
     struct prom_doc before = scrape(p.http);
     static const char *const families[] = {"arqonbus_messages_received_total",

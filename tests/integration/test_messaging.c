@@ -55,16 +55,6 @@ static int start(struct fixture *f, const char *bus_extra, const char *ws_extra)
     return bc_port(&f->p);
 }
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    json_t *r;
-    if (channel)
-        bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-    else
-        bc_command_ok(c, &r, "join_room", "{s:s}", "room", room);
-    json_decref(r);
-}
-
 static void test_welcome_gives_a_client_id_and_the_server(void **state)
 {
     struct fixture *f = *state;
@@ -88,10 +78,10 @@ static void test_channel_message_reaches_exactly_its_members(void **state)
     int port = start(f, NULL, NULL);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
     struct bus_client *other_room = bc_connect(port, NULL), *other_channel = bc_connect(port, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
-    join(other_room, "attic", "general");
-    join(other_channel, "lobby", "random");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
+    bc_join(other_room, "attic", "general");
+    bc_join(other_channel, "lobby", "random");
 
     bc_send(a, "{s:s, s:s, s:s, s:s, s:{s:s}, s:s, s:{s:i}}", "id", "arq_1700000000000_1_0a0b0c",
             "type", "message", "room", "lobby", "channel", "general", "payload", "text", "hi",
@@ -140,11 +130,11 @@ static void test_room_message_reaches_every_member_of_the_room_once(void **state
     int port = start(f, NULL, NULL);
     struct bus_client *a = bc_connect(port, NULL), *two = bc_connect(port, NULL);
     struct bus_client *room_level = bc_connect(port, NULL), *outsider = bc_connect(port, NULL);
-    join(a, "lobby", NULL);
-    join(two, "lobby", "general");
-    join(two, "lobby", "random"); /* in two channels: still one copy */
-    join(room_level, "lobby", NULL);
-    join(outsider, "attic", NULL);
+    bc_join(a, "lobby", NULL);
+    bc_join(two, "lobby", "general");
+    bc_join(two, "lobby", "random"); /* in two channels: still one copy */
+    bc_join(room_level, "lobby", NULL);
+    bc_join(outsider, "attic", NULL);
     bc_send(a, "{s:s, s:s, s:{s:i}}", "type", "message", "room", "lobby", "payload", "n", 7);
     json_t *ack = bc_expect(a, "message_response", 5000);
     assert_int_equal(
@@ -274,7 +264,7 @@ static void test_publishing_needs_membership(void **state)
     struct fixture *f = *state;
     int port = start(f, NULL, NULL);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(b, "lobby", "general");
+    bc_join(b, "lobby", "general");
     expect_error(a,
                  "{\"type\":\"message\",\"room\":\"lobby\",\"channel\":\"general\",\"payload\":1}",
                  "AUTHORIZATION_ERROR", NULL);
@@ -300,8 +290,8 @@ static void test_builtin_commands(void **state)
     assert_string_equal(bc_str(r, "command"), "ping");
     json_decref(r);
 
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
     d = bc_command_ok(a, &r, "status", NULL);
     assert_int_equal(json_integer_value(json_object_get(d, "clients")), 2);
     assert_int_equal(json_integer_value(json_object_get(d, "rooms")), 1);
@@ -441,7 +431,7 @@ static void test_admin_commands_for_an_admin(void **state)
     struct fixture *f = *state;
     int port = start(f, "  anonymous_role: admin\n", NULL);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(b, "lobby", "general");
+    bc_join(b, "lobby", "general");
     json_t *r =
         bc_command(a, "delete_channel", "{s:s, s:s}", "room", "lobby", "channel", "general");
     assert_string_equal(bc_str(r, "error_code"), "EXECUTION_ERROR");
@@ -475,7 +465,7 @@ static void test_message_telemetry_when_asked_for(void **state)
             events);
     int port = start(f, "  telemetry_messages: true\n", NULL);
     struct bus_client *a = bc_connect(port, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     bc_send(a, "{s:s, s:s, s:s, s:i}", "type", "message", "room", "lobby", "channel", "general",
             "payload", 1);
     json_decref(bc_expect(a, "message_response", 5000));
@@ -496,8 +486,8 @@ static void test_presence_events_in_the_rooms_configured(void **state)
     struct fixture *f = *state;
     int port = start(f, "  presence: [lobby]\n", NULL);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
     json_t *m = bc_expect(a, "message", 5000);
     assert_string_equal(bc_str(m, "sender"), "arqonbus");
     assert_string_equal(bc_str(m, "room"), "lobby");
@@ -512,8 +502,8 @@ static void test_presence_events_in_the_rooms_configured(void **state)
     json_decref(m);
     /* Not in rooms that are not listed. */
     struct bus_client *c = bc_connect(port, NULL), *d = bc_connect(port, NULL);
-    join(c, "attic", "general");
-    join(d, "attic", "general");
+    bc_join(c, "attic", "general");
+    bc_join(d, "attic", "general");
     bc_expect_nothing(c);
     bc_free(a);
     bc_free(c);
@@ -531,7 +521,7 @@ static void test_channels_are_created_by_joins_unless_auto_create_is_off(void **
     json_decref(r);
     bc_command_ok(a, &r, "create_channel", "{s:s, s:s}", "room", "lobby", "channel", "new");
     json_decref(r);
-    join(a, "lobby", "new");
+    bc_join(a, "lobby", "new");
     /* A created channel stays when its last member leaves... */
     bc_command_ok(a, &r, "leave_channel", "{s:s, s:s}", "room", "lobby", "channel", "new");
     json_decref(r);
@@ -544,7 +534,7 @@ static void test_channels_are_created_by_joins_unless_auto_create_is_off(void **
     /* ...while one made by a join goes, and its room with it. */
     port = start(f, NULL, NULL);
     a = bc_connect(port, NULL);
-    join(a, "lobby", "temp");
+    bc_join(a, "lobby", "temp");
     d = bc_command_ok(a, &r, "list_rooms", NULL);
     assert_int_equal(json_array_size(json_object_get(d, "rooms")), 1);
     json_decref(r);
@@ -564,9 +554,9 @@ static void test_slow_consumer_is_cut_while_others_keep_receiving(void **state)
     int port = start(f, NULL, "      max_queued_bytes: 1MiB\n");
     struct bus_client *pub = bc_connect(port, "/?ack=0");
     struct bus_client *fast = bc_connect(port, NULL), *slow = bc_connect(port, NULL);
-    join(pub, "feed", "ticks");
-    join(fast, "feed", "ticks");
-    join(slow, "feed", "ticks");
+    bc_join(pub, "feed", "ticks");
+    bc_join(fast, "feed", "ticks");
+    bc_join(slow, "feed", "ticks");
     char *blob = malloc(8192);
     memset(blob, 'x', 8191);
     blob[8191] = '\0';
@@ -625,7 +615,7 @@ static void test_thousand_clients_in_hundred_rooms_get_exactly_their_messages(vo
         c[i] = bc_connect(port, "/?ack=0");
         char room[16];
         snprintf(room, sizeof room, "room%d", i % ROOMS);
-        join(c[i], room, "main");
+        bc_join(c[i], room, "main");
     }
     /* The first member of each room publishes one message naming its room. */
     for (int r = 0; r < ROOMS; r++) {
@@ -674,8 +664,8 @@ static void test_clients_and_memberships_survive_a_reload(void **state)
     const char *events = h_events_probe(f);
     int port = start(f, NULL, NULL);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
 
     /* A RELOADABLE transport change, and a bus change: both apply in place. */
     write_config(f, "  auto_create: true\n  max_memberships: 500\n",
@@ -707,7 +697,7 @@ static void test_port_change_opens_a_new_listener_and_drains_the_old(void **stat
     const char *events = h_events_probe(f);
     int old_port = start(f, NULL, "      retire_timeout: 1500ms\n");
     struct bus_client *old_client = bc_connect(old_port, NULL);
-    join(old_client, "lobby", "general");
+    bc_join(old_client, "lobby", "general");
 
     /* Move to another free port. */
     h_port_forget(&f->p, "ws");
@@ -733,7 +723,7 @@ static void test_port_change_opens_a_new_listener_and_drains_the_old(void **stat
 
     /* Clients of both listeners talk to each other while the old one drains. */
     struct bus_client *new_client = bc_connect(new_port, NULL);
-    join(new_client, "lobby", "general");
+    bc_join(new_client, "lobby", "general");
     bc_send(new_client, "{s:s, s:s, s:s, s:s}", "type", "message", "room", "lobby", "channel",
             "general", "payload", "across");
     json_t *m = bc_expect(old_client, "message", 5000);

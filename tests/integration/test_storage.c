@@ -27,13 +27,6 @@ static int start(struct fixture *f, int with_storage)
     return bc_port(&f->p);
 }
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    json_t *r;
-    bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-    json_decref(r);
-}
-
 /* Publish {n} to lobby/general; returns the ack's offset and copies its epoch. */
 static json_int_t publish(struct bus_client *c, int n, char *epoch, size_t size)
 {
@@ -58,7 +51,7 @@ static void test_acks_carry_offsets_and_history_returns_them_oldest_first(void *
     struct fixture *f = *state;
     int port = start(f, 1);
     struct bus_client *a = bc_connect(port, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     char epoch[64] = "", e2[64];
     for (int i = 1; i <= 5; i++) {
         assert_int_equal(publish(a, i, e2, sizeof e2), i);
@@ -99,8 +92,8 @@ static void test_recovery_returns_exactly_the_missed_messages(void **state)
     struct fixture *f = *state;
     int port = start(f, 1);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
     char epoch[64];
     json_int_t last_seen = 0;
     for (int i = 1; i <= 3; i++)
@@ -148,7 +141,7 @@ static void test_join_channel_recovers_with_no_gap_and_no_duplicate(void **state
     struct fixture *f = *state;
     int port = start(f, 1);
     struct bus_client *pub = bc_connect(port, "/?ack=0"), *b = bc_connect(port, NULL);
-    join(pub, "lobby", "general");
+    bc_join(pub, "lobby", "general");
     for (int i = 1; i <= 10; i++)
         bc_send(pub, "{s:s, s:s, s:s, s:{s:i}}", "type", "message", "room", "lobby", "channel",
                 "general", "payload", "n", i);
@@ -203,7 +196,7 @@ static void test_history_survives_a_reload(void **state)
     struct fixture *f = *state;
     int port = start(f, 1);
     struct bus_client *a = bc_connect(port, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     char epoch[64], after[64];
     for (int i = 1; i <= 3; i++)
         publish(a, i, epoch, sizeof epoch);
@@ -224,7 +217,7 @@ static void test_without_storage_history_is_unavailable_and_acks_have_no_offset(
     struct fixture *f = *state;
     int port = start(f, 0);
     struct bus_client *a = bc_connect(port, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     char epoch[64];
     assert_int_equal(publish(a, 1, epoch, sizeof epoch), 0);
     assert_string_equal(epoch, "");

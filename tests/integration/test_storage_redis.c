@@ -90,16 +90,6 @@ static int start_redis_bus(struct rfx *x, int i, int max_history)
     return start_bus(x, i, storage);
 }
 
-static void join(struct bus_client *c, const char *room, const char *channel)
-{
-    json_t *r;
-    if (channel)
-        bc_command_ok(c, &r, "join_channel", "{s:s, s:s}", "room", room, "channel", channel);
-    else
-        bc_command_ok(c, &r, "join_room", "{s:s}", "room", room);
-    json_decref(r);
-}
-
 static void msg_id(char *out, size_t size, int n)
 {
     snprintf(out, size, "arq_1700000000000_%d_0a0b0c", n);
@@ -264,8 +254,8 @@ static void test_memory_and_redis_answer_the_same_traffic_alike(void **state)
     char epoch[2][64];
     for (int b = 0; b < 2; b++) {
         c[b] = bc_connect(port[b], NULL);
-        join(c[b], "lobby", "general");
-        join(c[b], "lobby", "random");
+        bc_join(c[b], "lobby", "general");
+        bc_join(c[b], "lobby", "random");
         for (int n = 1; n <= 15; n++) {
             struct ack a = publish(c[b], "lobby", "general", n);
             assert_int_equal(a.offset, n);
@@ -346,8 +336,8 @@ static void test_two_nodes_sharing_redis_agree_on_offsets(void **state)
     int p1 = start_redis_bus(x, 0, 10);
     int p2 = start_redis_bus(x, 1, 10);
     struct bus_client *a = bc_connect(p1, NULL), *b = bc_connect(p2, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
     struct ack first = publish(a, "lobby", "general", 1);
     struct ack second = publish(b, "lobby", "general", 2);
     struct ack third = publish(a, "lobby", "general", 3);
@@ -401,8 +391,8 @@ static void test_recovery_after_a_disconnect_returns_exactly_the_missed_messages
     redis_up(x, 0);
     int port = start_redis_bus(x, 0, 100);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
     struct ack last = {0};
     for (int n = 1; n <= 3; n++)
         last = publish(a, "lobby", "general", n);
@@ -432,7 +422,7 @@ static void test_recovery_after_a_disconnect_returns_exactly_the_missed_messages
     bc_free(b);
     b = bc_connect(port, NULL);
     struct bus_client *pub = bc_connect(port, "/?ack=0");
-    join(pub, "lobby", "general");
+    bc_join(pub, "lobby", "general");
     json_t *cmd =
         json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:I, s:s}}", "id", "arq_1700000000000_9_abcdef",
                   "type", "command", "command", "join_channel", "args", "room", "lobby", "channel",
@@ -474,7 +464,7 @@ static void test_a_deleted_stream_is_reported_as_a_new_epoch(void **state)
     redis_up(x, 0);
     int port = start_redis_bus(x, 0, 10);
     struct bus_client *a = bc_connect(port, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     struct ack last = {0};
     for (int n = 1; n <= 3; n++)
         last = publish(a, "lobby", "general", n);
@@ -512,8 +502,8 @@ static void test_redis_killed_while_clients_publish_loses_nothing_acknowledged(v
     int port = start_redis_bus(x, 0, 10000);
     struct bus_client *pub = bc_connect(port, NULL), *sub = bc_connect(port, NULL);
     struct bus_client *watch = bc_connect(port, NULL);
-    join(pub, "lobby", "general");
-    join(sub, "lobby", "general");
+    bc_join(pub, "lobby", "general");
+    bc_join(sub, "lobby", "general");
     assert_int_equal(wait_health(watch, "healthy", 5000), 0);
 
     enum { TOTAL = 300, KILL_AT = 100, RESTART_AT = 200 };
@@ -587,7 +577,7 @@ static void test_redis_absent_at_start_serves_history_from_memory_then_replays(v
     x->redis_port = redis_server_free_port();
     int port = start_redis_bus(x, 0, 10);
     struct bus_client *a = bc_connect(port, NULL);
-    join(a, "lobby", "general");
+    bc_join(a, "lobby", "general");
     assert_int_equal(wait_health(a, "degraded", 5000), 0);
     for (int n = 1; n <= 3; n++)
         assert_int_equal(publish(a, "lobby", "general", n).offset, n);
@@ -629,8 +619,8 @@ static void test_strict_mode_without_redis_answers_storage_unavailable(void **st
     h_spawn(&x->bus[0]->p, x->bus[0]->dir, x->bus[0]->logs, NULL, NULL);
     int port = bc_port(&x->bus[0]->p);
     struct bus_client *a = bc_connect(port, NULL), *b = bc_connect(port, NULL);
-    join(a, "lobby", "general");
-    join(b, "lobby", "general");
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
     assert_int_equal(wait_health(a, "down", 5000), 0);
     json_t *r = bc_command(a, "history", "{s:s, s:s}", "room", "lobby", "channel", "general");
     assert_string_equal(bc_str(r, "error_code"), "STORAGE_UNAVAILABLE");
