@@ -5,6 +5,7 @@
  */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,12 +87,17 @@ static void query__finish(struct br_query *q)
     free(q);
 }
 
-static void query__fail(struct br_query *q, const char *fmt, const char *a, const char *c)
+/* The first failure is the answer (its text cut to fit). */
+static void query__fail(struct br_query *q, const char *fmt, ...) ARQ_PRINTF(2, 3);
+static void query__fail(struct br_query *q, const char *fmt, ...)
 {
     if (q->failed)
         return;
     q->failed = 1;
-    snprintf(q->error, sizeof q->error, fmt, a, c);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->error, sizeof q->error, fmt, ap);
+    va_end(ap);
 }
 
 static int query__int(const redisReply *r, long long *out)
@@ -148,11 +154,11 @@ static void query__on_reply(struct br_shard *sh, const void *reply, void *arg)
     struct br_query *q = arg;
     const redisReply *r = reply;
     if (!r)
-        query__fail(q, "broker: redis at %s%s unreachable", sh ? sh->where : "?", "");
+        query__fail(q, "broker: redis at %s unreachable", sh ? sh->where : "?");
     else if (r->type == REDIS_REPLY_ERROR)
         query__fail(q, "broker: redis at %s: %s", sh->where, r->str);
     else if (!q->failed && query__merge(q, r) != 0)
-        query__fail(q, "broker: unexpected reply from redis at %s%s", sh->where, "");
+        query__fail(q, "broker: unexpected reply from redis at %s", sh->where);
     if (--q->awaited == 0)
         query__finish(q);
 }
@@ -166,7 +172,7 @@ static int query__send(struct br_query *q, struct br_shard *sh, const char *room
         return -1;
     }
     if (shard__eval(sh, BR_LUA_QUERY, 5, argv, NULL, query__on_reply, q, 0) != 0) {
-        query__fail(q, "broker: cannot send to redis at %s%s", sh->where, "");
+        query__fail(q, "broker: cannot send to redis at %s", sh->where);
         return -1;
     }
     q->awaited++;
@@ -221,7 +227,7 @@ void queries__close(struct broker *b)
     /* Queries still listed await a reply that shard__close has already failed: none here. */
     while (b->queries) {
         struct br_query *q = b->queries;
-        query__fail(q, "broker: stopping%s%s", "", "");
+        query__fail(q, "broker: stopping");
         q->awaited = 0;
         query__finish(q);
     }
