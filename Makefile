@@ -53,10 +53,12 @@ test-asan: build-asan
 
 # Benchmarks, not tests (kept out of `make test`), on the Release build; see
 # docs/benchmarks.md. First ArqonBus side by side with Mosquitto and a plain relay
-# (bench/compare.sh; COMPARE_ARGS: e.g. --quick), then fan-out with and without a 10k events/s
+# (bench/compare.sh; COMPARE_ARGS: e.g. --quick), two nodes joined by broker-redis
+# (bench/cluster.sh; CLUSTER_ARGS: e.g. --quick), then fan-out with and without a 10k events/s
 # telemetry stream (BENCH_ARGS: e.g. -n 3), then the envelope's parse paths, slow and fast.
 bench: build-release
 	bench/compare.sh $(COMPARE_ARGS) $(REL_BUILD)
+	bench/cluster.sh $(CLUSTER_ARGS) $(REL_BUILD)
 	$(REL_BUILD)/bench/arqonbus-bench-telemetry $(BENCH_ARGS) $(REL_BUILD)
 	$(REL_BUILD)/bench/arqonbus-bench-envelope
 

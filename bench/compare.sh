@@ -49,77 +49,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-BIN=$BUILD/bench/arqonbus-bench
-DAEMON=$BUILD/arqonbusd
-for f in "$BIN" "$DAEMON"; do
-    [ -x "$f" ] || {
-        echo "compare.sh: no $f (build first: cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release" \
-            "&& cmake --build $BUILD -j)" >&2
-        exit 1
-    }
-done
-PLUGINS=$(cd "$BUILD/plugins" && pwd)
-for tool in mosquitto redis-server redis-cli; do
-    command -v "$tool" >/dev/null || {
-        echo "compare.sh: $tool is missing (packaging/install-deps.sh installs it)" >&2
-        exit 1
-    }
-done
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init "$BUILD" "$OUT" mosquitto redis-server redis-cli
 if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
     echo "compare.sh: --perf needs perf (linux-perf)" >&2
     exit 1
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/arq-compare-XXXXXX")
-if [ -n "$OUT" ]; then
-    mkdir -p "$OUT"
-    OUT=$(cd "$OUT" && pwd)
-    LOGS=$OUT
-else
-    LOGS=$TMP
-fi
-RESULTS=$LOGS/results.jsonl
-: >"$RESULTS"
-PIDS=()
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Every descriptor the hard limit allows: 10k+ connections need them on both ends.
-ulimit -n "$(ulimit -Hn)"
-NOFILE=$(ulimit -n)
-
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-    SRV=(taskset -c 0)
-    GEN=(taskset -c 1)
-    PINNING="servers on CPU 0, generator on CPU 1"
-else
-    SRV=()
-    GEN=()
-    PINNING="not pinned (fewer than 2 CPUs, or no taskset)"
-fi
-# On a machine shared with other work (builds), servers and generator run at nice -20 when
-# allowed, so that background jobs do not sit in the middle of a latency measurement. Every
-# server gets the same treatment.
-if [ "$(nice -n -20 nice 2>/dev/null)" = -20 ]; then
-    SRV=(nice -n -20 "${SRV[@]}")
-    GEN=(nice -n -20 "${GEN[@]}")
-    PINNING="$PINNING, at nice -20"
 fi
 
 if [ "$QUICK" = 1 ]; then
@@ -127,96 +62,6 @@ if [ "$QUICK" = 1 ]; then
 else
     WARM=2 DUR=5 SIZES="100 1000 10000"
 fi
-
-log() { printf '%s\n' "$*" >&2; }
-
-stop() {
-    local keep=() pid
-    kill -TERM "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    for pid in "${PIDS[@]}"; do
-        [ "$pid" = "$1" ] || keep+=("$pid")
-    done
-    PIDS=("${keep[@]}")
-}
-
-# wait_port PID LOG PATTERN: prints the port of the first log line matching PATTERN.
-wait_port() {
-    local pid=$1 logf=$2 pattern=$3 port=""
-    for _ in $(seq 200); do
-        port=$(grep -m1 -E "$pattern" "$logf" 2>/dev/null | sed -n 's/.* port=\([0-9]*\).*/\1/p')
-        [ -n "$port" ] && {
-            echo "$port"
-            return 0
-        }
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    log "compare.sh: no listening port in $logf:"
-    tail -5 "$logf" >&2 || true
-    return 1
-}
-
-# start_arqonbus NAME [memory | redis PORT]: sets APID and APORT.
-start_arqonbus() {
-    local dir=$LOGS/arqonbusd-$1
-    mkdir -p "$dir/conf.d"
-    cat >"$dir/conf.d/00-host.yaml" <<EOF
-host:
-  plugin_dir: $PLUGINS
-  log_level: info
-bus:
-  auto_create: true
-  max_queued_bytes: 64MiB
-EOF
-    cat >"$dir/conf.d/10-ws.yaml" <<EOF
-plugins:
-  ws:
-    module: transport-websocket
-    config:
-      host: 127.0.0.1
-      port: 0
-      max_connections: 1000000
-      max_queued_bytes: 64MiB
-${WS_OPTIONS}
-EOF
-    cat >"$dir/conf.d/20-commands.yaml" <<EOF
-plugins:
-  builtin:
-    module: commands-builtin
-EOF
-    case "${2:-}" in
-    memory)
-        printf 'plugins:\n  history:\n    module: storage-memory\n' >"$dir/conf.d/30-storage.yaml"
-        ;;
-    redis)
-        printf 'plugins:\n  history:\n    module: storage-redis\n    config:\n      url: redis://127.0.0.1:%s\n' \
-            "$3" >"$dir/conf.d/30-storage.yaml"
-        ;;
-    esac
-    "${SRV[@]}" "$DAEMON" -c "$dir/conf.d" >"$dir/arqonbusd.log" 2>&1 &
-    APID=$!
-    PIDS+=("$APID")
-    APORT=$(wait_port "$APID" "$dir/arqonbusd.log" 'component=ws msg=listening')
-}
-
-free_port() {
-    local p
-    while :; do
-        p=$("$BIN" free-port)
-        case " $* " in *" $p "*) ;; *) break ;; esac
-    done
-    echo "$p"
-}
-
-wait_tcp() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    log "compare.sh: nothing listens on 127.0.0.1:$1"
-    return 1
-}
 
 # Mosquitto 2.0.11: a websockets listener bound to an address binds every interface (lws), so
 # it is bound to the interface lo; and a websockets listener alone is refused, so a plain MQTT
@@ -251,32 +96,6 @@ start_relay() {
     RPID=$!
     PIDS+=("$RPID")
     RPORT=$(wait_port "$RPID" "$LOGS/relay.log" 'msg=listening')
-}
-
-start_redis() {
-    mkdir -p "$LOGS/redis"
-    REDIS_PORT=$(free_port)
-    "${SRV[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-        --daemonize no --dir "$LOGS/redis" >"$LOGS/redis/redis.log" 2>&1 &
-    REDIS_PID=$!
-    PIDS+=("$REDIS_PID")
-    for _ in $(seq 100); do
-        [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
-        sleep 0.05
-    done
-    log "compare.sh: redis-server did not answer"
-    return 1
-}
-
-# gen NAME LABEL PORT PID SCENARIO ARGS...: one run of the generator (ARGS override the
-# defaults); a failed run is reported, not fatal.
-gen() {
-    local name=$1 label=$2 port=$3 pid=$4 scenario=$5
-    shift 5
-    "${GEN[@]}" "$BIN" "$scenario" --port "$port" --server-pid "$pid" --name "$name" \
-        --label "$label" --warmup "$WARM" --duration "$DUR" --json "$RESULTS" "$@" ||
-        log "compare.sh: $name [$label] failed"
-    echo
 }
 
 # profile NAME PID SCENARIO ARGS...: a run under perf (apart from the results): where arqonbusd

@@ -47,15 +47,17 @@ struct lg_opts {
     enum lg_proto proto;
     const char *host;
     int port;
-    int subscribers;      /* fanout, latency */
-    int clients;          /* rooms, connections, commands */
-    int room_size;        /* rooms */
-    int window;           /* messages in flight per publisher */
-    int payload_bytes;    /* size of the JSON payload object */
-    int threads;          /* worker threads, one epoll each */
-    int connect_parallel; /* connections being set up at once, per worker */
-    double rate;          /* per publisher (or per command client) msg/s; 0: window-bound */
-    double target;        /* latency: deliveries/s wanted (sets rate) */
+    int remote_port;        /* fanout, latency: the server of the last remote_subscribers */
+    int remote_subscribers; /* subscribers on remote_port (another node of a cluster) */
+    int subscribers;        /* fanout, latency */
+    int clients;            /* rooms, connections, commands */
+    int room_size;          /* rooms */
+    int window;             /* messages in flight per publisher */
+    int payload_bytes;      /* size of the JSON payload object */
+    int threads;            /* worker threads, one epoll each */
+    int connect_parallel;   /* connections being set up at once, per worker */
+    double rate;            /* per publisher (or per command client) msg/s; 0: window-bound */
+    double target;          /* latency: deliveries/s wanted (sets rate) */
     double warmup, duration, setup_timeout;
     pid_t server_pid, aux_pid;
     const char *json;  /* append the report here ("-": stdout) */
@@ -168,6 +170,8 @@ void conn_send_frame(struct lg_worker *w, struct lg_conn *c, int opcode, const v
 char *conn_frame_begin(struct lg_worker *w, struct lg_conn *c, size_t max_payload);
 void conn_frame_commit(struct lg_worker *w, struct lg_conn *c, int opcode, size_t len);
 void conn_fail(struct lg_worker *w, struct lg_conn *c, uint64_t *counter);
+/* The server port c connects to: --port, or --remote-port for the last --remote-subscribers. */
+int conn_port(const struct lg_run *r, const struct lg_conn *c);
 
 /* --- proto.c -----------------------------------------------------------------------------------
  */

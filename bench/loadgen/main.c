@@ -32,6 +32,8 @@ static void usage(FILE *f)
                "  --protocol arqonbus|mqtt|raw   (raw: the relay)     [arqonbus]\n"
                "  --host A --port P              the server           [127.0.0.1 9100]\n"
                "  --subscribers N                fanout, latency      [100]\n"
+               "  --remote-subscribers K --remote-port P  fanout, latency: the last K of the\n"
+               "                  subscribers connect to P (another node of a cluster)  [0]\n"
                "  --clients N                    rooms 1000, connections 10000, commands 100\n"
                "  --room-size N                                       [10]\n"
                "  --rate R        per publisher (per client for commands) msg/s; 0: as fast as\n"
@@ -119,6 +121,7 @@ static void parse(int argc, char **argv, struct lg_opts *o)
         {"keepalive", 1, 0, 'k'},     {"server-pid", 1, 0, 's'},
         {"aux-pid", 1, 0, 'x'},       {"json", 1, 0, 'J'},
         {"name", 1, 0, 'N'},          {"label", 1, 0, 'L'},
+        {"remote-port", 1, 0, 'R'},   {"remote-subscribers", 1, 0, 'K'},
         {"help", 0, 0, 'H'},          {0, 0, 0, 0}};
     int ch, rate_set = 0, window_set = 0;
     optind = 2;
@@ -142,6 +145,12 @@ static void parse(int argc, char **argv, struct lg_opts *o)
             break;
         case 'n':
             o->subscribers = (int)num(optarg, "--subscribers");
+            break;
+        case 'R':
+            o->remote_port = (int)num(optarg, "--remote-port");
+            break;
+        case 'K':
+            o->remote_subscribers = (int)num(optarg, "--remote-subscribers");
             break;
         case 'c':
             o->clients = (int)num(optarg, "--clients");
@@ -227,6 +236,11 @@ static void parse(int argc, char **argv, struct lg_opts *o)
     if (o->subscribers < 1 || o->clients < 1 || o->room_size < 2 || o->window < 1 ||
         o->threads < 1 || o->threads > 64 || o->connect_parallel < 1 || o->duration <= 0)
         die("%s", "option out of range (--help)");
+    if (o->remote_subscribers > 0 &&
+        (o->remote_port < 1 || o->remote_subscribers > o->subscribers ||
+         (o->scenario != SC_FANOUT && o->scenario != SC_LATENCY)))
+        die("%s", "--remote-subscribers needs --remote-port, fanout or latency, and at most "
+                  "--subscribers");
     if (o->payload_bytes < 0 || o->payload_bytes > 60000)
         die("%s", "--payload-bytes must be 0..60000");
     if (o->proto == PROTO_RAW && o->scenario == SC_COMMANDS)

@@ -76,7 +76,7 @@ int proto_upgrade_request(const struct lg_run *r, const struct lg_conn *c, char 
                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
-                    path, r->o.host, r->o.port, key64,
+                    path, r->o.host, conn_port(r, c), key64,
                     r->o.proto == PROTO_MQTT ? "Sec-WebSocket-Protocol: mqtt\r\n" : "");
 }
 

@@ -117,8 +117,12 @@ static void write_json(FILE *f, const struct lg_report *rep, const struct derive
     kv_u64(&o, "connected", rep->connected);
     kv_num(&o, "setup_s", rep->setup_s);
     kv_u64(&o, "recipients", r->recipients);
-    if (op->scenario == SC_FANOUT || op->scenario == SC_LATENCY)
+    if (op->scenario == SC_FANOUT || op->scenario == SC_LATENCY) {
         kv_u64(&o, "subscribers", (uint64_t)op->subscribers);
+        kv_u64(&o, "remote_subscribers", (uint64_t)op->remote_subscribers);
+        if (op->remote_subscribers > 0)
+            kv_u64(&o, "remote_port", (uint64_t)op->remote_port);
+    }
     if (op->scenario == SC_ROOMS)
         kv_u64(&o, "room_size", (uint64_t)op->room_size);
     kv_u64(&o, "payload_bytes", (uint64_t)op->payload_bytes);
@@ -218,6 +222,9 @@ static void write_table(FILE *f, const struct lg_report *rep, const struct deriv
     fprintf(f, "== %s [%s] %s over %s, %u connections (%u ready, set up in %.2f s), %d thread%s\n",
             op->name, *op->label ? op->label : "-", SCENARIOS[op->scenario], PROTOS[op->proto],
             r->total, rep->connected, rep->setup_s, r->nw, r->nw > 1 ? "s" : "");
+    if (op->remote_subscribers > 0)
+        fprintf(f, "  publisher on port %d, %d of the %d subscribers on port %d\n", op->port,
+                op->remote_subscribers, op->subscribers, op->remote_port);
     fprintf(f, "  measured %.2f s after %.1f s warm-up; payload %d B; ", rep->wall_s, op->warmup,
             op->payload_bytes);
     if (op->rate > 0)

@@ -332,6 +332,68 @@ static void targets(void)
     }
 }
 
+/* bench/cluster.sh: two nodes joined by broker-redis. The labels say where the clients were:
+ * broker-off (one node, no broker), local (broker on, every client on node 1), cross-node
+ * (publisher on node 1, subscribers on node 2), broker-on (node 2 up with no subscriber),
+ * broker-on-remote (node 2 up with one subscriber of the channel). */
+static const char *const CLUSTER_LABELS[] = {"broker-off", "local", "cross-node", "broker-on",
+                                             "broker-on-remote"};
+
+static void cluster(void)
+{
+    static const char *const names[] = {"cluster-latency-10k-n1", "cluster-latency-10k-n10",
+                                        "cluster-fanout-1000"};
+    printf("\n## Cluster: two nodes joined by broker-redis (median [min-max])\n\n");
+    printf("| scenario | clients | deliveries/s | p50 us | p99 us | p99.9 us | max us | lost | "
+           "errors | node 1 CPU s | deliveries per node 1 CPU-s | redis CPU s |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        for (size_t l = 0; l < sizeof CLUSTER_LABELS / sizeof *CLUSTER_LABELS; l++) {
+            const char *n = names[i], *lb = CLUSTER_LABELS[l];
+            if (!has(n, lb))
+                continue;
+            struct stat3 err = metric(n, lb, "error_frames"), cl = metric(n, lb, "closed");
+            err.med += cl.med;
+            err.min += cl.min;
+            err.max += cl.max;
+            printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, lb,
+                   fmt(metric(n, lb, "deliveries_per_s"), 0), fmt_us(metric(n, lb, "lat_p50_us")),
+                   fmt_us(metric(n, lb, "lat_p99_us")), fmt_us(metric(n, lb, "lat_p999_us")),
+                   fmt_us(metric(n, lb, "lat_max_us")), fmt(metric(n, lb, "lost"), 0), fmt(err, 0),
+                   fmt(metric(n, lb, "server_cpu_s"), 2),
+                   fmt(metric(n, lb, "deliveries_per_server_cpu_s"), 0),
+                   fmt(metric(n, lb, "aux_cpu_s"), 2));
+        }
+    printf("\n## Cluster targets (median of runs)\n\n| target | goal | measured | verdict |\n"
+           "|---|---|---|---|\n");
+    char buf[96];
+    static const char *const lat[] = {"cluster-latency-10k-n1", "cluster-latency-10k-n10"};
+    static const char *const fan[] = {"1 -> 1 at 10k messages/s", "1 -> 10 at 1k messages/s"};
+    for (int i = 0; i < 2; i++) {
+        struct stat3 p50 = metric(lat[i], "cross-node", "lat_p50_us");
+        struct stat3 p99 = metric(lat[i], "cross-node", "lat_p99_us");
+        char w[128];
+        snprintf(w, sizeof w, "cross-node p50 publish -> deliver, %s", fan[i]);
+        snprintf(buf, sizeof buf, "%s us", fmt_us(p50));
+        target(w, "<= 1 ms", buf, isnan(p50.med) ? -1 : p50.med <= 1000);
+        snprintf(w, sizeof w, "cross-node p99 publish -> deliver, %s", fan[i]);
+        snprintf(buf, sizeof buf, "%s us", fmt_us(p99));
+        target(w, "<= 5 ms", buf, isnan(p99.med) ? -1 : p99.med <= 5000);
+    }
+    const char *k = "deliveries_per_server_cpu_s";
+    struct stat3 off = metric("cluster-fanout-1000", "broker-off", k);
+    static const char *const on[] = {"broker-on", "broker-on-remote"};
+    for (int i = 0; i < 2; i++) {
+        struct stat3 with = metric("cluster-fanout-1000", on[i], k);
+        char w[128];
+        snprintf(w, sizeof w, "fan-out 1->1000 on one node, deliveries per CPU-s, %s / broker-off",
+                 on[i]);
+        snprintf(buf, sizeof buf, "%s", ratio(with, off));
+        target(w, ">= 0.90", buf,
+               isnan(with.med) || isnan(off.med) || off.med == 0 ? -1 : with.med >= 0.9 * off.med);
+    }
+}
+
 int summary_main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -358,8 +420,18 @@ int summary_main(int argc, char **argv)
         fclose(f);
     }
     printf("%d reports from %d file%s\n", nrecs, argc - 1, argc > 2 ? "s" : "");
-    side_by_side();
-    arqonbus_alone();
-    targets();
+    int clustered = 0, single = 0; /* reports of cluster.sh, of compare.sh */
+    for (int i = 0; i < nrecs; i++)
+        if (strncmp(recs[i].name, "cluster-", 8) == 0)
+            clustered = 1;
+        else
+            single = 1;
+    if (single) {
+        side_by_side();
+        arqonbus_alone();
+        targets();
+    }
+    if (clustered)
+        cluster();
     return 0;
 }

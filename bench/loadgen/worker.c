@@ -224,6 +224,15 @@ void conn_send_frame(struct lg_worker *w, struct lg_conn *c, int opcode, const v
 /* --- connecting --------------------------------------------------------------------------------
  */
 
+int conn_port(const struct lg_run *r, const struct lg_conn *c)
+{
+    /* ids: 0 is the publisher, 1..subscribers the subscribers; the remote ones come last */
+    if (r->o.remote_subscribers > 0 && (c->role & ROLE_SUB) &&
+        c->id > (uint32_t)(r->o.subscribers - r->o.remote_subscribers))
+        return r->o.remote_port;
+    return r->o.port;
+}
+
 static void conn_open(struct lg_worker *w, struct lg_conn *c)
 {
     const struct lg_run *r = w->run;
@@ -237,7 +246,7 @@ static void conn_open(struct lg_worker *w, struct lg_conn *c)
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->o.port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)conn_port(r, c))};
     inet_pton(AF_INET, r->o.host, &sa.sin_addr);
     /* One loopback address has ~28k ephemeral ports towards one server port: spread large
      * runs over 127.0.0.2, .3, ... (all of 127/8 is loopback). */
