@@ -230,6 +230,7 @@ struct cluster_query {
     arq_result_cb cb;
     void *arg;
     char *what, *room, *channel;
+    int room_check; /* "channels": the answer is the room's room-wide members (see below) */
 };
 
 static void cluster__free(struct cluster_query *q)
@@ -309,7 +310,17 @@ static void cluster__answered(void *arg, const char *error_code, const char *tex
         return;
     }
     struct room *r = q->room ? router_room(b, q->room) : NULL;
-    if (!strcmp(q->what, "rooms")) {
+    if (q->room_check) {
+        /* A room with no channel anywhere exists if it has room-wide members somewhere. */
+        if (json_array_size(data)) {
+            out = json_array();
+        } else {
+            snprintf(msg, sizeof msg, "Room %s does not exist", q->room);
+            q->cb(q->arg, ARQ_ERR_ROOM_NOT_FOUND, msg, NULL);
+            cluster__free(q);
+            return;
+        }
+    } else if (!strcmp(q->what, "rooms")) {
         out = cluster__rooms(b, data);
     } else if (!strcmp(q->what, "channels")) {
         out = json_array();
@@ -330,8 +341,14 @@ static void cluster__answered(void *arg, const char *error_code, const char *tex
             if (!cluster__find(data, "channel", ch->name))
                 json_array_append_new(out, router_channel_json(ch, 0));
         }
+        struct arq_ctx *s = broker_current(b);
         if (!r && !json_array_size(out)) {
             json_decref(out);
+            if (s) { /* no channel anywhere: does the room exist at all? */
+                q->room_check = 1;
+                broker__ops(s)->query(s->self, "members", q->room, NULL, cluster__answered, q);
+                return;
+            }
             snprintf(msg, sizeof msg, "Room %s does not exist", q->room);
             q->cb(q->arg, ARQ_ERR_ROOM_NOT_FOUND, msg, NULL);
             cluster__free(q);

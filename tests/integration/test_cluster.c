@@ -654,6 +654,26 @@ static void test_listings_agree_and_presence_crosses_nodes_once(void **state)
     struct bus_client *at[] = {c1, c2, c3};
     for (int i = 0; i < 3; i++)
         wait_listing(at[i], want, 5000);
+    /* A room whose only member is room-wide, on n3: it exists on n1 too, without channels. */
+    bc_join(c3, "bare", NULL);
+    for (long long end = now_ms() + h_ms(5000);;) {
+        json_t *r = bc_command(c1, "list_channels", "{s:s}", "room", "bare");
+        int found = !strcmp(bc_str(r, "status"), "success");
+        if (found)
+            assert_int_equal(
+                json_array_size(json_object_get(
+                    json_object_get(json_object_get(r, "payload"), "data"), "channels")),
+                0);
+        json_decref(r);
+        if (found)
+            break;
+        if (now_ms() > end)
+            fail_msg("n1 does not see room bare");
+        sleep_ms(50);
+    }
+    json_t *r = bc_command(c1, "list_channels", "{s:s}", "room", "nowhere");
+    assert_string_equal(bc_str(r, "error_code"), "ROOM_NOT_FOUND");
+    json_decref(r);
 
     /* Presence in p/live: m3 (n3) sees m1 (n1) join, then c2 (n2) join and leave, each once:
      * m1's marker, sent after m1 saw the leave, comes next. */

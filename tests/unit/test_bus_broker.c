@@ -540,7 +540,22 @@ static void listings_describe_the_whole_cluster(void **state)
     memset(&res, 0, sizeof res);
     api->bus_query_async(x->ctx, NULL, "channels", "nowhere", NULL, listing_cb, &res);
     broker_answer(&x->broker, "[]", NULL);
+    assert_int_equal(res.calls, 0); /* no channel anywhere: is there a room at all? */
+    assert_string_equal(x->broker.q_what, "members");
+    assert_string_equal(x->broker.q_room, "nowhere");
+    assert_string_equal(x->broker.q_channel, "-");
+    broker_answer(&x->broker, "[]", NULL);
     assert_string_equal(res.code, "ROOM_NOT_FOUND");
+    /* a room only room-wide members elsewhere are in: it exists, without channels */
+    memset(&res, 0, sizeof res);
+    api->bus_query_async(x->ctx, NULL, "channels", "far", NULL, listing_cb, &res);
+    broker_answer(&x->broker, "[]", NULL);
+    broker_answer(&x->broker, "[\"arq_client_d\"]", NULL);
+    assert_int_equal(res.calls, 1);
+    assert_null(res.code[0] ? res.code : NULL);
+    assert_int_equal(json_array_size(res.data), 0);
+    assert_true(json_is_array(res.data));
+    json_decref(res.data);
 
     /* the broker cannot answer: its error */
     memset(&res, 0, sizeof res);
