@@ -227,6 +227,8 @@ void queries__close(struct broker *b)
     /* Queries still listed await a reply that shard__close has already failed: none here. */
     while (b->queries) {
         struct br_query *q = b->queries;
+        /* q is the head: query__finish unlinks it before freeing it, so the next round reads
+         * a new head. NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         query__fail(q, "broker: stopping");
         q->awaited = 0;
         query__finish(q);

@@ -101,12 +101,11 @@ int redis_url_parse(const char *url, struct redis_url *u, int allow_credentials,
         u->port = (int)port;
     }
     if (*end == '/' && end[1]) {
-        char *stop;
-        if (!isdigit((unsigned char)end[1]))
-            return arq_error_set(err, ARQ_EINVAL, "%s: bad database number for host %s", what,
-                                 u->host);
-        long db = strtol(end + 1, &stop, 10);
-        if (*stop || db < 0 || db > 1000000)
+        /* Digits only (strtol would take a sign or spaces). */
+        const char *digits = end + 1;
+        size_t n = strlen(digits);
+        long db = n <= 7 && strspn(digits, "0123456789") == n ? strtol(digits, NULL, 10) : -1;
+        if (db < 0 || db > 1000000)
             return arq_error_set(err, ARQ_EINVAL, "%s: bad database number for host %s", what,
                                  u->host);
         u->db = (int)db;

@@ -261,7 +261,7 @@ static void h_channels(struct http_req *req, const char *url)
         return;
     }
     /* seg is set: http_path__check_name refuses the empty name given for a missing one. */
-    listing(req, "channels", seg, len, "channels");
+    listing(req, "channels", seg ? seg : "", seg ? len : 0, "channels");
 }
 
 /* --- publish and admin --------------------------------------------------------------------- */
