@@ -23,6 +23,7 @@ libmicrohttpd-dev
 libjwt-dev
 libssl-dev
 libcmocka-dev
+libedit-dev
 zlib1g-dev
 redis-server
 mosquitto

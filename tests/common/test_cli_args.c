@@ -334,9 +334,70 @@ static void the_path_query_turns_acks_off_as_the_server_reads_it(void **state)
 static void a_missing_or_unknown_command_is_a_usage_error(void **state)
 {
     (void)state;
-    REFUSED("missing COMMAND", "-v");
+    REFUSED("missing COMMAND", "-n", "2");
+    REFUSED("-i takes no COMMAND", "-i", "cmd", "ping");
+    /* No COMMAND at all: the interactive mode (main() refuses it without a terminal). */
+    struct cli_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "-v"), CLI_PARSE_OK);
+    assert_int_equal(o.command, CLI_NONE);
+    cli_opts_free(&o);
     REFUSED("unknown command 'publish'", "publish", "r", "{}");
     REFUSED("too many arguments, starting at 'i'", "pub", "a", "b", "c", "d", "e", "f", "g", "i");
+}
+
+static void version_wait_formats_payload_sources_and_history_options(void **state)
+{
+    (void)state;
+    struct cli_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "-V"), CLI_PARSE_VERSION);
+    assert_int_equal(PARSE(&o, err, "--version", "--help"), CLI_PARSE_HELP);
+    assert_int_equal(PARSE(&o, err, "-W", "1.5", "-n", "3", "--raw", "sub", "r", "c"),
+                     CLI_PARSE_OK);
+    assert_true(o.wait_s == 1.5 && o.count == 3 && o.format == CLI_FORMAT_RAW && o.reconnect);
+    cli_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "pub", "r", "c", "-"), CLI_PARSE_OK);
+    assert_int_equal(o.payload_from, CLI_PAYLOAD_STDIN);
+    assert_string_equal(o.channel, "c");
+    cli_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "pub", "r", "-l", "-f", "in.jsonl"), CLI_PARSE_OK);
+    assert_int_equal(o.payload_from, CLI_PAYLOAD_FILE);
+    assert_true(o.lines && o.channel == NULL);
+    cli_opts_free(&o);
+    assert_int_equal(
+        PARSE(&o, err, "history", "r", "c", "--limit", "5", "--since-offset", "0", "--epoch", "e1"),
+        CLI_PARSE_OK);
+    assert_int_equal(o.command, CLI_HISTORY);
+    assert_int_equal(json_integer_value(json_object_get(o.json, "limit")), 5);
+    assert_int_equal(json_integer_value(json_object_get(o.json, "since_offset")), 0);
+    assert_string_equal(json_string_value(json_object_get(o.json, "epoch")), "e1");
+    cli_opts_free(&o);
+    REFUSED("--pretty and --raw exclude each other", "--pretty", "--raw", "cmd", "ping");
+    REFUSED("invalid wait '0'", "-W", "0", "sub", "r");
+    REFUSED("--wait and --no-reconnect apply to sub only", "-W", "1", "cmd", "ping");
+    REFUSED("--file and --lines apply to pub only", "-l", "sub", "r");
+    REFUSED("pub with -f or -l takes ROOM [CHANNEL]", "-f", "x", "pub", "r", "c", "{}");
+    REFUSED("apply to history only", "--limit", "3", "cmd", "history");
+    REFUSED("invalid value '1001'", "--limit", "1001", "history", "r");
+}
+
+static void interactive_lines_split_as_a_shell_would(void **state)
+{
+    (void)state;
+    char buf[128], *w[8];
+    assert_int_equal(cli_split_words("  pub lobby 'a b' {\"x\":1}\t\"q\\\"t\" x\\ y ", buf, w, 8),
+                     6);
+    assert_string_equal(w[0], "pub");
+    assert_string_equal(w[2], "a b");
+    assert_string_equal(w[3], "{x:1}");
+    assert_string_equal(w[4], "q\"t");
+    assert_string_equal(w[5], "x y");
+    assert_int_equal(cli_split_words("cmd ping '{}'", buf, w, 8), 3);
+    assert_string_equal(w[2], "{}");
+    assert_int_equal(cli_split_words("a 'b", buf, w, 8), -1);
+    assert_int_equal(cli_split_words("a b c", buf, w, 2), -1);
+    assert_int_equal(cli_split_words("   ", buf, w, 2), 0);
 }
 
 int main(void)
@@ -362,6 +423,8 @@ int main(void)
         cmocka_unit_test(empty_room_channel_and_name_are_refused),
         cmocka_unit_test(the_path_query_turns_acks_off_as_the_server_reads_it),
         cmocka_unit_test(a_missing_or_unknown_command_is_a_usage_error),
+        cmocka_unit_test(version_wait_formats_payload_sources_and_history_options),
+        cmocka_unit_test(interactive_lines_split_as_a_shell_would),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

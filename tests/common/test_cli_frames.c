@@ -219,9 +219,34 @@ static void compact_of_an_empty_frame_is_empty(void **state)
     free(out);
 }
 
+static void formats_pretty_and_raw_keep_the_spelling(void **state)
+{
+    (void)state;
+    const char *f = "{\"type\":\"message\", \"payload\":{\"x\":0.1,\"e\":[],\"s\":\"a,b\"}}";
+    char *s = cli_format(f, strlen(f), CLI_FORMAT_LINE);
+    assert_string_equal(s, "{\"type\":\"message\",\"payload\":{\"x\":0.1,\"e\":[],\"s\":\"a,b\"}}");
+    free(s);
+    s = cli_format(f, strlen(f), CLI_FORMAT_PRETTY);
+    assert_string_equal(s, "{\n  \"type\": \"message\",\n  \"payload\": {\n    \"x\": 0.1,\n"
+                           "    \"e\": [],\n    \"s\": \"a,b\"\n  }\n}");
+    free(s);
+    s = cli_format(f, strlen(f), CLI_FORMAT_RAW);
+    assert_string_equal(s, "{\"x\":0.1,\"e\":[],\"s\":\"a,b\"}");
+    free(s);
+    const char *str = "{\"payload\":\"line\\none\",\"type\":\"message\"}";
+    s = cli_format(str, strlen(str), CLI_FORMAT_RAW);
+    assert_string_equal(s, "line\none");
+    free(s);
+    const char *none = "{\"type\":\"pong\"}";
+    s = cli_format(none, strlen(none), CLI_FORMAT_RAW);
+    assert_string_equal(s, none);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(formats_pretty_and_raw_keep_the_spelling),
         cmocka_unit_test(ids_have_the_arqonbus_1_0_shape),
         cmocka_unit_test(sub_room_sends_join_room),
         cmocka_unit_test(sub_channel_sends_join_channel_with_both_names),

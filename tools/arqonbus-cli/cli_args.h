@@ -16,8 +16,30 @@
 #define CLI_EXIT_OK    0 /* done; the server said success */
 #define CLI_EXIT_ERROR 1 /* the server said error, or the connection failed or timed out */
 #define CLI_EXIT_USAGE 2 /* the command line is wrong */
+#define CLI_EXIT_TIMEOUT                                                                           \
+    27 /* sub: -W ended the wait before -n COUNT messages (as mosquitto_sub's 27) */
 
-enum cli_command { CLI_SUB, CLI_PUB, CLI_CMD };
+/* Bounds of -W and of the reconnect back-off. */
+#define CLI_MAX_WAIT         86400.0
+#define CLI_BACKOFF_FIRST_MS 100  /* the first retry after a lost connection, before jitter */
+#define CLI_BACKOFF_CAP_MS   5000 /* the back-off doubles up to this */
+
+/* CLI_NONE: no COMMAND on the line; the interactive mode, or a usage error without a terminal. */
+enum cli_command { CLI_NONE, CLI_SUB, CLI_PUB, CLI_CMD, CLI_HISTORY };
+
+/* Where pub takes its payloads from. */
+enum cli_payload_from {
+    CLI_PAYLOAD_ARG,   /* the JSON argument */
+    CLI_PAYLOAD_STDIN, /* `-` as the JSON argument, or -l without -f */
+    CLI_PAYLOAD_FILE   /* -f FILE */
+};
+
+/* How frames are printed. */
+enum cli_format {
+    CLI_FORMAT_LINE,   /* one compact JSON object per line (the default) */
+    CLI_FORMAT_PRETTY, /* --pretty: indented JSON */
+    CLI_FORMAT_RAW     /* --raw: the payload only; a string payload as its text */
+};
 
 /* The environment the defaults come from; any field may be NULL (unset). */
 struct cli_env {
@@ -35,6 +57,17 @@ struct cli_opts {
     const char *token;
     double timeout_s; /* bound on connecting and on waiting for a reply */
     long count;       /* sub: exit after this many frames; 0 means until interrupted */
+    double wait_s;    /* sub: -W, stop after this long; 0 means no bound */
+    int reconnect;    /* sub: reconnect after a lost connection (default; --no-reconnect) */
+    int interactive;  /* -i */
+    enum cli_format format;
+    enum cli_payload_from payload_from; /* pub */
+    const char *file;                   /* pub -f */
+    int lines;                          /* pub -l: one message per line */
+    long limit;                         /* history --limit; 0: the server's default */
+    long since_offset;                  /* history --since-offset; -1: not given */
+    const char *epoch;                  /* history --epoch */
+    const char *since, *until;          /* history --since, --until (RFC 3339) */
     int verbose;
     int tls;      /* wss:// */
     int insecure; /* with tls: accept self-signed and mismatched certificates */
@@ -42,15 +75,17 @@ struct cli_opts {
     const char *room;      /* sub, pub */
     const char *channel;   /* sub, pub; NULL for the whole room */
     const char *name;      /* cmd */
-    json_t *json;          /* pub: the payload (any JSON); cmd: the args object ({} by default) */
+    json_t *json;          /* pub: the payload argument (any JSON); cmd: the args object ({} by
+                              default); history: the history command's args */
     const char *json_text; /* the same as the user wrote it (NULL for the default {}): sent
                               unchanged, so numbers keep their spelling */
 };
 
 /* What cli_parse() found. */
-#define CLI_PARSE_OK    0
-#define CLI_PARSE_HELP  1  /* --help: print cli_usage() to stdout, exit 0 */
-#define CLI_PARSE_ERROR -1 /* err says what is wrong; exit CLI_EXIT_USAGE */
+#define CLI_PARSE_OK      0
+#define CLI_PARSE_HELP    1  /* --help: print cli_usage() to stdout, exit 0 */
+#define CLI_PARSE_VERSION 2  /* --version: print cli_version() to stdout, exit 0 */
+#define CLI_PARSE_ERROR   -1 /* err says what is wrong; exit CLI_EXIT_USAGE */
 
 /* Parse argv (options may come before or after COMMAND; "--" ends options; an argument that
  * looks like a negative number is not an option). On CLI_PARSE_OK, o is filled and owns a JSON
@@ -68,5 +103,14 @@ int cli_path_acks_off(const char *path);
 
 /* The --help text. */
 void cli_usage(FILE *out);
+/* The --version text: the program's version, the protocol and the plugin ABI it was built with. */
+void cli_version(FILE *out);
+
+/* Split an interactive line into words as a shell would for these commands: blanks separate
+ * words, '...' keeps everything, "..." keeps everything but \" and \\, and a backslash
+ * outside quotes keeps the next character. The words are written into `buf` (at least
+ * strlen(line) + 1 bytes) and pointed to from words[]. Returns how many, or -1 when there are
+ * more than max or a quote is not closed. */
+int cli_split_words(const char *line, char *buf, char **words, int max);
 
 #endif

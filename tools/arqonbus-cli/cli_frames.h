@@ -43,4 +43,26 @@ enum cli_frame_kind cli_classify(const char *text, size_t len, const char *id);
  * of memory. */
 char *cli_compact(const char *text, size_t len);
 
+/* The frame as `fmt` prints it, without the final newline (malloc'd; NULL when out of memory):
+ *   CLI_FORMAT_LINE:   cli_compact();
+ *   CLI_FORMAT_PRETTY: indented by two spaces, "key": value, numbers and strings as written;
+ *   CLI_FORMAT_RAW:    the frame's top-level `payload` only: a string as its decoded text,
+ *                      anything else as compact JSON; a frame without one, compact whole.
+ * A frame that is not JSON prints as cli_compact() would print it. */
+char *cli_format(const char *text, size_t len, enum cli_format fmt);
+
+/* In compact JSON text (cli_compact()), the span of the value at a path of object keys (NULL-
+ * terminated): 0 with *v, *vlen set, or -1 when a key is missing or a value on the way is not
+ * an object. The value is the text as received, so numbers keep their spelling. */
+int cli_json_path(const char *c, size_t len, const char *const *keys, const char **v, size_t *vlen);
+/* Iterate a compact JSON array's elements: *at starts at the '[' (set it to the array's text);
+ * each call sets *v, *vlen to the next element: 1, or 0 at the end (or on text that is not an
+ * array). */
+int cli_json_next(const char **at, const char *end, const char **v, size_t *vlen);
+
+/* The frame's `type` and string `id` (as far as they fit in the buffers; "" when absent). 0, or
+ * -1 when the frame is not a JSON object. */
+int cli_frame_type_id(const char *text, size_t len, char *type, size_t typesz, char *id,
+                      size_t idsz);
+
 #endif
