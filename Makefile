@@ -7,7 +7,7 @@ CONF       ?= conf.d
 SOURCES     = $(shell find sdk host plugins tests tools bench docs -name '*.[ch]' 2>/dev/null)
 
 .PHONY: all deps build build-asan build-release run check-config test test-debug test-asan \
-        format format-check clean bench fuzz test-fuzz analyze
+        format format-check clean bench fuzz test-fuzz analyze docs-ref
 
 all: build
 
@@ -36,6 +36,11 @@ build-release: deps $(REL_BUILD)/CMakeCache.txt
 # Runs the host in the foreground on the in-tree configuration (memory storage).
 run: build
 	ARQONBUS_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(BUILD)/arqonbusd -c $(CONF)
+
+# The option reference of docs/configuration.md and man/arqonbus.conf.d.5, rewritten from the
+# option specs (`arqonbusd --describe-options`); run it after adding or changing an option.
+docs-ref: build
+	cmake --build $(BUILD) --target docs-ref
 
 check-config: build
 	ARQONBUS_PLUGIN_DIR=$(CURDIR)/$(BUILD)/plugins $(BUILD)/arqonbusd -c $(CONF) --check-config

@@ -1,6 +1,7 @@
 /* arqonbusd: the ArqonBus host process, and the one place where its two layers meet. The plugin
  * runtime (host/runtime) calls the bus only through the hooks wired here; the bus
  * (host/bus) sees the runtime only through the environment wired here. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <uv.h>
 
 #include "bus.h"
+#include "describe.h"
 #include "host.h"
 #include "instance.h"
 #include "log.h"
@@ -78,6 +80,9 @@ static void hook_stopping(void *arg)
     bus_stopping(arg);
 }
 
+/* The bus's section of conf.d, as the runtime checks it and --describe-options prints it. */
+static const struct config_section bus_section = {"bus", bus_options};
+
 /* The bus on top of the runtime `h`. 0 or -1 (logged). */
 static int wire(struct host *h, struct bus *b)
 {
@@ -97,7 +102,7 @@ static int wire(struct host *h, struct bus *b)
     }
     bus_services(&host_api);
     const struct host_hooks hooks = {.arg = b,
-                                     .section = {"bus", bus_options},
+                                     .section = bus_section,
                                      .configure = hook_configure,
                                      .generation_changed = hook_generation_changed,
                                      .instance_destroyed = hook_instance_destroyed,
@@ -119,6 +124,12 @@ static void usage(FILE *out)
             "      --check-config   validate everything without opening sockets; print every\n"
             "                       error as file:line:col and exit non-zero on any\n"
             "      --log-level L    debug, info, warn or error (overrides host.log_level)\n"
+            "      --describe-options\n"
+            "                       print every option the configuration may set (host, bus\n"
+            "                       and each plugin module: type, default, range, reload,\n"
+            "                       help), then exit; with -c, only the modules it enables\n"
+            "      --format F       for --describe-options: text (default), json, markdown\n"
+            "                       or man\n"
             "  -f, --foreground     run in the foreground (the only mode; for init scripts)\n"
             "  -V, --version        print the version and plugin ABI, then exit\n"
             "  -h, --help           print this help, then exit\n"
@@ -128,10 +139,39 @@ static void usage(FILE *out)
             config_default_conf_dir());
 }
 
+/* --describe-options: no loop, no host, no instance; the daemon's own loader and checks. */
+static int describe_options(const char *conf_dir, const char *format)
+{
+    enum describe_format fmt = DESCRIBE_TEXT;
+    if (format && describe_format_parse(format, &fmt) != 0) {
+        fprintf(stderr, "arqonbusd: --format: \"%s\" is not one of: text, json, markdown, man\n",
+                format);
+        return EXIT_USAGE;
+    }
+    struct loader loader = {0};
+    struct diag_list diags = {0};
+    int rc = 0;
+    json_t *d = describe_build(&loader, conf_dir, NULL, &bus_section, &diags);
+    if (!d) {
+        for (size_t i = 0; i < diags.n; i++)
+            fprintf(stderr, "%s\n", diags.items[i]);
+        rc = EXIT_CONFIG;
+    } else if (describe_print(stdout, d, fmt) != 0) {
+        fprintf(stderr, "arqonbusd: cannot write the description: %s\n", strerror(errno));
+        rc = EXIT_CONFIG;
+    }
+    json_decref(d);
+    diag_clear(&diags);
+    loader_free(&loader);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"check-config", no_argument, NULL, 'k'},
+                                             {"describe-options", no_argument, NULL, 'D'},
+                                             {"format", required_argument, NULL, 'F'},
                                              {"log-level", required_argument, NULL, 'l'},
                                              {"foreground", no_argument, NULL, 'f'},
                                              {"version", no_argument, NULL, 'V'},
@@ -139,6 +179,8 @@ int main(int argc, char **argv)
                                              {NULL, 0, NULL, 0}};
     const char *conf_dir = config_default_conf_dir();
     int check_only = 0;
+    int describe = 0, conf_given = 0;
+    const char *format = NULL;
     int level_override = -1;
     int opt;
 
@@ -146,6 +188,13 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'c':
             conf_dir = optarg;
+            conf_given = 1;
+            break;
+        case 'D':
+            describe = 1;
+            break;
+        case 'F':
+            format = optarg;
             break;
         case 'k':
             check_only = 1;
@@ -180,6 +229,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if (format && !describe) {
+        fprintf(stderr, "arqonbusd: --format applies only to --describe-options\n");
+        return EXIT_USAGE;
+    }
+    if (describe)
+        return describe_options(conf_given ? conf_dir : NULL, format);
     if (level_override >= 0)
         log_configure((enum arq_log_level)level_override, LOG_FORMAT_LOGFMT);
 

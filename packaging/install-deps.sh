@@ -28,6 +28,7 @@ zlib1g-dev
 redis-server
 mosquitto
 python3-websockets
+groff-base
 haproxy
 "
 
