@@ -7,7 +7,7 @@ CONF       ?= conf.d
 SOURCES     = $(shell find sdk host plugins tests tools bench docs -name '*.[ch]' 2>/dev/null)
 
 .PHONY: all deps build build-asan build-release run check-config test test-debug test-asan \
-        format format-check clean bench fuzz test-fuzz analyze docs-ref
+        format format-check clean bench fuzz test-fuzz analyze docs-ref deb
 
 all: build
 
@@ -98,6 +98,14 @@ analyze: deps
 	cmake -S . -B $(ANALYZE_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	tests/analyze/run.sh -j $(JOBS) $(ANALYZE_BUILD)
 
+# Debian packages (debian/README.source): a copy of the tree is built with
+# `dpkg-buildpackage -us -uc -b` in $(DEB_BUILD)/src, the .deb files land in $(DEB_BUILD)/, and
+# lintian checks them (packaging/build-deb.sh). `make test` builds, installs and purges them.
+DEB_BUILD ?= build-deb
+
+deb: deps
+	JOBS=$(JOBS) packaging/build-deb.sh . $(DEB_BUILD)
+
 format:
 	clang-format -i $(SOURCES)
 
@@ -105,4 +113,4 @@ format-check: deps
 	@clang-format --dry-run -Werror $(SOURCES) && echo "format-check: $(words $(SOURCES)) files OK"
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(FUZZ_BUILD) $(ANALYZE_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD) $(FUZZ_BUILD) $(ANALYZE_BUILD) $(DEB_BUILD)

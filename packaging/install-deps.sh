@@ -30,6 +30,8 @@ mosquitto
 python3-websockets
 groff-base
 haproxy
+debhelper
+lintian
 "
 
 missing=""
