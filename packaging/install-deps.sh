@@ -32,6 +32,8 @@ groff-base
 haproxy
 debhelper
 lintian
+adduser
+iproute2
 "
 
 missing=""
