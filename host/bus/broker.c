@@ -291,7 +291,7 @@ static json_t *cluster__channel(const char *room, const char *name, const struct
                                 json_int_t members)
 {
     json_t *o = local ? router_channel_json(local, 0)
-                      : json_pack("{s:s, s:s}", "room", room, "channel", name);
+                      : json_pack("{s:s, s:s, s:i}", "room", room, "channel", name, "messages", 0);
     if (o)
         json_object_set_new(o, "members", json_integer(members));
     return o;

@@ -370,12 +370,12 @@ size_t router_fanout(struct bus *b, struct room *r, struct channel *ch, struct f
      * channels it is in. A slow client closed by conn_send leaves the arrays untouched: its
      * memberships go when the transport reports the close. */
     b->fanout_seq++;
+    r->messages++; /* the room's traffic: its own messages and its channels' */
     if (ch) {
         ch->messages++;
         ch->last_activity_ms = bus_now_ms(b);
         return router__deliver(b, ch->members, ch->nmembers, f, except);
     }
-    r->messages++;
     size_t n = router__deliver(b, r->members, r->nmembers, f, except);
     size_t i = 0;
     void *v;
@@ -391,15 +391,15 @@ json_t *router_channel_json(const struct channel *ch, int with_members)
     char created[32], active[32];
     envelope_format_timestamp(ch->created_ms, created);
     envelope_format_timestamp(ch->last_activity_ms, active);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s*, s:s, s:s}", "room", ch->room->name, "channel",
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s*, s:s, s:s, s:I}", "room", ch->room->name, "channel",
                           ch->name, "members", (json_int_t)ch->nmembers, "description",
-                          ch->description, "created_at", created, "last_activity", active);
+                          ch->description, "created_at", created, "last_activity", active,
+                          "messages", (json_int_t)ch->messages);
     if (o && with_members) {
         json_t *ids = json_array();
         for (size_t i = 0; ids && i < ch->nmembers; i++)
             json_array_append_new(ids, json_string(ch->members[i]->conn->id));
         json_object_set_new(o, "member_ids", ids);
-        json_object_set_new(o, "messages", json_integer((json_int_t)ch->messages));
     }
     return o;
 }

@@ -679,6 +679,9 @@ static void test_listings_agree_and_presence_crosses_nodes_once(void **state)
      * m1's marker, sent after m1 saw the leave, comes next. */
     struct bus_client *m1 = client(x, 0), *m3 = client(x, 2);
     bc_join(m3, "p", "live");
+    /* n3's join reaches the cluster (its subscription, then its presence) as the reply goes
+     * out: wait until n1 sees it before the event that must reach m3. */
+    wait_channel_members(m1, "p", "live", &m3, 1, 5000);
     bc_join(m1, "p", "live");
     expect_presence(m3, "p", "live", "joined", m1);
     bc_join(c2, "p", "live");

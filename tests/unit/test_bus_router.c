@@ -612,7 +612,8 @@ static void the_listings_describe_rooms_channels_and_members(void **state)
     assert_non_null(lobby);
     assert_int_equal(json_integer_value(fx_get(lobby, "members")), 3);
     assert_int_equal(json_integer_value(fx_get(lobby, "channels")), 2);
-    assert_int_equal(json_integer_value(fx_get(lobby, "messages")), 2); /* room-wide ones */
+    /* the room's traffic: its own 2 and its channels' 1 */
+    assert_int_equal(json_integer_value(fx_get(lobby, "messages")), 3);
     json_decref(rooms);
 
     json_t *chans = query(f, NULL, "channels", "lobby", NULL, &code);
@@ -629,12 +630,14 @@ static void the_listings_describe_rooms_channels_and_members(void **state)
             assert_int_equal(json_integer_value(fx_get(ch, "members")), 0);
             assert_string_equal(fx_str(ch, "created_at"), "2026-01-01T00:00:00.000Z");
             assert_string_equal(fx_str(ch, "last_activity"), "2026-01-01T00:00:00.000Z");
+            assert_int_equal(json_integer_value(fx_get(ch, "messages")), 0);
         } else {
             assert_string_equal(fx_str(ch, "channel"), "general");
             assert_null(fx_get(ch, "description"));
             assert_int_equal(json_integer_value(fx_get(ch, "members")), 2);
             assert_string_equal(fx_str(ch, "created_at"), "2026-01-01T00:00:01.000Z");
             assert_string_equal(fx_str(ch, "last_activity"), "2026-01-01T00:00:05.000Z");
+            assert_int_equal(json_integer_value(fx_get(ch, "messages")), 1);
         }
     }
     json_decref(chans);
