@@ -4,6 +4,7 @@
  *   http_daemon.c   the listening socket and libmicrohttpd on the host's libuv loop
  *   http_request.c  one request: routing, limits, API key, CORS, responses, suspension
  *   http_routes.c   the endpoints
+ *   http_dashboard.c the dashboard's files (dashboard/, embedded: http_assets.h)
  *
  * Everything runs on the host's loop thread: libmicrohttpd has no thread of its own here
  * (README.md says why), so the bus services are called directly. */
@@ -109,11 +110,18 @@ void http_reply_json(struct http_req *req, unsigned status, const json_t *body);
 void http_reply_error(struct http_req *req, unsigned status, const char *code, const char *text);
 void http_reply_text(struct http_req *req, unsigned status, const char *content_type, char *text,
                      size_t len, void (*free_fn)(void *));
+/* `data` (static, never freed) with `extra` header name/value pairs (NULL-terminated, or
+ * NULL). */
+void http_reply_static(struct http_req *req, unsigned status, const char *content_type,
+                       const void *data, size_t len, const char *const *extra);
 /* The HTTP status for one of the protocol's error codes. */
 unsigned http_status_of(const char *error_code);
 /* The request's server, body (NUL-terminated; length in *len), and query parameters. */
 struct http_server *http_req_server(const struct http_req *req);
 const char *http_req_body(const struct http_req *req, size_t *len);
+/* Who opened a keyed route: "api_key" (the API key), or the role of the token's principal,
+ * with its subject in *subject (else NULL). NULL before the check and on open routes. */
+const char *http_req_role(const struct http_req *req, const char **subject);
 struct MHD_Connection *http_req_connection(const struct http_req *req);
 /* Begin an asynchronous operation: returns the `arg` to give it, with http_request__result as
  * its callback; NULL on allocation failure (the request was answered with 500). */
@@ -143,5 +151,10 @@ const struct http_route *http_routes__find(const char *url);
 /* The one path segment that stands for {} in `url` (a pointer into it, *len bytes, not
  * NUL-terminated), or NULL. */
 const char *http_routes__segment(const char *url, size_t *len);
+
+/* --- http_dashboard.c ----------------------------------------------------------------------- */
+
+/* GET /dashboard (index.html) and /dashboard/<file>. */
+void http_dashboard__serve(struct http_req *req, const char *url);
 
 #endif

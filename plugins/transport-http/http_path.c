@@ -15,7 +15,9 @@ int http_path__match(const char *pattern, const char *url, const char **seg, siz
     if (strncmp(pattern, url, pre) != 0)
         return 0;
     const char *s = url + pre, *e = strchr(s, '/');
-    if (!e || e == s || strcmp(e, hole + 2) != 0)
+    if (!e) /* the segment ends the path ("/dashboard/{}") */
+        e = s + strlen(s);
+    if (e == s || strcmp(e, hole + 2) != 0)
         return 0;
     if (seg) {
         *seg = s;

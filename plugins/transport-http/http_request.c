@@ -37,6 +37,8 @@ struct http_req {
     int screened;     /* the header checks ran (see screen) */
     int suspended;
     struct http_wait *wait; /* the asynchronous operation in progress, or NULL */
+    /* Who passed the route's check: "api_key", or a token's role and subject (copied). */
+    char role[64], subject[128];
     struct http_req *prev, *next;
 };
 
@@ -214,6 +216,19 @@ void http_reply_text(struct http_req *req, unsigned status, const char *content_
           content_type, NULL);
 }
 
+void http_reply_static(struct http_req *req, unsigned status, const char *content_type,
+                       const void *data, size_t len, const char *const *extra)
+{
+    queue(req, status, MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_PERSISTENT),
+          content_type, extra);
+}
+
+const char *http_req_role(const struct http_req *req, const char **subject)
+{
+    *subject = req->subject[0] ? req->subject : NULL;
+    return req->role[0] ? req->role : NULL;
+}
+
 /* --- asynchronous operations --------------------------------------------------------------- */
 
 void *http_req_await(struct http_req *req)
@@ -348,6 +363,9 @@ static int token_allows(struct http_req *req, int presented)
         srv->host->auth_ticket_free(ticket);
         return 0;
     }
+    /* Copied now: the principal's strings belong to the ticket. */
+    snprintf(req->role, sizeof req->role, "%s", res.principal.role ? res.principal.role : "");
+    snprintf(req->subject, sizeof req->subject, "%s", res.principal.subject);
     struct arq_action what = {.struct_size = sizeof what,
                               .action = "command",
                               .command = req->route->command,
@@ -356,6 +374,7 @@ static int token_allows(struct http_req *req, int presented)
     srv->host->auth_ticket_free(ticket);
     if (v == ARQ_AUTH_ALLOW)
         return 1;
+    req->role[0] = req->subject[0] = '\0';
     reply_error_with(req, MHD_HTTP_FORBIDDEN, ARQ_ERR_AUTHORIZATION, res.reason, NULL, NULL);
     return -1;
 }
@@ -365,8 +384,10 @@ static int check_key(struct http_req *req)
 {
     const struct http_config *c = &req->srv->cfg;
     const char *k = given_key(req->mc);
-    if (c->api_key && k && *k && key_matches(c, k))
+    if (c->api_key && k && *k && key_matches(c, k)) {
+        snprintf(req->role, sizeof req->role, "api_key");
         return 0;
+    }
     if ((k && *k) || !c->api_key) {
         /* Not the API key: perhaps a token of an auth policy (an admin's JWT, say). Without an
          * API key, tokens alone open the endpoint, so a request without one is asked the

@@ -328,6 +328,45 @@ static void h_disconnect(struct http_req *req, const char *url)
     json_decref(body);
 }
 
+/* Who the credential is: the dashboard's login asks this before it shows anything. */
+static void h_session(struct http_req *req, const char *url)
+{
+    (void)url;
+    const char *subject;
+    const char *role = http_req_role(req, &subject);
+    int by_key = role && !strcmp(role, "api_key");
+    json_t *body = json_pack("{s:s, s:s, s:s*}", "role",
+                             by_key ? "admin"
+                             : role ? role
+                                    : "",
+                             "credential", by_key ? "api_key" : "token", "subject", subject);
+    http_reply_json(req, MHD_HTTP_OK, body);
+    json_decref(body);
+}
+
+/* One channel as channel_info gives it (with a broker: its members on every node). */
+static void h_channel(struct http_req *req, const char *url)
+{
+    (void)url;
+    struct http_server *srv = http_req_server(req);
+    struct MHD_Connection *mc = http_req_connection(req);
+    const char *room = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "room");
+    const char *channel = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "channel");
+    char text[160];
+    if (http_path__check_name("room", room ? room : "", room ? strlen(room) : 0, text,
+                              sizeof text) != 0 ||
+        http_path__check_name("channel", channel ? channel : "", channel ? strlen(channel) : 0,
+                              text, sizeof text) != 0) {
+        http_reply_error(req, MHD_HTTP_BAD_REQUEST, ARQ_ERR_VALIDATION, text);
+        return;
+    }
+    /* The strings are the connection's, which lives until the answer has gone out. */
+    void *w = http_req_await(req);
+    if (w)
+        srv->host->bus_query_async(srv->ctx, NULL, "channel", room, channel, http_request__result,
+                                   w);
+}
+
 /* --- the table ----------------------------------------------------------------------------- */
 
 static const struct http_route routes[] = {
@@ -342,6 +381,11 @@ static const struct http_route routes[] = {
     {"/publish", HTTP_ALLOW_POST, "publish", h_publish},
     {"/admin/reload", HTTP_ALLOW_POST, "reload", h_reload},
     {"/admin/disconnect", HTTP_ALLOW_POST, "disconnect_client", h_disconnect},
+    /* The dashboard's: a credential that may reload may look. */
+    {"/admin/session", HTTP_ALLOW_GET, "reload", h_session},
+    {"/admin/channel", HTTP_ALLOW_GET, "reload", h_channel},
+    {"/dashboard", HTTP_ALLOW_GET, NULL, http_dashboard__serve},
+    {"/dashboard/{}", HTTP_ALLOW_GET, NULL, http_dashboard__serve},
 };
 
 const struct http_route *http_routes__find(const char *url)

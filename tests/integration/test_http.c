@@ -878,6 +878,152 @@ static void test_ready_never_answers_200_once_stopping(void **state)
     bc_free(c);
 }
 
+/* --- the dashboard ------------------------------------------------------------------------ */
+
+/* GET `path` with `header` (NULL: none). */
+static struct http_resp get_with(int port, const char *path, const char *header)
+{
+    const char *const headers[] = {header, NULL};
+    return call(port, "GET", path, header ? headers : NULL, NULL);
+}
+
+/* `r` is 200 with Content-Type `type` and the dashboard's security headers; frees it. */
+static void expect_asset(struct http_resp r, const char *type, const char *holds)
+{
+    char buf[512];
+    if (r.status != 200)
+        fail_msg("expected 200, got %d: %s", r.status, r.body);
+    assert_string_equal(http_header(&r, "Content-Type", buf, sizeof buf), type);
+    assert_non_null(http_header(&r, "Content-Security-Policy", buf, sizeof buf));
+    /* Only this origin's scripts and styles, nothing inline, no framing. */
+    assert_non_null(strstr(buf, "default-src 'self'"));
+    assert_non_null(strstr(buf, "script-src 'self';"));
+    assert_non_null(strstr(buf, "frame-ancestors 'none'"));
+    assert_null(strstr(buf, "unsafe"));
+    assert_string_equal(http_header(&r, "X-Content-Type-Options", buf, sizeof buf), "nosniff");
+    assert_non_null(strstr(r.body, holds));
+    http_resp_free(&r);
+}
+
+static void test_dashboard_is_public_typed_and_under_a_strict_csp(void **state)
+{
+    struct fixture *f = *state;
+    struct ports p = start(f);
+    /* Public: no key. The page loads its script and style from this server, no inline script
+     * and nothing from another site, and holds no secret. */
+    struct http_resp page = get(p.http, "/dashboard");
+    assert_int_equal(page.status, 200);
+    assert_non_null(strstr(page.body, "<script src=\"/dashboard/app.js\""));
+    assert_null(strstr(page.body, "<script>"));
+    assert_null(strstr(page.body, "://"));
+    assert_null(strstr(page.body, KEY));
+    expect_asset(page, "text/html; charset=utf-8", "id=\"login-form\"");
+    expect_asset(get(p.http, "/dashboard/app.js"), "text/javascript; charset=utf-8",
+                 "/admin/session");
+    expect_asset(get(p.http, "/dashboard/app.css"), "text/css; charset=utf-8", "{");
+    expect_asset(get(p.http, "/dashboard/favicon.svg"), "image/svg+xml", "<svg");
+    struct http_resp head = call(p.http, "HEAD", "/dashboard/app.js", NULL, NULL);
+    assert_int_equal(head.status, 200);
+    assert_int_equal(head.body_len, 0);
+    http_resp_free(&head);
+    /* Anything else under /dashboard is the API's 404; only GET and HEAD. */
+    json_t *nf = expect_error_body(get(p.http, "/dashboard/secret.txt"), 404, "NOT_FOUND");
+    assert_non_null(strstr(bc_str(nf, "error"), "/dashboard/secret.txt"));
+    json_decref(nf);
+    expect_error(get(p.http, "/dashboard/"), 404, "NOT_FOUND");
+    expect_error(get(p.http, "/dashboard/app.js/x"), 404, "NOT_FOUND");
+    expect_error(post(p.http, "/dashboard", "{}"), 405, "METHOD_NOT_ALLOWED");
+    assert_int_equal(h_stop(f), 0);
+}
+
+/* The token of auth-tokens' entries "ops" (role admin) and "viewer" (role user). */
+#define ADMIN_TOKEN "admin-token-0123456789abcdef"
+#define USER_TOKEN  "user-token-0123456789abcdef"
+
+static void test_admin_session_answers_who_the_credential_is(void **state)
+{
+    struct fixture *f = *state;
+    h_write(f->dir, "60-auth.yaml",
+            "plugins:\n  api-tokens:\n    module: auth-tokens\n    config:\n"
+            "      tokens:\n"
+            "        - {name: ops, token: " ADMIN_TOKEN ", role: admin}\n"
+            "        - {name: viewer, token: " USER_TOKEN ", role: user}\n");
+    struct ports p = start(f);
+
+    json_t *who = expect(get_with(p.http, "/admin/session", "Authorization: Bearer " KEY), 200);
+    assert_string_equal(bc_str(who, "role"), "admin");
+    assert_string_equal(bc_str(who, "credential"), "api_key");
+    assert_null(json_object_get(who, "subject"));
+    json_decref(who);
+    who = expect(get_with(p.http, "/admin/session", "Authorization: Bearer " ADMIN_TOKEN), 200);
+    assert_string_equal(bc_str(who, "role"), "admin");
+    assert_string_equal(bc_str(who, "credential"), "token");
+    assert_string_equal(bc_str(who, "subject"), "ops");
+    json_decref(who);
+
+    /* No credential, a wrong one: 401 with the challenge; a role that may not reload: 403. */
+    char buf[128];
+    struct http_resp r = get(p.http, "/admin/session");
+    assert_non_null(http_header(&r, "WWW-Authenticate", buf, sizeof buf));
+    expect_error(r, 401, "AUTHENTICATION_ERROR");
+    expect_error(get_with(p.http, "/admin/session", "Authorization: Bearer wrong"), 401,
+                 "AUTHENTICATION_ERROR");
+    expect_error(get_with(p.http, "/admin/session", "Authorization: Bearer " USER_TOKEN), 403,
+                 "AUTHORIZATION_ERROR");
+    /* The same rule for /admin/channel. */
+    expect_error(get_with(p.http, "/admin/channel?room=lobby&channel=general",
+                          "Authorization: Bearer " USER_TOKEN),
+                 403, "AUTHORIZATION_ERROR");
+    /* Neither credential is written to the log. */
+    char *log = h_slurp(f->p.out);
+    assert_null(strstr(log, KEY));
+    assert_null(strstr(log, USER_TOKEN));
+    free(log);
+    assert_int_equal(h_stop(f), 0);
+}
+
+static void test_admin_channel_lists_the_members(void **state)
+{
+    struct fixture *f = *state;
+    struct ports p = start(f);
+    struct bus_client *a = bc_connect(p.ws, NULL), *b = bc_connect(p.ws, NULL);
+    struct bus_client *other = bc_connect(p.ws, NULL);
+    bc_join(a, "lobby", "general");
+    bc_join(b, "lobby", "general");
+    bc_join(other, "lobby", "random");
+
+    json_t *ch = expect(
+        get_with(p.http, "/admin/channel?room=lobby&channel=general", "X-API-Key: " KEY), 200);
+    assert_string_equal(bc_str(ch, "room"), "lobby");
+    assert_string_equal(bc_str(ch, "channel"), "general");
+    assert_int_equal(json_integer_value(json_object_get(ch, "members")), 2);
+    const json_t *ids = json_object_get(ch, "member_ids");
+    assert_int_equal(json_array_size(ids), 2);
+    int seen_a = 0, seen_b = 0;
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        const char *id = json_string_value(json_array_get(ids, i));
+        seen_a |= !strcmp(id, a->id);
+        seen_b |= !strcmp(id, b->id);
+    }
+    assert_true(seen_a && seen_b);
+    json_decref(ch);
+
+    expect_error(get(p.http, "/admin/channel?room=lobby&channel=general"), 401,
+                 "AUTHENTICATION_ERROR");
+    expect_error(get_with(p.http, "/admin/channel?room=lobby", "X-API-Key: " KEY), 400,
+                 "VALIDATION_ERROR");
+    expect_error(get_with(p.http, "/admin/channel?room=lobby&channel=a%20b", "X-API-Key: " KEY),
+                 400, "VALIDATION_ERROR");
+    expect_error(get_with(p.http, "/admin/channel?room=lobby&channel=none", "X-API-Key: " KEY), 404,
+                 "CHANNEL_NOT_FOUND");
+    expect_error(get_with(p.http, "/admin/channel?room=hall&channel=general", "X-API-Key: " KEY),
+                 404, "ROOM_NOT_FOUND");
+    bc_free(a);
+    bc_free(b);
+    bc_free(other);
+    assert_int_equal(h_stop(f), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -908,6 +1054,11 @@ int main(void)
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_ready_turns_503_during_the_drain_delay, h_setup,
                                         h_teardown),
+        cmocka_unit_test_setup_teardown(test_dashboard_is_public_typed_and_under_a_strict_csp,
+                                        h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(test_admin_session_answers_who_the_credential_is, h_setup,
+                                        h_teardown),
+        cmocka_unit_test_setup_teardown(test_admin_channel_lists_the_members, h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(test_ready_never_answers_200_once_stopping, h_setup,
                                         h_teardown),
     };
