@@ -34,6 +34,7 @@ debhelper
 lintian
 adduser
 iproute2
+chromium
 "
 
 missing=""
