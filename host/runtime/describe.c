@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,12 +37,20 @@ static json_t *describe__option(const struct arq_option *o)
         }
     }
     int bounded = (o->flags & ARQ_OPT_BOUNDED) != 0;
-    return json_pack(
-        "{s:s, s:s, s:s*, s:b, s:b, s:b, s:o*, s:o*, s:o*, s:s*}", "name", o->name, "type",
-        opt_type_name(o->type), "default", o->default_value, "required",
-        (o->flags & ARQ_OPT_REQUIRED) != 0, "reloadable", (o->flags & ARQ_OPT_RELOADABLE) != 0,
-        "secret", (o->flags & ARQ_OPT_SECRET) != 0, "min", bounded ? json_real(o->min) : NULL,
-        "max", bounded ? json_real(o->max) : NULL, "choices", choices, "help", o->help);
+    /* The range as the option's own errors write it: "0s..10m". */
+    char lo[64], hi[64], range[140];
+    if (bounded) {
+        opt_format_bound(lo, sizeof lo, o->type, o->min);
+        opt_format_bound(hi, sizeof hi, o->type, o->max);
+        snprintf(range, sizeof range, "%s..%s", lo, hi);
+    }
+    return json_pack("{s:s, s:s, s:s*, s:b, s:b, s:b, s:o*, s:o*, s:s*, s:o*, s:s*}", "name",
+                     o->name, "type", opt_type_name(o->type), "default", o->default_value,
+                     "required", (o->flags & ARQ_OPT_REQUIRED) != 0, "reloadable",
+                     (o->flags & ARQ_OPT_RELOADABLE) != 0, "secret",
+                     (o->flags & ARQ_OPT_SECRET) != 0, "min", bounded ? json_real(o->min) : NULL,
+                     "max", bounded ? json_real(o->max) : NULL, "range", bounded ? range : NULL,
+                     "choices", choices, "help", o->help);
 }
 
 /* NEW: a spec (NULL: none) as an array, or NULL when out of memory. */
@@ -230,47 +237,6 @@ fail:
 
 /* --- writing it --------------------------------------------------------------------------- */
 
-/* A bound in the unit it is written in: 600000 ms -> "10m", 16777216 bytes -> "16MiB". */
-static void describe__bound(char *buf, size_t size, const char *type, double v)
-{
-    static const struct {
-        double scale;
-        const char *unit;
-    } durations[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}},
-      sizes[] = {{1073741824, "GiB"}, {1048576, "MiB"}, {1024, "KiB"}, {1, ""}};
-    int duration = !strcmp(type, "duration"), bytes = !strcmp(type, "size");
-    size_t n = duration ? sizeof durations / sizeof durations[0] : sizeof sizes / sizeof sizes[0];
-    for (size_t i = 0; (duration || bytes) && i < n; i++) {
-        double scale = duration ? durations[i].scale : sizes[i].scale;
-        if (v == 0) {
-            snprintf(buf, size, "0%s", duration ? "s" : "");
-            return;
-        }
-        if (fmod(v, scale) == 0) {
-            snprintf(buf, size, "%.15g%s", v / scale, duration ? durations[i].unit : sizes[i].unit);
-            return;
-        }
-    }
-    if (v == floor(v) && fabs(v) < 9007199254740992.0)
-        snprintf(buf, size, "%lld", (long long)v); /* every integer a double holds exactly */
-    else
-        snprintf(buf, size, "%.15g", v);
-}
-
-/* "0s..10m", or "" when the option is unbounded. */
-static void describe__range(char *buf, size_t size, const json_t *o)
-{
-    const char *type = json_string_value(json_object_get(o, "type"));
-    const json_t *min = json_object_get(o, "min"), *max = json_object_get(o, "max");
-    char lo[64], hi[64];
-    buf[0] = '\0';
-    if (!min || !max)
-        return;
-    describe__bound(lo, sizeof lo, type, json_number_value(min));
-    describe__bound(hi, sizeof hi, type, json_number_value(max));
-    snprintf(buf, size, "%s..%s", lo, hi);
-}
-
 static const char *describe__str(const json_t *o, const char *key)
 {
     return json_string_value(json_object_get(o, key));
@@ -325,8 +291,7 @@ static void md__type(FILE *out, const json_t *o)
             md__code(out, json_string_value(c));
         }
     } else {
-        char range[140];
-        describe__range(range, sizeof range, o);
+        const char *range = describe__str(o, "range") ? describe__str(o, "range") : "";
         fprintf(out, "%s%s%s", describe__str(o, "type"), range[0] ? " " : "", range);
     }
     if (describe__flag(o, "secret"))
@@ -459,8 +424,7 @@ static void man__option(FILE *out, const json_t *o)
     man__bold(out, describe__str(o, "name"));
     fputc('\n', out);
     const json_t *choices = json_object_get(o, "choices");
-    char range[140];
-    describe__range(range, sizeof range, o);
+    const char *range = describe__str(o, "range") ? describe__str(o, "range") : "";
     man__text(out, describe__str(o, "type"), 0);
     if (choices) {
         size_t i;
@@ -545,8 +509,7 @@ static void text__options(FILE *out, const json_t *spec, const char *indent)
     const json_t *o, *c;
     json_array_foreach(spec, i, o)
     {
-        char range[140];
-        describe__range(range, sizeof range, o);
+        const char *range = describe__str(o, "range") ? describe__str(o, "range") : "";
         fprintf(out, "%s%s: %s", indent, describe__str(o, "name"), describe__str(o, "type"));
         json_array_foreach(json_object_get(o, "choices"), j, c)
             fprintf(out, "%s%s", j ? ", " : " (", json_string_value(c));

@@ -100,28 +100,28 @@ static int name_is_valid(const char *s)
     return 1;
 }
 
-/* "1500" -> "1500", 3600000 ms -> "1h": bounds read best in the unit the user writes. */
-static void format_ms(char *buf, size_t size, double ms)
+void opt_format_bound(char *buf, size_t size, enum arq_opt_type type, double v)
 {
     static const struct {
         double scale;
         const char *unit;
-    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (ms != 0 && fmod(ms, units[i].scale) == 0) {
-            snprintf(buf, size, "%.15g%s", ms / units[i].scale, units[i].unit);
+    } durations[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}},
+      sizes[] = {{1073741824, "GiB"}, {1048576, "MiB"}, {1024, "KiB"}, {1, "B"}};
+    int duration = type == ARQ_OPT_DURATION, bytes = type == ARQ_OPT_SIZE;
+    size_t n = duration ? sizeof durations / sizeof durations[0] : sizeof sizes / sizeof sizes[0];
+    if ((duration || bytes) && v == 0) {
+        snprintf(buf, size, "0%s", duration ? "s" : "B");
+        return;
+    }
+    for (size_t i = 0; (duration || bytes) && i < n; i++) {
+        double scale = duration ? durations[i].scale : sizes[i].scale;
+        if (fmod(v, scale) == 0) {
+            snprintf(buf, size, "%.15g%s", v / scale, duration ? durations[i].unit : sizes[i].unit);
             return;
         }
     }
-    snprintf(buf, size, "%.15gms", ms);
-}
-
-static void format_bound(char *buf, size_t size, const struct arq_option *o, double v)
-{
-    if (o->type == ARQ_OPT_DURATION)
-        format_ms(buf, size, v);
-    else if (o->type == ARQ_OPT_SIZE)
-        snprintf(buf, size, "%.15gB", v);
+    if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        snprintf(buf, size, "%lld", (long long)v); /* every integer a double holds exactly */
     else
         snprintf(buf, size, "%.15g", v);
 }
@@ -220,8 +220,8 @@ static int check_range(const struct arq_option *o, double v, const char *text, c
     if (!(o->flags & ARQ_OPT_BOUNDED) || (v >= o->min && v <= o->max))
         return 0;
     char lo[48], hi[48];
-    format_bound(lo, sizeof lo, o, o->min);
-    format_bound(hi, sizeof hi, o, o->max);
+    opt_format_bound(lo, sizeof lo, o->type, o->min);
+    opt_format_bound(hi, sizeof hi, o->type, o->max);
     snprintf(err, errsz, "%s is out of range %s..%s", text, lo, hi);
     return -1;
 }

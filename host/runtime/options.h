@@ -38,6 +38,10 @@ enum opt_change opt_diff(const struct arq_option *spec, const json_t *a, const j
 json_t *opt_redact(const struct arq_option *spec, const json_t *cfg);
 
 const char *opt_type_name(enum arq_opt_type type);
+/* A bound as a user writes it, in the largest unit that holds it exactly: 600000 (a duration
+ * in ms) -> "10m", 16777216 (a size) -> "16MiB", 0 -> "0s" or "0B"; other numbers as they
+ * are. */
+void opt_format_bound(char *buf, size_t size, enum arq_opt_type type, double v);
 /* The C type of a field kind (enum arq_field_kind), or NULL for none or an unknown kind. */
 const char *opt_field_kind_name(int kind);
 
