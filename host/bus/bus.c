@@ -460,13 +460,13 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
             return;
         }
     }
-    /* With a broker, a room, channel or client this node does not know may be on another. */
-    int cluster = broker_current(b) != NULL;
+    /* With a broker, a room, channel or client this node does not know may be on another
+     * (asked only when one is missing: the common path looks the broker up once, to publish). */
     if (env->to_client) {
         target = conn_find(b, env->to_client);
         if (target && target->state != CONN_OPEN)
             target = NULL;
-        if (!target && !cluster) {
+        if (!target && !broker_current(b)) {
             snprintf(text, sizeof text, "Client %s is not connected", env->to_client);
             bus__refuse(b, c, cb, arg, ARQ_ERR_NOT_FOUND, text, env->id, NULL);
             return;
@@ -474,12 +474,12 @@ static void bus__route(struct bus *b, struct arq_conn *c, struct envelope *env,
     } else if (env->room) {
         r = router_room(b, env->room);
         ch = env->channel ? router_channel(r, env->channel) : NULL;
-        if (!r && !cluster) {
+        if (!r && !broker_current(b)) {
             snprintf(text, sizeof text, "Room %s does not exist", env->room);
             bus__refuse(b, c, cb, arg, ARQ_ERR_ROOM_NOT_FOUND, text, env->id, NULL);
             return;
         }
-        if (env->channel && !ch && !cluster) {
+        if (env->channel && !ch && !broker_current(b)) {
             snprintf(text, sizeof text, "Channel %s/%s does not exist", env->room, env->channel);
             bus__refuse(b, c, cb, arg, ARQ_ERR_CHANNEL_NOT_FOUND, text, env->id, NULL);
             return;
