@@ -126,6 +126,21 @@ done:
     return kind;
 }
 
+/* Inside a JSON string, `ch` read: is the string still open after it? (*escaped carries a
+ * backslash over to the next character.) */
+static int cli__string_goes_on(char ch, int *escaped)
+{
+    if (*escaped) {
+        *escaped = 0;
+        return 1;
+    }
+    if (ch == '\\') {
+        *escaped = 1;
+        return 1;
+    }
+    return ch != '"';
+}
+
 char *cli_compact(const char *text, size_t len)
 {
     char *out = malloc(2 * len + 1), *o = out;
@@ -142,12 +157,7 @@ char *cli_compact(const char *text, size_t len)
                 continue;
             }
             *o++ = ch;
-            if (escaped)
-                escaped = 0;
-            else if (ch == '\\')
-                escaped = 1;
-            else if (ch == '"')
-                in_string = 0;
+            in_string = cli__string_goes_on(ch, &escaped);
             continue;
         }
         if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
@@ -168,15 +178,9 @@ static const char *cli__skip_value(const char *s, const char *end)
     for (const char *p = s; p < end; p++) {
         char ch = *p;
         if (in_string) {
-            if (escaped)
-                escaped = 0;
-            else if (ch == '\\')
-                escaped = 1;
-            else if (ch == '"') {
-                in_string = 0;
-                if (depth == 0)
-                    return p + 1;
-            }
+            in_string = cli__string_goes_on(ch, &escaped);
+            if (!in_string && depth == 0)
+                return p + 1;
             continue;
         }
         if (ch == '"')
@@ -265,12 +269,7 @@ static char *cli__pretty(const char *c)
         char ch = *p;
         if (in_string) {
             out[n++] = ch;
-            if (escaped)
-                escaped = 0;
-            else if (ch == '\\')
-                escaped = 1;
-            else if (ch == '"')
-                in_string = 0;
+            in_string = cli__string_goes_on(ch, &escaped);
             continue;
         }
         if (ch == '"') {
