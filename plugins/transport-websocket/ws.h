@@ -6,6 +6,7 @@
  *   ws_head.c      a plain connection's request head, read and checked before lws gets it
  *   ws_http.c      every HTTP answer instead of an upgrade; the callback before the upgrade
  *   ws_conn.c      the lws protocol callback: handshake, inbound messages, close
+ *   ws_read.c      reading on: a connection whose read filled its buffer is read again
  *   ws_send.c      the send path: queued frames framed here and written in one lws_write
  *   ws_ping.c      keepalive: pings after ping_interval of silence, hangup after ping_timeout
  *   ws_alive.c     the keepalive lists (no loop, no lws: unit-tested on their own)
@@ -93,6 +94,10 @@ struct ws_server {
      * the list is not empty, `wake` (an idle handle) keeps that poll from blocking. */
     struct ws_conn *dirty_head, *dirty_tail;
     size_t ndirty;
+    /* Connections whose reads this turn filled their buffer, read again before the flush
+     * (ws_read.c); the one being read; and the turn count their reads are stamped with. */
+    struct ws_conn *readers, *reading;
+    unsigned turn;
     uv_check_t *flush;
     uv_idle_t *wake;
     int retiring; /* stopped with clients: held by the host until they are gone */
@@ -104,7 +109,7 @@ struct ws_server {
     uv_timer_t *ping_timer;
     uint32_t ping_armed; /* the second the timer is armed for; UINT32_MAX: not armed */
 
-    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_oversize, *m_ping_timeouts;
+    arq_series *m_conns, *m_conns_total, *m_rx, *m_tx, *m_writes, *m_oversize, *m_ping_timeouts;
     arq_metric *m_refused;      /* labelled by instance and status: ws_http__count_refusal() */
     struct ws_server *log_next; /* live instances that may carry libwebsockets' log lines */
 };
@@ -117,19 +122,23 @@ struct ws_conn {
     arq_conn *conn; /* NULL before conn_open, when refused, and after conn_closed */
     struct ws_conn *prev, *next;
     int linked;
-    int deflate; /* permessage-deflate negotiated: frames go through lws_write */
-    int dirty;   /* on the server's list of connections to write this loop turn */
+    int deflate;       /* permessage-deflate negotiated: frames go through lws_write */
+    int dirty;         /* on the server's list of connections to write this loop turn */
+    unsigned rx_stamp; /* the loop turn rx_turn counts (ws_read.c) */
     struct ws_conn *dirty_prev, *dirty_next;
 
     /* keepalive: on the server's live or pinged list (ws_ping.c) */
     struct ws_alive_node alive;
     unsigned char ping_due;       /* a ping goes out with the next write */
     unsigned char ping_timed_out; /* hung up: no frame within ping_timeout of our ping */
+    unsigned char read_listed;    /* on the server's list of connections to read on */
+    struct ws_conn *read_next;
 
     /* inbound message being reassembled from fragments */
     unsigned char *rx;
     size_t rx_len, rx_cap;
     int rx_binary;
+    uint32_t rx_turn; /* bytes received in loop turn rx_stamp */
 
     /* outbound: coalescing buffer (LWS_PRE + frames), allocated while there is work */
     unsigned char *tx;
@@ -219,8 +228,19 @@ void ws_ping__seen(struct ws_conn *c);
 /* `c` is closing or gone: no more pings, no hangup. */
 void ws_ping__untrack(struct ws_conn *c);
 
+/* ws_read.c */
+/* `len` bytes of a message arrived on `c`: a connection whose reads this turn came to half its
+ * buffer is read again before the turn's writes. */
+void ws_read__received(struct ws_conn *c, size_t len);
+/* `c` is going: off the list of connections to read on. */
+void ws_read__forget(struct ws_conn *c);
+/* The check phase, before the writes: read on every listed connection. */
+void ws_read__turn(struct ws_server *srv);
+
 /* ws_send.c */
 int ws_send__writeable(struct ws_conn *c);
+/* Run the check phase's reads and writes at the end of this loop turn. */
+void ws_send__arm(struct ws_server *srv);
 /* The host queued frames for `c`: write them at the end of this loop turn. */
 void ws_send__want_write(struct ws_conn *c);
 /* `c` is going: off the list of connections to write. */

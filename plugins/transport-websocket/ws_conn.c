@@ -54,6 +54,7 @@ static void conn_forget(struct ws_conn *c)
     c->rx_len = c->rx_cap = 0;
     ws_ping__untrack(c);
     ws_send__forget(c);
+    ws_read__forget(c);
     ws_send__release(c);
 }
 
@@ -544,6 +545,7 @@ int ws_conn__callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         if (!srv || !c)
             return -1;
         ws_ping__seen(c);
+        ws_read__received(c, len);
         return on_receive(srv, c, wsi, in, len);
     case LWS_CALLBACK_RECEIVE_PONG:
         /* Only pongs with a payload get here (lws 4.1 drops empty ones): ours carry one. */

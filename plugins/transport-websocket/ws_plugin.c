@@ -206,6 +206,10 @@ static int ws_create(const struct arq_host *host, arq_ctx *ctx, const json_t *cf
         arq_instance_series(srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_bytes_sent_total",
                             "Bytes of WebSocket frames handed to the socket (headers included; "
                             "payload bytes before deflation).");
+    srv->m_writes = arq_instance_series(
+        srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_writes_total",
+        "Writes to WebSocket sockets: each carries every frame queued for its connection (up to "
+        "256 KiB), so frames sent per write shows how much fan-out coalesces.");
     srv->m_oversize = arq_instance_series(
         srv->host, srv->ctx, ARQ_METRIC_COUNTER, "arqonbus_ws_oversize_closes_total",
         "Connections closed with 1009: a message over max_message_bytes.");

@@ -34,7 +34,7 @@
 
 #include "ws.h"
 
-#define BATCH_FRAMES 128
+#define BATCH_FRAMES 256
 #define COALESCE_MAX (256 * 1024)
 
 enum { OP_TEXT = 0x1, OP_BINARY = 0x2, OP_PING = 0x9 };
@@ -82,6 +82,13 @@ void ws_send__release(struct ws_conn *c)
     c->tx_cap = 0;
 }
 
+/* One write of `bytes` went to the socket (or to lws, for what the socket did not take). */
+static void sent(struct ws_conn *c, double bytes)
+{
+    ws_server__count(c->srv->m_tx, bytes, c->srv);
+    ws_server__count(c->srv->m_writes, 1, c->srv);
+}
+
 /* A buffer with LWS_PRE spare bytes in front of `need` bytes. */
 static int reserve(struct ws_conn *c, size_t need)
 {
@@ -125,7 +132,7 @@ static int send_alone(struct ws_conn *c, const struct arq_frame_ref *f)
     }
     if (lws_write(c->wsi, start, hl + f->len, LWS_WRITE_RAW) < 0)
         return -1;
-    ws_server__count(c->srv->m_tx, (double)(hl + f->len), c->srv);
+    sent(c, (double)(hl + f->len));
     return 0;
 }
 
@@ -136,7 +143,7 @@ static int send_ping(struct ws_conn *c)
     c->ping_due = 0;
     if (lws_write(c->wsi, buf + LWS_PRE, ping_frame(buf + LWS_PRE), LWS_WRITE_RAW) < 0)
         return -1;
-    ws_server__count(c->srv->m_tx, PING_FRAME_LEN, c->srv);
+    sent(c, PING_FRAME_LEN);
     return 0;
 }
 
@@ -181,7 +188,7 @@ static int send_coalesced(struct ws_conn *c)
         }
         if (lws_write(c->wsi, c->tx + LWS_PRE, need, LWS_WRITE_RAW) < 0)
             return -1;
-        ws_server__count(c->srv->m_tx, (double)need, c->srv);
+        sent(c, (double)need);
     }
     h->conn_consumed(c->conn, k);
     if (k < n || n == BATCH_FRAMES)
@@ -207,7 +214,7 @@ static int send_deflate(struct ws_conn *c)
         c->ping_due = 0;
         if (lws_write(c->wsi, buf + LWS_PRE, sizeof ping_payload, LWS_WRITE_PING) < 0)
             return -1;
-        ws_server__count(c->srv->m_tx, sizeof ping_payload, c->srv);
+        sent(c, sizeof ping_payload);
         return 0;
     }
     if (reserve(c, f.len ? f.len : 1) != 0)
@@ -216,7 +223,7 @@ static int send_deflate(struct ws_conn *c)
     if (lws_write(c->wsi, c->tx + LWS_PRE, f.len, f.binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < 0)
         return -1;
     h->conn_consumed(c->conn, 1);
-    ws_server__count(c->srv->m_tx, (double)f.len, c->srv);
+    sent(c, (double)f.len);
     lws_callback_on_writable(c->wsi); /* the next frame, or release the buffer */
     return 0;
 }
@@ -264,9 +271,15 @@ void ws_send__want_write(struct ws_conn *c)
         srv->dirty_head = c;
     srv->dirty_tail = c;
     if (srv->ndirty++ == 0) {
-        uv_check_start(srv->flush, flush_turn);
+        ws_send__arm(srv);
         uv_idle_start(srv->wake, wake_turn);
     }
+}
+
+void ws_send__arm(struct ws_server *srv)
+{
+    if (srv->flush)
+        uv_check_start(srv->flush, flush_turn); /* nothing when it is active already */
 }
 
 void ws_send__forget(struct ws_conn *c)
@@ -297,8 +310,9 @@ static void flush_dirty(struct ws_server *srv)
             write_now(c);
     }
     if (srv->ndirty == 0 && srv->flush) {
-        uv_check_stop(srv->flush);
         uv_idle_stop(srv->wake);
+        if (!srv->readers)
+            uv_check_stop(srv->flush);
     }
 }
 
@@ -309,7 +323,9 @@ static void flush_turn(uv_check_t *h)
         uv_check_stop(h);
         return;
     }
+    ws_read__turn(srv); /* first: what it reads goes out with this turn's writes */
     flush_dirty(srv);
+    srv->turn++;
 }
 
 static void free_handle(uv_handle_t *h)
@@ -337,6 +353,8 @@ void ws_send__fini(struct ws_server *srv)
 {
     while (srv->dirty_head)
         dirty_unlink(srv, srv->dirty_head);
+    while (srv->readers)
+        ws_read__forget(srv->readers);
     if (!srv->flush)
         return;
     srv->flush->data = NULL;

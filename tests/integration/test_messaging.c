@@ -604,6 +604,72 @@ static void test_slow_consumer_is_cut_while_others_keep_receiving(void **state)
     assert_int_equal(h_stop(f), 0);
 }
 
+/* `n` messages of about 200 bytes to room `room`, numbered from 0 in payload.n, in ONE
+ * send(): on loopback they are all in the server's socket before it reads any. */
+static void send_burst(struct bus_client *pub, const char *room, int n)
+{
+    static const unsigned char mask[4] = {1, 2, 3, 4};
+    size_t cap = (size_t)n * 256, len = 0;
+    unsigned char *burst = malloc(cap);
+    assert_non_null(burst);
+    for (int i = 0; i < n; i++) {
+        char msg[256];
+        int ml = snprintf(msg, sizeof msg,
+                          "{\"type\":\"message\",\"room\":\"%s\",\"payload\":{\"n\":%d,"
+                          "\"pad\":\"%0120d\"}}",
+                          room, i, 0);
+        size_t fl;
+        unsigned char *frame = ws_build_frame(0x81, mask, msg, (size_t)ml, &fl);
+        assert_non_null(frame);
+        assert_true(len + fl <= cap);
+        memcpy(burst + len, frame, fl);
+        len += fl;
+        free(frame);
+    }
+    assert_int_equal(ws_send_raw(pub->ws, burst, len), 0);
+    free(burst);
+}
+
+/* The subscriber receives messages 0..n-1 of a burst, in order. */
+static void expect_burst(struct bus_client *sub, int n)
+{
+    for (int i = 0; i < n; i++) {
+        json_t *m = bc_expect(sub, "message", 5000);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "payload"), "n")),
+                         i);
+        json_decref(m);
+    }
+}
+
+/* lws reads a socket rx_buffer_size (1 KiB) at a time, once per loop turn. The transport reads
+ * on while a connection's reads come back full, so a publisher's burst is routed in one turn
+ * and reaches each subscriber in one write, not one write per kilobyte. Writes are counted in
+ * arqonbus_ws_writes_total. */
+static void test_a_burst_is_read_in_one_turn_and_reaches_a_subscriber_in_one_write(void **state)
+{
+    struct fixture *f = *state;
+    write_http(f);
+    int port = start(f, NULL, NULL);
+    int http = h_component_port(&f->p, "http");
+    struct bus_client *pub = bc_connect(port, "/?ack=0"), *sub = bc_connect(port, NULL);
+    bc_join(pub, "burst", NULL);
+    bc_join(sub, "burst", NULL);
+    bc_expect_nothing(sub); /* the join's replies are written */
+
+    /* 40 messages, ~9 KB: nine reads of 1 KiB. */
+    double before = h_metric(http, "arqonbus_ws_writes_total");
+    send_burst(pub, "burst", 40);
+    expect_burst(sub, 40);
+    double writes = h_metric(http, "arqonbus_ws_writes_total") - before;
+    fprintf(stderr, "40 messages (~9 KB) in one send: %.0f write(s) to the subscriber\n", writes);
+    assert_true(writes == 1);
+
+    bc_expect_nothing(sub);
+    bc_free(pub);
+    bc_free(sub);
+    assert_int_equal(h_stop(f), 0);
+}
+
 static void test_thousand_clients_in_hundred_rooms_get_exactly_their_messages(void **state)
 {
     struct fixture *f = *state;
@@ -821,6 +887,9 @@ int main(void)
                                         h_setup, h_teardown),
         cmocka_unit_test_setup_teardown(
             test_thousand_clients_in_hundred_rooms_get_exactly_their_messages, h_setup, h_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_burst_is_read_in_one_turn_and_reaches_a_subscriber_in_one_write, h_setup,
+            h_teardown),
         cmocka_unit_test_setup_teardown(test_clients_and_memberships_survive_a_reload, h_setup,
                                         h_teardown),
         cmocka_unit_test_setup_teardown(test_port_change_opens_a_new_listener_and_drains_the_old,
