@@ -95,8 +95,10 @@ struct ws_server {
     struct ws_conn *dirty_head, *dirty_tail;
     size_t ndirty;
     /* Connections whose reads this turn filled their buffer, read again before the flush
-     * (ws_read.c); the one being read; and the turn count their reads are stamped with. */
-    struct ws_conn *readers, *reading;
+     * (ws_read.c; an array, not a list through the connections, which would cost every idle
+     * connection a pointer); the one being read; the turn count reads are stamped with. */
+    struct ws_conn **readers, *reading;
+    size_t nreaders, readers_cap;
     unsigned turn;
     uv_check_t *flush;
     uv_idle_t *wake;
@@ -131,8 +133,7 @@ struct ws_conn {
     struct ws_alive_node alive;
     unsigned char ping_due;       /* a ping goes out with the next write */
     unsigned char ping_timed_out; /* hung up: no frame within ping_timeout of our ping */
-    unsigned char read_listed;    /* on the server's list of connections to read on */
-    struct ws_conn *read_next;
+    unsigned char read_listed;    /* in the server's array of connections to read on */
 
     /* inbound message being reassembled from fragments */
     unsigned char *rx;
@@ -232,10 +233,12 @@ void ws_ping__untrack(struct ws_conn *c);
 /* `len` bytes of a message arrived on `c`: a connection whose reads this turn came to half its
  * buffer is read again before the turn's writes. */
 void ws_read__received(struct ws_conn *c, size_t len);
-/* `c` is going: off the list of connections to read on. */
+/* `c` is going: out of the connections to read on. */
 void ws_read__forget(struct ws_conn *c);
 /* The check phase, before the writes: read on every listed connection. */
 void ws_read__turn(struct ws_server *srv);
+/* The instance stops: nothing more to read on, and the array freed. */
+void ws_read__fini(struct ws_server *srv);
 
 /* ws_send.c */
 int ws_send__writeable(struct ws_conn *c);

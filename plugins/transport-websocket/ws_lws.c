@@ -77,9 +77,8 @@ int ws_lws__create(struct ws_server *srv, struct arq_error *err)
         /* lws keeps a receive buffer this large for every connection, idle or not, and reads
          * a socket at most this much per poll turn. The default, 1 KiB, keeps an idle
          * connection near 3.5 KB of user space (4 KiB: 6.6 KB) and holds several typical
-         * messages; 4 KiB lets one fast publisher's messages fan out four at a time instead
-         * of one or two (docs/benchmarks.md). Larger messages arrive in pieces and are
-         * joined in ws_conn.c. */
+         * messages; a connection that fills it is read again within the turn (ws_read.c).
+         * Larger messages arrive in pieces and are joined in ws_conn.c. */
         .rx_buffer_size = c->rx_buffer_size,
         /* lws otherwise cuts every send() to rx_buffer_size (4 KiB) and copies the rest
          * aside for later poll turns, undoing the batched writes of ws_send.c. */

@@ -46,8 +46,9 @@ static const struct arq_option options[] = {
                         WS_OPT(max_message_bytes)),
     ARQ_OPT_RANGE_FIELD("rx_buffer_size", ARQ_OPT_SIZE, "1KiB", 256, 64.0 * 1024, 0,
                         "receive buffer libwebsockets keeps for every connection, and the most "
-                        "one read takes from a socket: 4KiB doubles what one fast publisher can "
-                        "fan out, for about 3 KB more per connection",
+                        "one read takes from a socket (a connection that fills it is read again, "
+                        "up to 64KiB a loop turn); each KiB more costs every connection about "
+                        "1 KB",
                         WS_OPT(rx_buffer_size)),
     ARQ_OPT_RANGE_FIELD("ping_interval", ARQ_OPT_DURATION, "20s", 0, 3600000, 0,
                         "ping a connection that has been silent this long (whole seconds; 0: "
@@ -172,6 +173,7 @@ void ws_server__free(struct ws_server *srv)
 {
     config_free(&srv->cfg);
     free(srv->name);
+    free(srv->readers);
     free(srv);
 }
 

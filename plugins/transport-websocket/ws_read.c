@@ -15,6 +15,8 @@
  *
  * permessage-deflate connections are left to lws: it inflates a compressed message over
  * several services of its own, and ws_conn.c already wakes those. */
+#include <stdlib.h>
+
 #include "ws.h"
 
 /* Bytes read from one connection in one loop turn, at most (about: a read past the bound
@@ -34,9 +36,16 @@ void ws_read__received(struct ws_conn *c, size_t len)
     if (c->read_listed || c->deflate || srv->reading == c || srv->dead ||
         c->rx_turn < srv->cfg.rx_buffer_size / 2)
         return;
+    if (srv->nreaders == srv->readers_cap) {
+        size_t cap = srv->readers_cap ? srv->readers_cap * 2 : 16;
+        struct ws_conn **r = realloc(srv->readers, cap * sizeof *r);
+        if (!r)
+            return; /* read once a turn, as lws does */
+        srv->readers = r;
+        srv->readers_cap = cap;
+    }
     c->read_listed = 1;
-    c->read_next = srv->readers;
-    srv->readers = c;
+    srv->readers[srv->nreaders++] = c;
     ws_send__arm(srv);
 }
 
@@ -49,14 +58,13 @@ void ws_read__forget(struct ws_conn *c)
         srv->reading = NULL;
     if (!c->read_listed)
         return;
-    for (struct ws_conn **p = &srv->readers; *p; p = &(*p)->read_next) {
-        if (*p == c) {
-            *p = c->read_next;
+    c->read_listed = 0;
+    for (size_t i = 0; i < srv->nreaders; i++) {
+        if (srv->readers[i] == c) {
+            srv->readers[i] = srv->readers[--srv->nreaders];
             break;
         }
     }
-    c->read_next = NULL;
-    c->read_listed = 0;
 }
 
 /* Read `c` again while its reads come back about full. */
@@ -81,12 +89,21 @@ static void read_on(struct ws_server *srv, struct ws_conn *c)
 
 void ws_read__turn(struct ws_server *srv)
 {
-    struct ws_conn *c;
-    while ((c = srv->readers) && !srv->dead) {
-        srv->readers = c->read_next;
-        c->read_next = NULL;
+    /* From the end: a connection that goes meanwhile leaves the array (ws_read__forget). */
+    while (srv->nreaders > 0 && !srv->dead) {
+        struct ws_conn *c = srv->readers[--srv->nreaders];
         c->read_listed = 0;
         if (c->wsi)
             read_on(srv, c);
     }
+}
+
+void ws_read__fini(struct ws_server *srv)
+{
+    for (size_t i = 0; i < srv->nreaders; i++)
+        srv->readers[i]->read_listed = 0;
+    free(srv->readers);
+    srv->readers = NULL;
+    srv->nreaders = srv->readers_cap = 0;
+    srv->reading = NULL;
 }

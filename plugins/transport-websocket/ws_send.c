@@ -311,7 +311,7 @@ static void flush_dirty(struct ws_server *srv)
     }
     if (srv->ndirty == 0 && srv->flush) {
         uv_idle_stop(srv->wake);
-        if (!srv->readers)
+        if (srv->nreaders == 0)
             uv_check_stop(srv->flush);
     }
 }
@@ -353,8 +353,7 @@ void ws_send__fini(struct ws_server *srv)
 {
     while (srv->dirty_head)
         dirty_unlink(srv, srv->dirty_head);
-    while (srv->readers)
-        ws_read__forget(srv->readers);
+    ws_read__fini(srv);
     if (!srv->flush)
         return;
     srv->flush->data = NULL;
