@@ -92,6 +92,16 @@ static struct stat3 metric(const char *name, const char *label, const char *key)
     return s;
 }
 
+/* Error frames plus connections the server closed, over the runs of one scenario and label. */
+static struct stat3 errors(const char *name, const char *label)
+{
+    struct stat3 e = metric(name, label, "error_frames"), cl = metric(name, label, "closed");
+    e.med += cl.med;
+    e.min += cl.min;
+    e.max += cl.max;
+    return e;
+}
+
 static int has(const char *name, const char *label)
 {
     for (int i = 0; i < nrecs; i++)
@@ -173,10 +183,7 @@ static void side_by_side(void)
             const char *n = names[i], *lb = LABELS[l];
             if (!has(n, lb))
                 continue;
-            struct stat3 err = metric(n, lb, "error_frames"), cl = metric(n, lb, "closed");
-            err.med += cl.med;
-            err.min += cl.min;
-            err.max += cl.max;
+            struct stat3 err = errors(n, lb);
             printf(
                 "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", n, lb,
                 fmt(metric(n, lb, "deliveries_per_s"), 0), fmt(metric(n, lb, "server_cpu_s"), 2),
@@ -374,10 +381,7 @@ static void cluster(void)
             const char *n = names[i], *lb = CLUSTER_LABELS[l];
             if (!has(n, lb))
                 continue;
-            struct stat3 err = metric(n, lb, "error_frames"), cl = metric(n, lb, "closed");
-            err.med += cl.med;
-            err.min += cl.min;
-            err.max += cl.max;
+            struct stat3 err = errors(n, lb);
             printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, lb,
                    fmt(metric(n, lb, "deliveries_per_s"), 0), fmt_us(metric(n, lb, "lat_p50_us")),
                    fmt_us(metric(n, lb, "lat_p99_us")), fmt_us(metric(n, lb, "lat_p999_us")),
