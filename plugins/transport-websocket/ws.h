@@ -235,10 +235,9 @@ void ws_ping__untrack(struct ws_conn *c);
 void ws_read__received(struct ws_conn *c, size_t len);
 /* `c` is going: out of the connections to read on. */
 void ws_read__forget(struct ws_conn *c);
-/* The check phase, before the writes: read on every listed connection. */
+/* The check phase, before the writes: read on every listed connection. (The array is freed
+ * with the instance; once it is dead nothing is added.) */
 void ws_read__turn(struct ws_server *srv);
-/* The instance stops: nothing more to read on, and the array freed. */
-void ws_read__fini(struct ws_server *srv);
 
 /* ws_send.c */
 int ws_send__writeable(struct ws_conn *c);

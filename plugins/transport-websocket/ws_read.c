@@ -25,6 +25,12 @@
  * connection stays a bounded share of a turn. */
 #define WS_READ_TURN_MAX (64 * 1024)
 
+/* Bytes a read must bring for the socket to be thought to hold more: half the buffer. */
+static size_t about_full(const struct ws_server *srv)
+{
+    return srv->cfg.rx_buffer_size / 2;
+}
+
 void ws_read__received(struct ws_conn *c, size_t len)
 {
     struct ws_server *srv = c->srv;
@@ -34,7 +40,7 @@ void ws_read__received(struct ws_conn *c, size_t len)
     }
     c->rx_turn += len < WS_READ_TURN_MAX ? (uint32_t)len : WS_READ_TURN_MAX;
     if (c->read_listed || c->deflate || srv->reading == c || srv->dead ||
-        c->rx_turn < srv->cfg.rx_buffer_size / 2)
+        c->rx_turn < about_full(srv))
         return;
     if (srv->nreaders == srv->readers_cap) {
         size_t cap = srv->readers_cap ? srv->readers_cap * 2 : 16;
@@ -70,7 +76,6 @@ void ws_read__forget(struct ws_conn *c)
 /* Read `c` again while its reads come back about full. */
 static void read_on(struct ws_server *srv, struct ws_conn *c)
 {
-    size_t full = srv->cfg.rx_buffer_size / 2;
     struct lws_pollfd pfd = {.fd = lws_get_socket_fd(c->wsi)};
     if (pfd.fd < 0)
         return;
@@ -81,7 +86,7 @@ static void read_on(struct ws_server *srv, struct ws_conn *c)
         lws_service_fd(srv->lws, &pfd);
         if (srv->reading != c) /* closed by what it read, or by the peer */
             return;
-        if (c->rx_turn - before < full)
+        if (c->rx_turn - before < about_full(srv))
             break;
     }
     srv->reading = NULL;
@@ -96,14 +101,4 @@ void ws_read__turn(struct ws_server *srv)
         if (c->wsi)
             read_on(srv, c);
     }
-}
-
-void ws_read__fini(struct ws_server *srv)
-{
-    for (size_t i = 0; i < srv->nreaders; i++)
-        srv->readers[i]->read_listed = 0;
-    free(srv->readers);
-    srv->readers = NULL;
-    srv->nreaders = srv->readers_cap = 0;
-    srv->reading = NULL;
 }

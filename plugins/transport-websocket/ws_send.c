@@ -353,7 +353,6 @@ void ws_send__fini(struct ws_server *srv)
 {
     while (srv->dirty_head)
         dirty_unlink(srv, srv->dirty_head);
-    ws_read__fini(srv);
     if (!srv->flush)
         return;
     srv->flush->data = NULL;
