@@ -1,4 +1,5 @@
 #include "haproxy.h"
+#include "scratch_dir.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -99,13 +100,8 @@ int haproxy_start(struct haproxy *hp, int port, const char *config)
 {
     memset(hp, 0, sizeof *hp);
     hp->port = port;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(hp->dir, sizeof hp->dir, "%s/arq_haproxy_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(hp->dir)) {
-        perror("haproxy: mkdtemp");
-        hp->dir[0] = '\0';
+    if (scratch_dir_make(hp->dir, sizeof hp->dir, "arq_haproxy_", "haproxy") != 0)
         return -1;
-    }
     if (haproxy__write_config(hp, config) != 0)
         return -1;
     pid_t pid = fork();
@@ -150,13 +146,6 @@ void haproxy_stop(struct haproxy *hp)
 void haproxy_cleanup(struct haproxy *hp)
 {
     haproxy_stop(hp);
-    if (!hp->dir[0])
-        return;
-    char path[300];
-    snprintf(path, sizeof path, "%s/haproxy.cfg", hp->dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/haproxy.out", hp->dir);
-    unlink(path);
-    rmdir(hp->dir);
+    scratch_dir_remove(hp->dir);
     hp->dir[0] = '\0';
 }

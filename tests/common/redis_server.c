@@ -1,7 +1,7 @@
 #include "redis_server.h"
+#include "scratch_dir.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,13 +137,8 @@ static int rs__start(struct redis_server *rs, int port, int aof)
 {
     memset(rs, 0, sizeof *rs);
     rs->aof = aof;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(rs->dir, sizeof rs->dir, "%s/arq_redis_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(rs->dir)) {
-        perror("redis_server: mkdtemp");
-        rs->dir[0] = '\0';
+    if (scratch_dir_make(rs->dir, sizeof rs->dir, "arq_redis_", "redis_server") != 0)
         return -1;
-    }
     /* A free port can be taken between the probe and the bind: try a few. */
     for (int attempt = 0; attempt < (port ? 1 : 5); attempt++) {
         rs->port = port ? port : redis_server_free_port();
@@ -196,31 +190,10 @@ void redis_server_signal(struct redis_server *rs, int sig)
     }
 }
 
-static void rs__rmtree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char path[1024];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            rs__rmtree(path);
-        else
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 void redis_server_cleanup(struct redis_server *rs)
 {
     redis_server_stop(rs);
-    if (rs->dir[0])
-        rs__rmtree(rs->dir);
+    scratch_dir_remove(rs->dir);
     rs->dir[0] = '\0';
 }
 
