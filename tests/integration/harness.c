@@ -1,4 +1,5 @@
 #include "harness.h"
+#include "scratch_dir.h"
 
 #include <setjmp.h>
 #include <stddef.h>
@@ -47,10 +48,8 @@ static void sleep_ms(int ms)
 
 void h_mkdtemp(char *dir, size_t size)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, size, "%s/arqonbus-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir))
-        die("mkdtemp");
+    if (scratch_dir_make(dir, size, "arqonbus-test.", "harness") != 0)
+        abort(); /* the reason is on stderr */
 }
 
 void h_write(const char *dir, const char *name, const char *fmt, ...)
@@ -79,23 +78,7 @@ void h_unlink(const char *dir, const char *name)
 
 void h_rmtree(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        char path[1024];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            h_rmtree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    scratch_dir_remove(dir);
 }
 
 char *h_slurp(const char *path)
